@@ -1,0 +1,64 @@
+# Everyday targets. `make demo` and `make test` are the README's two quick-start commands.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check lint format schema migrate worker beat web bench-ingest clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Meshline needs Python 3.11+"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Install, migrate, seed the demo organization and serve it on http://127.0.0.1:8000/
+demo: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	@echo "Serving Meshline on http://127.0.0.1:8000/ (Ctrl-C to stop)"
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+## Run the test suite (PostgreSQL and Redis are used when reachable on 127.0.0.1)
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Static checks CI runs before the tests
+check: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) manage.py check --fail-level WARNING
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py spectacular --file /tmp/meshline-openapi.yaml --validate --fail-on-warn
+	diff -u docs/openapi.yaml /tmp/meshline-openapi.yaml || \
+		(echo "docs/openapi.yaml is out of date: run 'make schema' and commit it" && exit 1)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+## Regenerate the committed OpenAPI schema
+schema: $(STAMP)
+	$(PY) manage.py spectacular --file docs/openapi.yaml --validate --fail-on-warn
+
+migrate: $(STAMP)
+	$(PY) manage.py migrate --noinput
+
+web: $(STAMP)
+	$(VENV)/bin/gunicorn meshline.wsgi --bind 127.0.0.1:8000 --workers 4
+
+worker: $(STAMP)
+	$(VENV)/bin/celery -A meshline worker --loglevel INFO
+
+beat: $(STAMP)
+	$(VENV)/bin/celery -A meshline beat --loglevel INFO
+
+bench-ingest: $(STAMP)
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,171 @@
+"""Read serializers and the small write serializers of the deliveries API.
+
+Event submission does not use a serializer: see deliveries.services.ingest for why.
+"""
+
+from django.db import transaction
+from rest_framework import serializers
+
+from deliveries.models import Client, Deliverable, Event, EventType, LifecycleState
+from deliveries.registry import check_schema, types_for
+
+
+class ClientSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Client
+        fields = ["client_id", "name", "tier", "created_at"]
+        read_only_fields = ["created_at"]
+
+    def validate_client_id(self, value):
+        organization = self.context["organization"]
+        if self.instance is not None:
+            if value != self.instance.client_id:
+                raise serializers.ValidationError(
+                    "client_id cannot be changed; it is the submitter's own reference.",
+                    code="immutable",
+                )
+            return value
+        if Client.objects.filter(organization=organization, client_id=value).exists():
+            raise serializers.ValidationError(f"A client '{value}' already exists.", code="unique")
+        return value
+
+    def create(self, validated_data):
+        return Client.objects.create(organization=self.context["organization"], **validated_data)
+
+
+class ProcessingSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    processed_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField()
+
+
+class ActorSerializer(serializers.Serializer):
+    role = serializers.CharField(source="actor_role")
+    id = serializers.CharField(source="actor_id")
+
+
+class EventSerializer(serializers.ModelSerializer):
+    deliverable_id = serializers.CharField(source="deliverable.deliverable_id")
+    client_id = serializers.CharField(source="client.client_id")
+    actor = ActorSerializer(source="*")
+    processing = ProcessingSerializer()
+
+    class Meta:
+        model = Event
+        fields = [
+            "id",
+            "event_type",
+            "schema_version",
+            "deliverable_id",
+            "client_id",
+            "correlation_id",
+            "idempotency_key",
+            "actor",
+            "occurred_at",
+            "received_at",
+            "source",
+            "payload",
+            "processing",
+        ]
+
+
+class DeliverableSerializer(serializers.ModelSerializer):
+    client_id = serializers.CharField(source="client.client_id")
+
+    class Meta:
+        model = Deliverable
+        fields = [
+            "deliverable_id",
+            "client_id",
+            "type",
+            "title",
+            "url",
+            "state",
+            "state_changed_at",
+            "last_event_at",
+            "created_at",
+        ]
+
+
+class EventTypeSerializer(serializers.ModelSerializer):
+    canonical = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EventType
+        fields = [
+            "name",
+            "version",
+            "description",
+            "advances_to",
+            "internal",
+            "canonical",
+            "payload_schema",
+        ]
+        read_only_fields = ["version", "internal", "canonical"]
+
+    def get_canonical(self, obj) -> bool:
+        return obj.organization_id is None
+
+    def validate_name(self, value):
+        registered = types_for(self.context["organization"]).get(value)
+        if (
+            registered is not None
+            and not EventType.objects.filter(
+                organization=self.context["organization"], name=value
+            ).exists()
+        ):
+            raise serializers.ValidationError(
+                f"'{value}' is a canonical Meshline event type; choose another name.",
+                code="canonical",
+            )
+        return value
+
+    def validate_payload_schema(self, value):
+        problems = check_schema(value)
+        if problems:
+            raise serializers.ValidationError(problems, code="invalid_schema")
+        return value
+
+    def validate_advances_to(self, value):
+        if value and value not in LifecycleState.values:
+            raise serializers.ValidationError("Not a lifecycle state.", code="invalid_choice")
+        return value
+
+    def create(self, validated_data):
+        """Register the next version of the organization's own type."""
+        from meshline.models import Organization
+
+        organization = self.context["organization"]
+        with transaction.atomic():
+            # Lock the organization row: serializes version numbering and the cache bump.
+            locked = Organization.objects.select_for_update().get(pk=organization.pk)
+            latest = (
+                EventType.objects.filter(organization=locked, name=validated_data["name"])
+                .order_by("-version")
+                .values_list("version", flat=True)
+                .first()
+            )
+            event_type = EventType.objects.create(
+                organization=locked, version=(latest or 0) + 1, **validated_data
+            )
+            locked.event_types_version += 1
+            locked.save(update_fields=["event_types_version"])
+        organization.event_types_version = locked.event_types_version
+        return event_type
+
+
+class IngestResultSerializer(serializers.Serializer):
+    """Documentation of one event's ingest result (see services.ingest.IngestResult)."""
+
+    index = serializers.IntegerField()
+    status = serializers.ChoiceField(["accepted", "duplicate", "rejected"])
+    id = serializers.UUIDField(required=False)
+    errors = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+class IngestBatchResultSerializer(serializers.Serializer):
+    results = IngestResultSerializer(many=True)
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = serializers.IntegerField()

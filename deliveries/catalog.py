@@ -1,0 +1,213 @@
+"""The canonical event types of the event contract, with their payload schemas.
+
+Each entry is one version of a type. To change a schema, add an entry with the next
+version; never edit a version that has shipped, since stored events were validated
+against it. ``sync_canonical_event_types`` (run after every migrate) inserts what is missing.
+"""
+
+from deliveries.models import LifecycleState
+
+_DELIVERABLE_HINTS = {
+    # Any event may describe its deliverable; the first one creates it with these.
+    "deliverable_type": {
+        "type": "string",
+        "enum": ["brief", "asset", "landing_page", "seo_page", "other"],
+    },
+    "title": {"type": "string", "maxLength": 300},
+}
+_URL = {"type": "string", "pattern": "^https?://", "maxLength": 1000}
+
+
+def _schema(required: list[str], properties: dict) -> dict:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": required,
+        "properties": {**_DELIVERABLE_HINTS, **properties},
+        "additionalProperties": True,
+    }
+
+
+_INTERNAL = {"type": "object"}
+
+CANONICAL_EVENT_TYPES: list[dict] = [
+    {
+        "name": "intake.received",
+        "version": 1,
+        "description": "A brief or request arrived.",
+        "advances_to": LifecycleState.INTAKE,
+        "payload_schema": _schema(
+            [],
+            {
+                "requested_by": {"type": "string", "maxLength": 200},
+                "due_date": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+            },
+        ),
+    },
+    {
+        "name": "scope.accepted",
+        "version": 1,
+        "description": "The client accepted a scope with its limits.",
+        "advances_to": LifecycleState.SCOPED,
+        "payload_schema": _schema(
+            ["limits"],
+            {
+                "limits": {
+                    "type": "object",
+                    "properties": {
+                        "revisions": {"type": "integer", "minimum": 0},
+                        "asset_size_mb": {"type": "number", "minimum": 0},
+                        "hours": {"type": "number", "minimum": 0},
+                    },
+                    "additionalProperties": {"type": "number", "minimum": 0},
+                },
+                "signed_by": {"type": "string", "maxLength": 200},
+            },
+        ),
+    },
+    {
+        "name": "asset.uploaded",
+        "version": 1,
+        "description": "A creative asset was uploaded.",
+        "advances_to": LifecycleState.IN_PRODUCTION,
+        "payload_schema": _schema(
+            ["asset_id", "size_bytes"],
+            {
+                "asset_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                "filename": {"type": "string", "maxLength": 300},
+                "size_bytes": {"type": "integer", "minimum": 0},
+                "mime_type": {"type": "string", "maxLength": 100},
+                "revision": {"type": "integer", "minimum": 0},
+            },
+        ),
+    },
+    {
+        "name": "asset.approved",
+        "version": 1,
+        "description": "An asset was approved.",
+        "advances_to": LifecycleState.APPROVED,
+        "payload_schema": _schema(
+            ["asset_id"],
+            {
+                "asset_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                "approved_by": {"type": "string", "maxLength": 200},
+            },
+        ),
+    },
+    {
+        "name": "page.published",
+        "version": 1,
+        "description": "A page went live at its URL.",
+        "advances_to": LifecycleState.PUBLISHED,
+        "payload_schema": _schema(
+            ["url"],
+            {
+                "url": _URL,
+                "html": {"type": "string"},
+                "schema_version": {"type": "integer", "minimum": 1},
+            },
+        ),
+    },
+    {
+        "name": "sitemap.submitted",
+        "version": 1,
+        "description": "A sitemap listing page URLs was submitted to search engines.",
+        "advances_to": LifecycleState.INDEXED,
+        "payload_schema": _schema(
+            ["sitemap_url", "urls"],
+            {"sitemap_url": _URL, "urls": {"type": "array", "items": _URL, "maxItems": 50000}},
+        ),
+    },
+    {
+        "name": "search_export.processed",
+        "version": 1,
+        "description": "Search impressions and clicks for a deliverable and day.",
+        "advances_to": "",
+        "payload_schema": _schema(
+            ["date", "impressions", "clicks"],
+            {
+                "date": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+                "impressions": {"type": "integer", "minimum": 0},
+                "clicks": {"type": "integer", "minimum": 0},
+            },
+        ),
+    },
+    {
+        "name": "invoice.generated",
+        "version": 1,
+        "description": "An invoice covering the deliverable was issued.",
+        "advances_to": "",
+        "payload_schema": _schema(
+            ["invoice_id"],
+            {
+                "invoice_id": {"type": "string", "minLength": 1},
+                "amount": {"type": "number"},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            },
+        ),
+    },
+    {
+        "name": "change.requested",
+        "version": 1,
+        "description": "The client asked for a change.",
+        "advances_to": "",
+        "payload_schema": _schema(
+            ["summary"],
+            {
+                "summary": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "requested_by": {"type": "string", "maxLength": 200},
+            },
+        ),
+    },
+    {
+        "name": "crm.touch",
+        "version": 1,
+        "description": "A CRM touch (lead, contact, opportunity) tied to the deliverable.",
+        "advances_to": "",
+        "payload_schema": _schema(
+            ["touch_id"],
+            {
+                "touch_id": {"type": "string", "minLength": 1},
+                "channel": {"type": "string", "maxLength": 100},
+                "amount": {"type": "number"},
+            },
+        ),
+    },
+] + [
+    {
+        "name": name,
+        "version": 1,
+        "description": description,
+        "advances_to": "",
+        "internal": True,
+        "payload_schema": _INTERNAL,
+    }
+    for name, description in [
+        ("gate.failed", "A QA gate failed (written by Meshline)."),
+        ("gate.passed", "A QA gate passed after failing (written by Meshline)."),
+        ("ticket.opened", "A remediation ticket was opened (written by Meshline)."),
+        ("ticket.acknowledged", "A ticket was acknowledged (written by Meshline)."),
+        ("ticket.escalated", "A ticket moved up its escalation path (written by Meshline)."),
+        ("ticket.resolved", "A ticket was resolved (written by Meshline)."),
+        ("rota.handoff", "Duty for a role passed to another person (written by Meshline)."),
+    ]
+]
+
+
+def sync_canonical_event_types(**kwargs) -> None:
+    """Insert canonical type versions that the database does not have yet (idempotent)."""
+    from deliveries.models import EventType
+
+    using = kwargs.get("using", "default")
+    existing = set(
+        EventType.objects.using(using)
+        .filter(organization__isnull=True)
+        .values_list("name", "version")
+    )
+    missing = [
+        EventType(organization=None, **entry)
+        for entry in CANONICAL_EVENT_TYPES
+        if (entry["name"], entry["version"]) not in existing
+    ]
+    if missing:
+        EventType.objects.using(using).bulk_create(missing, ignore_conflicts=True)

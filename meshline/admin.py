@@ -1,0 +1,121 @@
+"""Tenant-aware Django admin.
+
+The admin runs with django-scopes disabled (TenantMiddleware), so every admin class for a
+tenant-owned model derives from TenantAdmin, which limits rows and every foreign-key choice
+list to the organizations the user administers. Superusers (Meshline operators) see all.
+"""
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+
+from meshline.models import ApiKey, Membership, Organization, Role
+
+
+def administered_organizations(user):
+    if user.is_superuser:
+        return Organization.objects.all()
+    return Organization.objects.filter(memberships__user=user, memberships__role=Role.ADMIN)
+
+
+class TenantAdmin(admin.ModelAdmin):
+    """Rows and choices limited to the user's administered organizations."""
+
+    organization_field = "organization"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(
+            **{f"{self.organization_field}__in": administered_organizations(request.user)}
+        )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        related = db_field.related_model
+        if related is Organization:
+            kwargs["queryset"] = administered_organizations(request.user)
+        elif hasattr(related, "organization") and not request.user.is_superuser:
+            kwargs["queryset"] = related.objects.filter(
+                organization__in=administered_organizations(request.user)
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        organization_id = getattr(obj, f"{self.organization_field}_id", None)
+        if (
+            not request.user.is_superuser
+            and not administered_organizations(request.user).filter(pk=organization_id).exists()
+        ):
+            raise PermissionDenied
+        super().save_model(request, obj, form, change)
+
+    def has_module_permission(self, request):
+        return request.user.is_active and (
+            request.user.is_superuser or administered_organizations(request.user).exists()
+        )
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request):
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(TenantAdmin):
+    organization_field = "pk"
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    readonly_fields = ["event_types_version"]
+
+    def get_queryset(self, request):
+        return administered_organizations(request.user)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if not request.user.is_superuser and not (
+            change and administered_organizations(request.user).filter(pk=obj.pk).exists()
+        ):
+            raise PermissionDenied
+        obj.save()
+
+
+@admin.register(Membership)
+class MembershipAdmin(TenantAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role"]
+    list_select_related = ["user", "organization"]
+    autocomplete_fields = []
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(TenantAdmin):
+    """Keys are created with `manage.py create_api_key` (shown once); here they are revoked."""
+
+    list_display = ["name", "organization", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_select_related = ["organization"]
+    readonly_fields = ["prefix", "digest", "created_at", "created_by", "last_used_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke the selected API keys")
+    def revoke(self, request, queryset):
+        for api_key in queryset:
+            api_key.revoke()
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")

@@ -1,0 +1,89 @@
+"""What every API view shares: tenant scope from the API key, and one error format.
+
+Every error body is ``{"errors": [{"code": ..., "message": ..., "field": ...}]}`` so a
+client can branch on ``code`` without parsing prose.
+"""
+
+from django.http import Http404
+from django_scopes import scope
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.viewsets import GenericViewSet
+
+
+def flatten_errors(detail, field: str | None = None) -> list[dict]:
+    """Turn DRF's nested error detail into a flat list of ``{field, code, message}``."""
+    errors: list[dict] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = key if key not in {"non_field_errors", "detail"} else field
+            if field and name and name != field:
+                name = f"{field}.{name}"
+            errors.extend(flatten_errors(value, name))
+    elif isinstance(detail, list):
+        for index, item in enumerate(detail):
+            child = field
+            if isinstance(item, dict | list):
+                child = f"{field}[{index}]" if field else f"[{index}]"
+            errors.extend(flatten_errors(item, child))
+    else:
+        entry = {"code": getattr(detail, "code", "invalid"), "message": str(detail)}
+        if field:
+            entry["field"] = field
+        errors.append(entry)
+    return errors
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    response.data = {"errors": flatten_errors(exc.detail)}
+    return response
+
+
+class TenantAPIMixin:
+    """Enters the API key's organization scope for the rest of the request.
+
+    Authentication runs in ``initial()``; the scope opened there is closed in
+    ``finalize_response()``, which DRF calls on every path, errors included.
+    """
+
+    organization = None
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no tenant
+            return self.queryset
+        return self.get_tenant_queryset()
+
+    def get_tenant_queryset(self):
+        raise NotImplementedError
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.organization = request.auth.organization
+        self._tenant_scope = scope(organization=self.organization)
+        self._tenant_scope.__enter__()
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        tenant_scope = getattr(self, "_tenant_scope", None)
+        if tenant_scope is not None:
+            self._tenant_scope = None
+            tenant_scope.__exit__(None, None, None)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class TenantAPIView(TenantAPIMixin, APIView):
+    pass
+
+
+class TenantViewSet(TenantAPIMixin, GenericViewSet):
+    """Base viewset: tenant scope, API-key scopes per HTTP method, lookups by public reference."""
+
+
+def error_response(errors: list[dict], http_status: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"errors": errors}, status=http_status)

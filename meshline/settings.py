@@ -1,0 +1,182 @@
+"""Meshline settings: one module, driven by environment variables (see .env.example).
+
+With no environment at all Meshline runs on its embedded default: SQLite, no Redis, Celery
+tasks executed in-process. Set DATABASE_URL and CELERY_BROKER_URL to run for real.
+"""
+
+from pathlib import Path
+
+from meshline.env import ConfigError, database_from_url, env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("MESHLINE_DEBUG", default=False)
+SECRET_KEY = env_str("MESHLINE_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG and env_bool("MESHLINE_REQUIRE_SECRET_KEY", default=False):
+        raise ConfigError("MESHLINE_SECRET_KEY must be set in production")
+    SECRET_KEY = "insecure-development-key-change-me"
+
+ALLOWED_HOSTS = env_list("MESHLINE_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("MESHLINE_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "simple_history",
+    "meshline",
+    "deliveries",
+    "owners",
+    "gates",
+    "billing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "meshline.tenancy.TenantMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+]
+
+ROOT_URLCONF = "meshline.urls"
+WSGI_APPLICATION = "meshline.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "meshline.tenancy.organization_context",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": database_from_url(
+        env_str("DATABASE_URL", "sqlite:///db.sqlite3"), base_dir=str(BASE_DIR)
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "org-picker"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("MESHLINE_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+EMAIL_BACKEND = env_str("MESHLINE_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+
+# --- API -----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["meshline.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["meshline.auth.HasApiKeyScope"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "meshline.api.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Meshline API",
+    "DESCRIPTION": "Submit deliverable lifecycle events and read back trails. "
+    "Authenticate with `Authorization: Api-Key <key>`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"LifecycleStateEnum": "deliveries.models.LifecycleState"},
+}
+
+# Ingestion limits. The body limit is checked before JSON parsing.
+MESHLINE_MAX_BODY_BYTES = env_int("MESHLINE_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
+MESHLINE_MAX_EVENT_BYTES = env_int("MESHLINE_MAX_EVENT_BYTES", 512 * 1024, minimum=1024)
+MESHLINE_MAX_BATCH = env_int("MESHLINE_MAX_BATCH", 500, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MESHLINE_MAX_BODY_BYTES
+# Events still unprocessed after this long are reported as stuck (log and metric).
+MESHLINE_STUCK_AFTER_SECONDS = env_int("MESHLINE_STUCK_AFTER_SECONDS", 30 * 60, minimum=1)
+# The sweeper leaves fresh events to their after-commit task for this long.
+MESHLINE_SWEEP_GRACE_SECONDS = env_int("MESHLINE_SWEEP_GRACE_SECONDS", 30, minimum=0)
+
+MESHLINE_METRICS_TOKEN = env_str("MESHLINE_METRICS_TOKEN", "")
+
+# --- Celery --------------------------------------------------------------------------------
+# No broker configured: the embedded default runs tasks in-process, right after commit.
+CELERY_TASK_ALWAYS_EAGER = env_bool(
+    "CELERY_TASK_ALWAYS_EAGER", default=not env_str("CELERY_BROKER_URL")
+)
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "memory://"
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "meshline")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# Publishing must never hang an API request when the broker is down: fail fast, and let
+# the sweeper dispatch the stored events once the broker is back.
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+    "max_retries": 0,
+}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-unprocessed-events": {
+        "task": "deliveries.sweep_unprocessed_events",
+        "schedule": env_int("MESHLINE_SWEEP_INTERVAL_SECONDS", 30, minimum=1),
+    },
+}

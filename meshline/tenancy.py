@@ -1,0 +1,62 @@
+"""Where the tenant scope is entered for the portal, and helpers that use it.
+
+Portal URLs name the organization (``/o/<org_slug>/...``). The middleware resolves it, checks
+the signed-in user's membership, and runs the whole view (template rendering included)
+inside ``django_scopes.scope(organization=...)``. Outsiders get 404, not 403: the existence
+of another tenant is not theirs to learn. The Django admin runs with scopes disabled and
+filters by the user's administered organizations itself (meshline.admin.TenantAdmin).
+"""
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404
+from django.urls import Resolver404, resolve
+from django_scopes import scope, scopes_disabled
+
+from meshline.models import Membership, Organization
+
+
+class TenantMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.organization = None
+        request.membership = None
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return self.get_response(request)
+        if match.namespace == "admin" or match.app_name == "admin":
+            with scopes_disabled():
+                return self.get_response(request)
+        org_slug = match.kwargs.get("org_slug")
+        if org_slug is None:
+            return self.get_response(request)
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        membership = (
+            Membership.objects.select_related("organization")
+            .filter(user=request.user, organization__slug=org_slug)
+            .first()
+        )
+        if membership is None:
+            raise Http404("No such organization")
+        request.organization = membership.organization
+        request.membership = membership
+        with scope(organization=membership.organization):
+            return self.get_response(request)
+
+
+def organization_context(request):
+    """Template context: the current organization and the user's role in it."""
+    return {
+        "organization": getattr(request, "organization", None),
+        "membership": getattr(request, "membership", None),
+    }
+
+
+def organizations_for(user) -> list[Organization]:
+    """The organizations a user can open, for the organization picker."""
+    if not user.is_authenticated:
+        return []
+    return list(Organization.objects.filter(memberships__user=user).order_by("name"))
