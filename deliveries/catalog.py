@@ -188,7 +188,9 @@ CANONICAL_EVENT_TYPES: list[dict] = [
         ("ticket.opened", "A remediation ticket was opened (written by Meshline)."),
         ("ticket.acknowledged", "A ticket was acknowledged (written by Meshline)."),
         ("ticket.escalated", "A ticket moved up its escalation path (written by Meshline)."),
+        ("ticket.reassigned", "A ticket got another assignee (written by Meshline)."),
         ("ticket.resolved", "A ticket was resolved (written by Meshline)."),
+        ("ticket.cancelled", "A ticket was cancelled (written by Meshline)."),
         ("rota.handoff", "Duty for a role passed to another person (written by Meshline)."),
     ]
 ]

@@ -177,8 +177,14 @@ class Event(TenantModel):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     event_type = models.CharField(max_length=64)
     schema_version = models.PositiveIntegerField(default=1)
-    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="events")
-    deliverable = models.ForeignKey(Deliverable, on_delete=models.PROTECT, related_name="events")
+    # Submitted events always name both; Meshline's own (rota.handoff, a triage ticket's
+    # events) may concern no deliverable.
+    client = models.ForeignKey(
+        Client, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
+    )
+    deliverable = models.ForeignKey(
+        Deliverable, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
+    )
     correlation_id = models.CharField(max_length=100, blank=True)
     idempotency_key = models.CharField(max_length=200)
     # SHA-256 of the event's canonical JSON: tells a true retry from a conflicting reuse of

@@ -2,11 +2,16 @@
 
 The admin runs with django-scopes disabled (TenantMiddleware), so every admin class for a
 tenant-owned model derives from TenantAdmin, which limits rows and every foreign-key choice
-list to the organizations the user administers. Superusers (Meshline operators) see all.
+list to the organizations the user administers (and user choices to their members).
+Superusers (Meshline operators) see all.
 """
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from simple_history.admin import SimpleHistoryAdmin
 
 from meshline.models import ApiKey, Membership, Organization, Role
 
@@ -34,6 +39,12 @@ class TenantAdmin(admin.ModelAdmin):
         related = db_field.related_model
         if related is Organization:
             kwargs["queryset"] = administered_organizations(request.user)
+        elif related is get_user_model() and not request.user.is_superuser:
+            # Users are not tenant rows, but listing all of them would show every
+            # organization admin the people of every other tenant.
+            kwargs["queryset"] = related.objects.filter(
+                memberships__organization__in=administered_organizations(request.user)
+            ).distinct()
         elif hasattr(related, "organization") and not request.user.is_superuser:
             kwargs["queryset"] = related.objects.filter(
                 organization__in=administered_organizations(request.user)
@@ -119,3 +130,25 @@ class ApiKeyAdmin(TenantAdmin):
         for api_key in queryset:
             api_key.revoke()
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+class TenantHistoryAdmin(SimpleHistoryAdmin, TenantAdmin):
+    """TenantAdmin with django-simple-history's history and revert views.
+
+    simple-history loads a version by primary key alone; check first that the object is
+    one of the user's, so another tenant's history answers 404.
+    """
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._get_own_or_404(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        self._get_own_or_404(request, object_id)
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+    def _get_own_or_404(self, request, object_id):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404("No such object")
+        return obj

@@ -82,6 +82,9 @@ class ApiScope(models.TextChoices):
     CLIENTS_WRITE = "clients:write", "Create and edit clients"
     DELIVERABLES_READ = "deliverables:read", "Read deliverables"
     EVENT_TYPES_WRITE = "event_types:write", "Register event types"
+    OWNERS_READ = "owners:read", "Read the owner map, roles and who is on duty"
+    TICKETS_READ = "tickets:read", "Read tickets"
+    TICKETS_WRITE = "tickets:write", "Acknowledge and resolve tickets"
 
 
 ALL_API_SCOPES = [choice.value for choice in ApiScope]

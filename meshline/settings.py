@@ -179,4 +179,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deliveries.sweep_unprocessed_events",
         "schedule": env_int("MESHLINE_SWEEP_INTERVAL_SECONDS", 30, minimum=1),
     },
+    "escalation-sweep": {
+        "task": "owners.escalation_sweep",
+        "schedule": env_int("MESHLINE_ESCALATION_INTERVAL_SECONDS", 30, minimum=1),
+    },
+    "rota-handoffs": {"task": "owners.handoff_sweep", "schedule": 60},
+    "resend-pending-notifications": {
+        "task": "owners.resend_pending_notifications",
+        "schedule": 300,
+    },
 }
+DEFAULT_FROM_EMAIL = env_str("MESHLINE_FROM_EMAIL", "Meshline <meshline@localhost>")

@@ -7,6 +7,7 @@ from meshline import views
 
 api_v1 = [
     path("", include("deliveries.api.urls")),
+    path("", include("owners.api.urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

@@ -1,0 +1,243 @@
+"""Tenant-aware admin for the owner map, roles, rotas, calendars and escalation policies.
+
+Configuration is versioned (history and revert per row). The owner map's changelist has a
+"Who gets this?" dry run that shows the winning rule and why, plus the map's warnings.
+"""
+
+from django import forms
+from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.urls import path
+from django_scopes import scope
+
+from deliveries.models import DeliverableType, Tier
+from meshline.admin import TenantAdmin, TenantHistoryAdmin, administered_organizations
+from owners.models import (
+    BusinessCalendar,
+    EscalationPolicy,
+    EscalationStep,
+    Holiday,
+    Notification,
+    NotificationAttempt,
+    NotificationChannel,
+    OwnerRole,
+    OwnerRule,
+    Rota,
+    RotaLayer,
+    RotaOverride,
+    Ticket,
+    WebhookEndpoint,
+)
+from owners.services import owner_map
+
+
+class TenantInline(admin.TabularInline):
+    """Inline rows take their parent's organization; their choice lists are scoped too."""
+
+    extra = 0
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        related = db_field.related_model
+        if hasattr(related, "organization") and not request.user.is_superuser:
+            kwargs["queryset"] = related.objects.filter(
+                organization__in=administered_organizations(request.user)
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        if "organization" in formset.form.base_fields:
+            formset.form.base_fields["organization"].required = False
+        return formset
+
+
+class InheritOrganizationMixin:
+    def save_formset(self, request, form, formset, change):
+        for inline_form in formset.forms:
+            if hasattr(inline_form.instance, "organization_id"):
+                inline_form.instance.organization_id = form.instance.organization_id
+        super().save_formset(request, form, formset, change)
+
+
+@admin.register(OwnerRole)
+class OwnerRoleAdmin(TenantHistoryAdmin):
+    list_display = ["name", "slug", "organization"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+class DryRunForm(forms.Form):
+    organization = forms.ModelChoiceField(queryset=None)
+    event_type = forms.CharField(initial="page.published")
+    client_tier = forms.ChoiceField(choices=Tier.choices)
+    deliverable_type = forms.ChoiceField(choices=DeliverableType.choices)
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["organization"].queryset = administered_organizations(user)
+
+
+@admin.register(OwnerRule)
+class OwnerRuleAdmin(TenantHistoryAdmin):
+    list_display = [
+        "__str__",
+        "event_type",
+        "client_tier",
+        "deliverable_type",
+        "owner_role",
+        "respond_minutes",
+        "resolve_minutes",
+        "escalation_policy",
+        "position",
+        "is_active",
+    ]
+    list_filter = ["is_active", "client_tier", "deliverable_type"]
+    list_select_related = ["owner_role", "escalation_policy"]
+    change_list_template = "admin/owners/ownerrule/change_list.html"
+
+    def get_urls(self):
+        return [
+            path(
+                "dry-run/",
+                self.admin_site.admin_view(self.dry_run_view),
+                name="owners_ownerrule_dry_run",
+            ),
+            *super().get_urls(),
+        ]
+
+    def dry_run_view(self, request):
+        """Who gets this? The winning rule for three keys, why, and the map's warnings."""
+        form = DryRunForm(request.GET or None, user=request.user)
+        resolution = problems = None
+        if form.is_valid():
+            organization = form.cleaned_data["organization"]
+            with scope(organization=organization):
+                resolution = owner_map.resolve(
+                    organization,
+                    form.cleaned_data["event_type"],
+                    form.cleaned_data["client_tier"],
+                    form.cleaned_data["deliverable_type"],
+                )
+                problems = owner_map.warnings(organization)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Who gets this? (owner map dry run)",
+            "form": form,
+            "resolution": resolution,
+            "problems": problems,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/owners/ownerrule/dry_run.html", context)
+
+
+class HolidayInline(TenantInline):
+    model = Holiday
+    fields = ["date", "name"]
+
+
+@admin.register(BusinessCalendar)
+class BusinessCalendarAdmin(InheritOrganizationMixin, TenantHistoryAdmin):
+    list_display = ["name", "timezone", "is_default", "client", "organization"]
+    inlines = [HolidayInline]
+
+
+class EscalationStepInline(TenantInline):
+    model = EscalationStep
+    fields = ["position", "wait_minutes", "wait_kind", "action", "target_role", "people", "webhook"]
+
+
+@admin.register(EscalationPolicy)
+class EscalationPolicyAdmin(InheritOrganizationMixin, TenantHistoryAdmin):
+    list_display = ["name", "repeat", "organization"]
+    inlines = [EscalationStepInline]
+
+
+class RotaLayerInline(TenantInline):
+    model = RotaLayer
+    fields = [
+        "name",
+        "priority",
+        "frequency",
+        "interval",
+        "handoff_time",
+        "start_date",
+        "until",
+        "people",
+        "windows",
+    ]
+
+
+class RotaOverrideInline(TenantInline):
+    model = RotaOverride
+    fields = ["person", "start", "end", "reason"]
+
+
+@admin.register(Rota)
+class RotaAdmin(InheritOrganizationMixin, TenantHistoryAdmin):
+    list_display = ["role", "timezone", "organization", "handoffs_recorded_until"]
+    list_select_related = ["role"]
+    readonly_fields = ["handoffs_recorded_until"]
+    inlines = [RotaLayerInline, RotaOverrideInline]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(TenantHistoryAdmin):
+    list_display = ["name", "url", "is_active", "organization"]
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(TenantAdmin):
+    list_display = ["user", "kind", "address", "is_active", "failing_since"]
+
+
+class NotificationAttemptInline(TenantInline):
+    model = NotificationAttempt
+    fields = ["at", "ok", "detail"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(TenantAdmin):
+    """Every notification and each delivery attempt, read-only."""
+
+    list_display = ["subject", "kind", "address", "status", "attempts", "created_at", "sent_at"]
+    list_filter = ["status", "kind"]
+    inlines = [NotificationAttemptInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Ticket)
+class TicketAdmin(TenantAdmin):
+    list_display = [
+        "title",
+        "status",
+        "priority",
+        "owner_role",
+        "assignee",
+        "resolve_due_at",
+        "escalation_level",
+    ]
+    list_filter = ["status", "priority", "source"]
+    list_select_related = ["owner_role", "assignee"]
+    search_fields = ["title", "source_key"]
+    readonly_fields = [
+        "source",
+        "source_key",
+        "rule_snapshot",
+        "policy_snapshot",
+        "opened_at",
+        "escalation_level",
+        "next_escalation_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,83 @@
+from rest_framework import serializers
+
+from deliveries.models import DeliverableType, Tier
+from owners.models import OwnerRole, OwnerRule, Ticket
+
+
+class OwnerRoleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OwnerRole
+        fields = ["slug", "name", "description"]
+
+
+class OwnerRuleSerializer(serializers.ModelSerializer):
+    owner_role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    backup_role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    escalation_policy = serializers.StringRelatedField()
+
+    class Meta:
+        model = OwnerRule
+        fields = [
+            "id",
+            "event_type",
+            "client_tier",
+            "deliverable_type",
+            "owner_role",
+            "backup_role",
+            "respond_minutes",
+            "resolve_minutes",
+            "escalation_policy",
+            "position",
+            "is_active",
+        ]
+
+
+class DryRunQuerySerializer(serializers.Serializer):
+    event_type = serializers.CharField(max_length=64)
+    client_tier = serializers.ChoiceField(Tier.choices)
+    deliverable_type = serializers.ChoiceField(DeliverableType.choices)
+
+
+class OnDutyQuerySerializer(serializers.Serializer):
+    at = serializers.DateTimeField(required=False)
+
+
+class TicketSerializer(serializers.ModelSerializer):
+    owner_role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    assignee = serializers.SerializerMethodField()
+    deliverable_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Ticket
+        fields = [
+            "id",
+            "title",
+            "source",
+            "source_key",
+            "status",
+            "priority",
+            "owner_role",
+            "assignee",
+            "deliverable_id",
+            "opened_at",
+            "respond_due_at",
+            "resolve_due_at",
+            "acknowledged_at",
+            "resolved_at",
+            "escalation_level",
+            "next_escalation_at",
+            "closed_note",
+            "context",
+            "rule_snapshot",
+        ]
+
+    def get_assignee(self, obj) -> str | None:
+        return obj.assignee.email if obj.assignee else None
+
+    def get_deliverable_id(self, obj) -> str | None:
+        return obj.deliverable.deliverable_id if obj.deliverable else None
+
+
+class ResolveSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    waiver_reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)

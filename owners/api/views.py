@@ -1,0 +1,127 @@
+"""Owners API v1: owner map (read) and dry run, roles and who is on duty, tickets."""
+
+import uuid
+
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from meshline.api import TenantViewSet, error_response
+from owners.api.serializers import (
+    DryRunQuerySerializer,
+    OnDutyQuerySerializer,
+    OwnerRoleSerializer,
+    OwnerRuleSerializer,
+    ResolveSerializer,
+    TicketSerializer,
+)
+from owners.filters import TicketFilter
+from owners.models import OwnerRole, OwnerRule, Ticket
+from owners.services import owner_map, tickets
+from owners.services.schedules import who_is_on_duty
+
+
+class OwnerMapViewSet(mixins.ListModelMixin, TenantViewSet):
+    """The organization's owner rules, most specific first."""
+
+    queryset = OwnerRule.objects.none()
+    serializer_class = OwnerRuleSerializer
+    pagination_class = None
+    required_scopes = {"GET": "owners:read"}
+
+    def get_tenant_queryset(self):
+        rules = owner_map.active_rules(self.organization)
+        return sorted(rules, key=OwnerRule.sort_key)
+
+    @extend_schema(parameters=[DryRunQuerySerializer], responses=OpenApiTypes.OBJECT)
+    @action(detail=False, methods=["get"])
+    def resolve(self, request):
+        """Who gets this? The rule that matches three keys, why, and the map's warnings."""
+        query = DryRunQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        resolution = owner_map.resolve(self.organization, **query.validated_data)
+        return Response({**resolution.as_dict(), "warnings": owner_map.warnings(self.organization)})
+
+
+class RoleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    queryset = OwnerRole.objects.none()
+    serializer_class = OwnerRoleSerializer
+    pagination_class = None
+    lookup_field = "slug"
+    required_scopes = {"GET": "owners:read"}
+
+    def get_tenant_queryset(self):
+        return OwnerRole.objects.filter(organization=self.organization)
+
+    @extend_schema(parameters=[OnDutyQuerySerializer], responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"], url_path="on-duty")
+    def on_duty(self, request, slug=None):
+        """Who holds the role at ``at`` (default now): primary, backup and until when."""
+        role = self.get_object()
+        query = OnDutyQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        duty = who_is_on_duty(role, query.validated_data.get("at"))
+        return Response(
+            {
+                "role": role.slug,
+                "primary": duty.primary.email if duty.primary else None,
+                "backup": duty.backup.email if duty.backup else None,
+                "layer": duty.layer,
+                "until": duty.until,
+            }
+        )
+
+
+class TicketPagination(CursorPagination):
+    ordering = "-opened_at"
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 500
+
+
+class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    queryset = Ticket.objects.none()
+    serializer_class = TicketSerializer
+    filterset_class = TicketFilter
+    pagination_class = TicketPagination
+    lookup_value_regex = "[^/]+"
+    required_scopes = {"GET": "tickets:read", "POST": "tickets:write"}
+
+    def get_tenant_queryset(self):
+        return Ticket.objects.filter(organization=self.organization).select_related(
+            "owner_role", "assignee", "deliverable"
+        )
+
+    def get_object(self):
+        try:
+            uuid.UUID(self.kwargs["pk"])
+        except ValueError:
+            raise Http404 from None
+        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+
+    def _act(self, request, action_fn, **kwargs):
+        ticket = self.get_object()
+        try:
+            ticket = action_fn(ticket, tickets.Actor.for_api_key(request.auth), **kwargs)
+        except tickets.TicketError as exc:
+            return error_response(
+                [{"code": exc.code, "message": str(exc)}], status.HTTP_409_CONFLICT
+            )
+        return Response(TicketSerializer(self.get_queryset().get(pk=ticket.pk)).data)
+
+    @extend_schema(request=None, responses=TicketSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        return self._act(request, tickets.acknowledge)
+
+    @extend_schema(request=ResolveSerializer, responses=TicketSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        body = ResolveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._act(request, tickets.resolve, **body.validated_data)

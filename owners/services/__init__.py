@@ -1,0 +1,1 @@
+"""Workflows of the owners app. Views, tasks, admin and API call these; nothing else decides."""

@@ -1,0 +1,107 @@
+"""Adapters from the calendar and rota rows to the pure schedule modules, and the one
+service that answers "who is on duty for role R at time T"."""
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from owners import business_time, rota_schedule
+from owners.models import BusinessCalendar, OwnerRole, Rota, parse_working_hours
+
+ALWAYS = business_time.CalendarSpec.always("UTC")
+
+
+def calendar_spec(calendar: BusinessCalendar | None) -> business_time.CalendarSpec:
+    """The pure spec of a calendar row; no calendar means wall-clock (24x7) time."""
+    if calendar is None:
+        return ALWAYS
+    return business_time.CalendarSpec(
+        tz=ZoneInfo(calendar.timezone),
+        intervals=parse_working_hours(calendar.working_hours),
+        holidays=frozenset(calendar.holidays.values_list("date", flat=True)),
+    )
+
+
+def calendar_for(organization, client=None) -> BusinessCalendar | None:
+    """The client's own calendar if it has one, else the organization's default."""
+    if client is not None:
+        own = BusinessCalendar.objects.filter(organization=organization, client=client).first()
+        if own is not None:
+            return own
+    return BusinessCalendar.objects.filter(organization=organization, is_default=True).first()
+
+
+def deadline(
+    spec: business_time.CalendarSpec, start: datetime, minutes: int, kind: str
+) -> datetime:
+    """``minutes`` after ``start``, in business time or wall-clock time."""
+    if kind == "wall":
+        return start + timedelta(minutes=minutes)
+    return business_time.add_business_time(spec, start, timedelta(minutes=minutes))
+
+
+def _windows(raw) -> tuple:
+    return tuple(
+        rota_schedule.Window(
+            weekdays=frozenset(int(day) for day in window["weekdays"]),
+            start=time.fromisoformat(window["start"]),
+            end=time.fromisoformat(window["end"]),
+        )
+        for window in raw or []
+    )
+
+
+def rota_spec(rota: Rota) -> rota_schedule.RotaSpec:
+    layers = tuple(
+        rota_schedule.Layer(
+            name=layer.name,
+            priority=layer.priority,
+            people=tuple(layer.people),
+            frequency=layer.frequency,
+            handoff_time=layer.handoff_time,
+            start=layer.start_date,
+            interval=layer.interval,
+            windows=_windows(layer.windows),
+            until=layer.until,
+        )
+        for layer in rota.layers.all()
+        if layer.people
+    )
+    overrides = tuple(
+        rota_schedule.Override(person=o.person_id, start=o.start, end=o.end)
+        for o in rota.overrides.all()
+    )
+    return rota_schedule.RotaSpec(tz=ZoneInfo(rota.timezone), layers=layers, overrides=overrides)
+
+
+@dataclass
+class OnDuty:
+    role: OwnerRole
+    primary: object | None  # User
+    backup: object | None
+    layer: str | None
+    until: datetime | None
+
+
+def who_is_on_duty(role: OwnerRole, at: datetime | None = None) -> OnDuty:
+    """The person holding ``role`` at ``at`` (now by default), with their backup."""
+    at = at or timezone.now()
+    rota = (
+        Rota.objects.filter(organization=role.organization_id, role=role)
+        .prefetch_related("layers", "overrides")
+        .first()
+    )
+    if rota is None:
+        return OnDuty(role, None, None, None, None)
+    duty = rota_schedule.on_duty(rota_spec(rota), at)
+    users = get_user_model().objects.in_bulk([p for p in (duty.primary, duty.backup) if p])
+    return OnDuty(
+        role,
+        users.get(duty.primary),
+        users.get(duty.backup),
+        duty.layer,
+        duty.shift_end if duty.primary is not None else None,
+    )

@@ -1,0 +1,95 @@
+"""Celery tasks of the owners app: escalation sweep, handoff recording, notification sending.
+
+The beat tasks fan out one task per organization; each organization's task runs in its
+scope (TenantTask) and is idempotent, so overlapping or repeated runs are harmless.
+"""
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+from django_scopes import scopes_disabled
+
+from meshline.celery import TenantTask
+from meshline.models import Organization
+from owners.models import ACTIVE_STATUSES, DeliveryStatus, Notification, Rota, Ticket
+from owners.services import escalation, notifications, rotas
+
+log = logging.getLogger(__name__)
+NOTIFY_MAX_RETRIES = 5
+
+
+class DeliveryFailed(Exception):
+    """A notification attempt failed; retried with backoff."""
+
+
+@shared_task(name="owners.escalation_sweep", acks_late=True, time_limit=120)
+def escalation_sweep() -> int:
+    """Fan out: one escalation task per organization that has a due ticket."""
+    now = timezone.now()
+    with scopes_disabled():
+        org_ids = list(
+            Ticket.objects.filter(status__in=ACTIVE_STATUSES, next_escalation_at__lte=now)
+            .values_list("organization_id", flat=True)
+            .distinct()
+        )
+    for organization_id in org_ids:
+        escalate_tickets.apply_async(kwargs={"organization_id": organization_id})
+    return len(org_ids)
+
+
+@shared_task(base=TenantTask, name="owners.escalate_tickets", acks_late=True, time_limit=300)
+def escalate_tickets(*, organization_id: int) -> int:
+    return escalation.escalate_due_tickets(Organization.objects.get(pk=organization_id))
+
+
+@shared_task(name="owners.handoff_sweep", acks_late=True, time_limit=120)
+def handoff_sweep() -> int:
+    with scopes_disabled():
+        org_ids = list(Rota.objects.values_list("organization_id", flat=True).distinct())
+    for organization_id in org_ids:
+        record_handoffs.apply_async(kwargs={"organization_id": organization_id})
+    return len(org_ids)
+
+
+@shared_task(base=TenantTask, name="owners.record_handoffs", acks_late=True, time_limit=300)
+def record_handoffs(*, organization_id: int) -> int:
+    return sum(
+        rotas.record_handoffs(rota) for rota in Rota.objects.filter(organization=organization_id)
+    )
+
+
+@shared_task(
+    base=TenantTask,
+    bind=True,
+    name="owners.send_notification",
+    acks_late=True,
+    time_limit=60,
+    max_retries=NOTIFY_MAX_RETRIES,
+)
+def send_notification(self, *, organization_id: int, notification_id: int) -> bool:
+    """One attempt; on failure retry after 30 s, 60 s, 120 s, ... then mark failed."""
+    if notifications.send(notification_id):
+        return True
+    if self.request.retries >= NOTIFY_MAX_RETRIES:
+        notifications.give_up(notification_id)
+        return False
+    raise self.retry(exc=DeliveryFailed(notification_id), countdown=30 * 2**self.request.retries)
+
+
+@shared_task(name="owners.resend_pending_notifications", acks_late=True, time_limit=120)
+def resend_pending_notifications() -> int:
+    """Safety net for notifications whose task was never enqueued (broker down)."""
+    stale = timezone.now() - timedelta(minutes=15)
+    with scopes_disabled():
+        rows = list(
+            Notification.objects.filter(
+                status=DeliveryStatus.PENDING, attempts=0, created_at__lte=stale
+            ).values_list("organization_id", "pk")[:1000]
+        )
+    for organization_id, pk in rows:
+        send_notification.apply_async(
+            kwargs={"organization_id": organization_id, "notification_id": pk}
+        )
+    return len(rows)
