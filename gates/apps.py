@@ -3,3 +3,18 @@ from django.apps import AppConfig
 
 class GatesConfig(AppConfig):
     name = "gates"
+    verbose_name = "QA gates"
+
+    def ready(self) -> None:
+        from deliveries import extensions
+        from deliveries.services import register_step
+        from gates import services
+        from owners.services import tickets
+
+        register_step(services.on_event_processed)
+        if services.resolve_guard not in tickets.resolve_guards:
+            tickets.resolve_guards.append(services.resolve_guard)
+        extensions.trail_sections["gate_evaluations"] = services.trail_section
+        extensions.portal_sections.append(
+            ("gates/partials/deliverable_evaluations.html", services.portal_section)
+        )

@@ -55,7 +55,8 @@ def database_from_url(url: str, *, base_dir: str) -> dict:
     """Turn ``postgres://user:pass@host:port/name`` or ``sqlite:///path`` into DATABASES['default']."""
     parsed = urlparse(url)
     if parsed.scheme in {"sqlite", "sqlite3"}:
-        path = unquote(parsed.path.lstrip("/")) if parsed.path not in {"", "/"} else "db.sqlite3"
+        # sqlite:///relative.db (three slashes) or sqlite:////absolute/path.db (four).
+        path = unquote(parsed.path[1:]) if parsed.path not in {"", "/"} else "db.sqlite3"
         if not os.path.isabs(path):
             path = os.path.join(base_dir, path)
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}

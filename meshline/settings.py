@@ -184,6 +184,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("MESHLINE_ESCALATION_INTERVAL_SECONDS", 30, minimum=1),
     },
     "rota-handoffs": {"task": "owners.handoff_sweep", "schedule": 60},
+    "sitemap-timers": {"task": "gates.timer_sweep", "schedule": 60},
+    "unevaluated-gates": {"task": "gates.sweep_unevaluated", "schedule": 600},
     "resend-pending-notifications": {
         "task": "owners.resend_pending_notifications",
         "schedule": 300,

@@ -8,6 +8,7 @@ from meshline import views
 api_v1 = [
     path("", include("deliveries.api.urls")),
     path("", include("owners.api.urls")),
+    path("", include("gates.api.urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

@@ -3,3 +3,13 @@ from django.apps import AppConfig
 
 class OwnersConfig(AppConfig):
     name = "owners"
+    verbose_name = "Owners, rotas and tickets"
+
+    def ready(self) -> None:
+        from deliveries import extensions
+        from owners.services import tickets
+
+        extensions.trail_sections["tickets"] = tickets.trail_section
+        extensions.portal_sections.append(
+            ("owners/partials/deliverable_tickets.html", tickets.portal_section)
+        )

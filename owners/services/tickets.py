@@ -251,3 +251,35 @@ def cancel(ticket: Ticket, actor: Actor, reason: str) -> Ticket:
         ticket.save()
         _record(ticket, "ticket.cancelled", "cancelled", actor, reason=reason)
     return ticket
+
+
+def for_deliverable(deliverable):
+    return (
+        Ticket.objects.filter(organization=deliverable.organization_id, deliverable=deliverable)
+        .select_related("owner_role", "assignee")
+        .order_by("opened_at")
+    )
+
+
+def trail_section(deliverable) -> list[dict]:
+    """Tickets for the deliverable trail API."""
+    return [
+        {
+            "id": str(t.pk),
+            "title": t.title,
+            "source": t.source,
+            "status": t.status,
+            "priority": t.priority,
+            "owner_role": t.owner_role.slug,
+            "assignee": t.assignee.email if t.assignee else None,
+            "opened_at": t.opened_at.isoformat(),
+            "resolve_due_at": t.resolve_due_at.isoformat() if t.resolve_due_at else None,
+            "escalation_level": t.escalation_level,
+            "billing_flag": bool(t.context.get("billing_flag")),
+        }
+        for t in for_deliverable(deliverable)
+    ]
+
+
+def portal_section(request, deliverable) -> dict:
+    return {"tickets": list(for_deliverable(deliverable))}

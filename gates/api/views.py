@@ -1,0 +1,121 @@
+"""Gates API v1: gates with their mode and pass rates; one evaluation with its artifacts."""
+
+import uuid
+from datetime import timedelta
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from gates import services
+from gates.models import Gate, GateEvaluation
+from meshline.api import TenantViewSet
+
+
+class GateSerializer(serializers.ModelSerializer):
+    pass_rate_24h = serializers.SerializerMethodField()
+    pass_rate_7d = serializers.SerializerMethodField()
+    evaluations_24h = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Gate
+        fields = [
+            "slug",
+            "name",
+            "check_name",
+            "mode",
+            "event_types",
+            "client_tiers",
+            "deliverable_types",
+            "parameters",
+            "playbook",
+            "auto_monitored_at",
+            "auto_monitor_reason",
+            "pass_rate_24h",
+            "pass_rate_7d",
+            "evaluations_24h",
+        ]
+
+    def _rate(self, obj, key):
+        return self.context["rates"][key].get(obj.pk, {})
+
+    def get_pass_rate_24h(self, obj) -> float | None:
+        return self._rate(obj, "24h").get("pass_rate")
+
+    def get_pass_rate_7d(self, obj) -> float | None:
+        return self._rate(obj, "7d").get("pass_rate")
+
+    def get_evaluations_24h(self, obj) -> int:
+        return self._rate(obj, "24h").get("total", 0)
+
+
+class GateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    queryset = Gate.objects.none()
+    serializer_class = GateSerializer
+    pagination_class = None
+    lookup_field = "slug"
+    required_scopes = {"GET": "events:read"}
+
+    def get_tenant_queryset(self):
+        return Gate.objects.filter(organization=self.organization)
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if self.organization is not None:
+            now = timezone.now()
+            context["rates"] = {
+                "24h": services.pass_rates(self.organization, now - timedelta(hours=24)),
+                "7d": services.pass_rates(self.organization, now - timedelta(days=7)),
+            }
+        return context
+
+
+class EvaluationViewSet(mixins.RetrieveModelMixin, TenantViewSet):
+    queryset = GateEvaluation.objects.none()
+    lookup_value_regex = "[^/]+"
+    required_scopes = {"GET": "events:read"}
+
+    def get_tenant_queryset(self):
+        return GateEvaluation.objects.filter(organization=self.organization)
+
+    def get_object(self):
+        try:
+            uuid.UUID(self.kwargs["pk"])
+        except ValueError:
+            raise Http404 from None
+        return get_object_or_404(
+            self.get_queryset().select_related("gate", "deliverable"), pk=self.kwargs["pk"]
+        )
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def retrieve(self, request, pk=None):
+        e = self.get_object()
+        return Response(
+            {
+                "id": str(e.pk),
+                "gate": e.gate.slug,
+                "deliverable_id": e.deliverable.deliverable_id,
+                "event_id": str(e.event_id),
+                "outcome": e.outcome,
+                "mode": e.mode,
+                "reasons": e.reasons,
+                "details": e.details,
+                "billing_flag": e.billing_flag,
+                "duration_ms": e.duration_ms,
+                "evaluated_at": e.evaluated_at,
+                "ticket_id": str(e.ticket_id) if e.ticket_id else None,
+                "artifacts": [a.name for a in e.artifacts.all()],
+            }
+        )
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<name>[^/]+)")
+    def artifact(self, request, pk=None, name=None):
+        """A failing artifact, e.g. the screenshot difference image."""
+        artifact = get_object_or_404(self.get_object().artifacts, name=name)
+        return HttpResponse(bytes(artifact.data), content_type=artifact.content_type)

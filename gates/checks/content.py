@@ -1,0 +1,119 @@
+"""Checks on content quality and on scope limits."""
+
+import json
+import re
+
+from gates.checks import CheckInput, CheckResult, register
+from gates.checks.htmlparse import parse
+
+WORD = re.compile(r"[A-Za-zÀ-ÿ']+")
+SENTENCE_END = re.compile(r"[.!?]+")
+VOWELS = re.compile(r"[aeiouy]+", re.IGNORECASE)
+
+
+def _syllables(word: str) -> int:
+    return max(1, len(VOWELS.findall(word)) - (1 if word.lower().endswith("e") else 0))
+
+
+def quality_score(html: str, *, target_words: int = 300) -> tuple[float, dict]:
+    """0-100 from length, heading structure, readability and duplicated paragraphs.
+
+    Deterministic and explainable: each part's points are returned with the score.
+    """
+    page = parse(html)
+    text = " ".join(page.paragraphs)
+    words = WORD.findall(text)
+    sentences = max(1, len(SENTENCE_END.findall(text)))
+    length_points = min(30.0, 30.0 * len(words) / target_words)
+    h1 = sum(1 for tag, _ in page.headings if tag == "h1")
+    h2 = sum(1 for tag, _ in page.headings if tag == "h2")
+    heading_points = (10.0 if h1 == 1 else 0.0) + (10.0 if h2 >= 1 else 0.0)
+    if words:
+        flesch = (
+            206.835
+            - 1.015 * (len(words) / sentences)
+            - 84.6 * (sum(_syllables(w) for w in words) / len(words))
+        )
+    else:
+        flesch = 0.0
+    readability_points = max(0.0, min(30.0, 30.0 * flesch / 60.0))
+    normalized = [" ".join(p.lower().split()) for p in page.paragraphs if len(p) > 20]
+    duplicates = len(normalized) - len(set(normalized))
+    duplicate_points = 20.0 if duplicates == 0 else max(0.0, 20.0 - 10.0 * duplicates)
+    score = round(length_points + heading_points + readability_points + duplicate_points, 1)
+    return score, {
+        "words": len(words),
+        "flesch_reading_ease": round(flesch, 1),
+        "h1": h1,
+        "h2": h2,
+        "duplicated_paragraphs": duplicates,
+        "points": {
+            "length": round(length_points, 1),
+            "headings": heading_points,
+            "readability": round(readability_points, 1),
+            "uniqueness": duplicate_points,
+        },
+    }
+
+
+@register("content_quality_score")
+def content_quality_score(check_input: CheckInput) -> CheckResult:
+    """The payload's quality_score, or one computed from its HTML, against a threshold."""
+    threshold = float(check_input.parameters.get("threshold", 60))
+    payload = check_input.event.payload
+    supplied = payload.get("quality_score")
+    if supplied is not None:
+        if not isinstance(supplied, int | float) or isinstance(supplied, bool):
+            return CheckResult.errored(f"quality_score {supplied!r} is not a number.")
+        score, details = float(supplied), {"source": "payload"}
+    elif isinstance(payload.get("html"), str):
+        score, details = quality_score(
+            payload["html"], target_words=int(check_input.parameters.get("target_words", 300))
+        )
+        details["source"] = "computed"
+    else:
+        return CheckResult.errored("No quality_score and no html in the payload.")
+    details["score"] = score
+    details["threshold"] = threshold
+    if score < threshold:
+        return CheckResult.fail(f"Content quality {score} is below {threshold}.", details=details)
+    return CheckResult(True, details=details)
+
+
+def _latest_limits(check_input: CheckInput) -> dict | None:
+    for event in reversed((*check_input.history, check_input.event)):
+        if event.event_type == "scope.accepted":
+            return event.payload.get("limits") or {}
+    return None
+
+
+@register("scope_limits")
+def scope_limits(check_input: CheckInput) -> CheckResult:
+    """Revisions and asset size within the deliverable's accepted scope; beyond is billable."""
+    limits = _latest_limits(check_input)
+    if limits is None:
+        return CheckResult.ok(note="No scope accepted yet: nothing to compare against.")
+    problems, details = [], {"limits": limits}
+    event = check_input.event
+    if event.event_type == "asset.uploaded" and "asset_size_mb" in limits:
+        size_mb = event.payload.get("size_bytes", 0) / 1_000_000
+        details["asset_size_mb"] = round(size_mb, 2)
+        if size_mb > float(limits["asset_size_mb"]):
+            problems.append(
+                f"Asset is {size_mb:.1f} MB; the scope allows {limits['asset_size_mb']} MB."
+            )
+    if "revisions" in limits:
+        revision_types = set(
+            check_input.parameters.get("revision_event_types", ["change.requested"])
+        )
+        revisions = sum(1 for e in (*check_input.history, event) if e.event_type in revision_types)
+        details["revisions"] = revisions
+        if revisions > int(limits["revisions"]):
+            problems.append(f"{revisions} revisions; the scope includes {limits['revisions']}.")
+    if problems:
+        return CheckResult.fail(*problems, details=details, billing_flag=True)
+    return CheckResult(True, details=details)
+
+
+def canonical(data) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,71 @@
+"""A small, safe HTML reader: tags, attributes and text, via the standard library parser."""
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+MAX_HTML_BYTES = 2_000_000
+
+
+@dataclass
+class Page:
+    title: str | None = None
+    metas: dict[str, str] = field(default_factory=dict)  # name or property → content
+    links: dict[str, str] = field(default_factory=dict)  # rel → href
+    headings: list[tuple[str, str]] = field(default_factory=list)  # (tag, text)
+    paragraphs: list[str] = field(default_factory=list)
+    jsonld: list[str] = field(default_factory=list)
+
+
+class _Reader(HTMLParser):
+    TEXT_TAGS = {"title", "h1", "h2", "h3", "h4", "h5", "h6", "p"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.page = Page()
+        self._open: str | None = None
+        self._buffer: list[str] = []
+        self._script_jsonld = False
+
+    def handle_starttag(self, tag, attrs):
+        attributes = {name.lower(): (value or "") for name, value in attrs}
+        if tag == "meta":
+            key = attributes.get("name") or attributes.get("property")
+            if key:
+                self.page.metas.setdefault(key.lower(), attributes.get("content", "").strip())
+        elif tag == "link":
+            for rel in attributes.get("rel", "").lower().split():
+                self.page.links.setdefault(rel, attributes.get("href", "").strip())
+        elif tag == "script":
+            self._script_jsonld = attributes.get("type", "").lower() == "application/ld+json"
+            self._buffer = []
+        elif tag in self.TEXT_TAGS:
+            self._open = tag
+            self._buffer = []
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            if self._script_jsonld:
+                self.page.jsonld.append("".join(self._buffer))
+            self._script_jsonld = False
+        elif tag == self._open:
+            text = " ".join("".join(self._buffer).split())
+            if tag == "title":
+                self.page.title = text if self.page.title is None else self.page.title
+            elif tag == "p":
+                self.page.paragraphs.append(text)
+            else:
+                self.page.headings.append((tag, text))
+            self._open = None
+
+    def handle_data(self, data):
+        if self._script_jsonld or self._open:
+            self._buffer.append(data)
+
+
+def parse(html: str) -> Page:
+    if len(html.encode()) > MAX_HTML_BYTES:
+        raise ValueError(f"HTML is larger than {MAX_HTML_BYTES} bytes")
+    reader = _Reader()
+    reader.feed(html)
+    reader.close()
+    return reader.page
