@@ -30,6 +30,11 @@ DEMO_CLIENTS = [
     ("initech", "Initech Software", Tier.STANDARD),
     ("umbrella", "Umbrella Foods", Tier.STANDARD),
 ]
+# Higher layers (owners, gates) register functions here to configure the demo organization
+# before its events are ingested: fn(organization, users_by_email).
+configure_hooks: list = []
+# ... and here to act after the events are processed: fn(organization), e.g. expire timers.
+after_hooks: list = []
 TOPICS = [
     "spring-sale",
     "trail-shoes",
@@ -168,14 +173,17 @@ def demo_events(anchor) -> list[dict]:
 def seed_demo() -> dict:
     """Create or refresh the demo organization. Returns what to print for the operator."""
     organization, _created = create_organization(DEMO_SLUG, DEMO_NAME)
-    for email, role in DEMO_USERS:
-        create_user(email, organization, role, DEMO_PASSWORD)
+    users = {
+        email: create_user(email, organization, role, DEMO_PASSWORD) for email, role in DEMO_USERS
+    }
     anchor = organization.created_at.replace(minute=0, second=0, microsecond=0) - timedelta(days=14)
     with scope(organization=organization):
         for ref, name, tier in DEMO_CLIENTS:
             Client.objects.update_or_create(
                 organization=organization, client_id=ref, defaults={"name": name, "tier": tier}
             )
+        for configure in configure_hooks:
+            configure(organization, users)
         events = demo_events(anchor)
         results = []
         for start in range(0, len(events), 500):
@@ -186,6 +194,8 @@ def seed_demo() -> dict:
         ).values_list("event_id", flat=True)
         for event_id in list(pending):
             process_event(event_id)
+        for after in after_hooks:
+            after(organization)
         api_key = None
         if not ApiKey.objects.filter(organization=organization, name="demo-cli").exists():
             _key, api_key = ApiKey.generate(organization, "demo-cli")

@@ -6,8 +6,9 @@ class GatesConfig(AppConfig):
     verbose_name = "QA gates"
 
     def ready(self) -> None:
-        from deliveries import extensions
+        from deliveries import demo, extensions
         from deliveries.services import register_step
+        from gates import demo as gates_demo
         from gates import services
         from owners.services import tickets
 
@@ -18,3 +19,6 @@ class GatesConfig(AppConfig):
         extensions.portal_sections.append(
             ("gates/partials/deliverable_evaluations.html", services.portal_section)
         )
+        if gates_demo.configure not in demo.configure_hooks:
+            demo.configure_hooks.append(gates_demo.configure)
+            demo.after_hooks.append(gates_demo.after_events)

@@ -343,6 +343,17 @@ class RotaLayer(TenantModel):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_frequency_display()})"
 
+    def clean(self) -> None:
+        from owners.rota_schedule import validate_layer
+        from owners.services.schedules import layer_spec
+
+        try:
+            problems = validate_layer(layer_spec(self))
+        except (KeyError, TypeError, ValueError) as exc:
+            problems = [f"Invalid windows: {exc}"]
+        if problems:
+            raise ValidationError(problems)
+
 
 class RotaOverride(TenantModel):
     rota = models.ForeignKey(Rota, on_delete=models.CASCADE, related_name="overrides")

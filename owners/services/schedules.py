@@ -1,6 +1,7 @@
 """Adapters from the calendar and rota rows to the pure schedule modules, and the one
 service that answers "who is on duty for role R at time T"."""
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -11,6 +12,7 @@ from django.utils import timezone
 from owners import business_time, rota_schedule
 from owners.models import BusinessCalendar, OwnerRole, Rota, parse_working_hours
 
+log = logging.getLogger(__name__)
 ALWAYS = business_time.CalendarSpec.always("UTC")
 
 
@@ -54,27 +56,40 @@ def _windows(raw) -> tuple:
     )
 
 
-def rota_spec(rota: Rota) -> rota_schedule.RotaSpec:
-    layers = tuple(
-        rota_schedule.Layer(
-            name=layer.name,
-            priority=layer.priority,
-            people=tuple(layer.people),
-            frequency=layer.frequency,
-            handoff_time=layer.handoff_time,
-            start=layer.start_date,
-            interval=layer.interval,
-            windows=_windows(layer.windows),
-            until=layer.until,
-        )
-        for layer in rota.layers.all()
-        if layer.people
+def layer_spec(layer) -> rota_schedule.Layer:
+    return rota_schedule.Layer(
+        name=layer.name,
+        priority=layer.priority,
+        people=tuple(layer.people or ()),
+        frequency=layer.frequency,
+        handoff_time=layer.handoff_time,
+        start=layer.start_date,
+        interval=layer.interval,
+        windows=_windows(layer.windows),
+        until=layer.until,
     )
+
+
+def rota_spec(rota: Rota) -> rota_schedule.RotaSpec:
+    """The pure spec of a rota. A layer that does not validate is left out (and logged)
+    rather than taking the whole rota down; the admin refuses to save such a layer."""
+    layers = []
+    for layer in rota.layers.all():
+        try:
+            spec = layer_spec(layer)
+        except (KeyError, TypeError, ValueError):
+            spec = None
+        if spec is None or rota_schedule.validate_layer(spec):
+            log.warning("rota %s: layer %s is invalid and ignored", rota.pk, layer.pk)
+            continue
+        layers.append(spec)
     overrides = tuple(
         rota_schedule.Override(person=o.person_id, start=o.start, end=o.end)
         for o in rota.overrides.all()
     )
-    return rota_schedule.RotaSpec(tz=ZoneInfo(rota.timezone), layers=layers, overrides=overrides)
+    return rota_schedule.RotaSpec(
+        tz=ZoneInfo(rota.timezone), layers=tuple(layers), overrides=overrides
+    )
 
 
 @dataclass
