@@ -11,3 +11,10 @@ class DeliveriesConfig(AppConfig):
         from deliveries.catalog import sync_canonical_event_types
 
         post_migrate.connect(sync_canonical_event_types, sender=self)
+
+        from meshline.portal import add_nav_link
+
+        add_nav_link(0, "Dashboard", "dashboard")
+        add_nav_link(10, "Deliverables", "deliverable-list")
+        add_nav_link(20, "Events", "event-list")
+        add_nav_link(30, "Clients", "client-list")

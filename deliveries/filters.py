@@ -3,7 +3,15 @@
 import django_filters
 from django.db.models import Q
 
-from deliveries.models import Client, Deliverable, DeliverableType, Event, LifecycleState, Tier
+from deliveries.models import (
+    Client,
+    Deliverable,
+    DeliverableType,
+    Event,
+    LifecycleState,
+    ProcessingStatus,
+    Tier,
+)
 
 
 class DeliverableFilter(django_filters.FilterSet):
@@ -28,6 +36,9 @@ class EventFilter(django_filters.FilterSet):
     occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
     received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
     received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    processing = django_filters.ChoiceFilter(
+        field_name="processing__status", choices=ProcessingStatus.choices, label="Processing"
+    )
 
     class Meta:
         model = Event

@@ -1,13 +1,35 @@
 """Portal pages of the deliveries app. The tenant scope is already active (TenantMiddleware)."""
 
+import uuid
+
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
 
-from deliveries.filters import DeliverableFilter
+from deliveries import extensions
+from deliveries.dashboard import dashboard_scope, throughput_panel
+from deliveries.filters import DeliverableFilter, EventFilter
 from deliveries.models import Client, Deliverable, Event
 
 PAGE_SIZE = 50
+EVENT_PAGE_SIZE = 100
+
+
+def dashboard(request, org_slug):
+    """Where delivery stands: panels from every app, filtered by client and period."""
+    scope, form = dashboard_scope(request)
+    panels = [(0, "deliveries/partials/throughput_panel.html", throughput_panel)]
+    panels += extensions.dashboard_panels
+    rendered = [
+        render_to_string(template, {**panel(request, scope), "scope": scope}, request)
+        for _order, template, panel in sorted(panels, key=lambda p: p[0])
+    ]
+    return render(
+        request,
+        "deliveries/dashboard.html",
+        {"form": form, "scope": scope, "panels": rendered, "clients": _client_options(request)},
+    )
 
 
 def deliverable_list(request, org_slug):
@@ -22,8 +44,8 @@ def deliverable_list(request, org_slug):
         {
             "filter": filterset,
             "page": page,
-            "clients": Client.objects.filter(organization=organization).only("client_id", "name"),
-            "querystring": _querystring_without_page(request),
+            "clients": _client_options(request),
+            "querystring": _querystring_without(request, "page"),
         },
     )
 
@@ -44,19 +66,84 @@ def deliverable_detail(request, org_slug, deliverable_id):
     return render(
         request,
         "deliveries/deliverable_detail.html",
-        {"deliverable": deliverable, "page": page},
+        {
+            "deliverable": deliverable,
+            "page": page,
+            # Sections contributed by higher layers (tickets, gate evaluations, billing).
+            "sections": [
+                render_to_string(template, section(request, deliverable), request)
+                for template, section in extensions.portal_sections
+            ],
+        },
+    )
+
+
+def event_list(request, org_slug):
+    """Events, newest first, by keyset (``?before=<id>``): no COUNT over a million rows."""
+    queryset = Event.objects.filter(organization=request.organization).select_related(
+        "deliverable", "processing"
+    )
+    filterset = EventFilter(request.GET, queryset=queryset)
+    events = filterset.qs.order_by("-id")
+    before = request.GET.get("before")
+    if before:
+        try:
+            events = events.filter(id__lt=uuid.UUID(before))
+        except ValueError:
+            before = None
+    rows = list(events[: EVENT_PAGE_SIZE + 1])
+    has_next = len(rows) > EVENT_PAGE_SIZE
+    rows = rows[:EVENT_PAGE_SIZE]
+    return render(
+        request,
+        "deliveries/event_list.html",
+        {
+            "filter": filterset,
+            "events": rows,
+            "next_before": rows[-1].pk if has_next else None,
+            "is_first_page": not before,
+            "querystring": _querystring_without(request, "before"),
+            "clients": _client_options(request),
+        },
     )
 
 
 def client_list(request, org_slug):
-    clients = Client.objects.filter(organization=request.organization).annotate(
-        deliverable_count=Count("deliverables")
+    # Meta.ordering is dropped from GROUP BY queries, so the annotated list needs its own
+    # order_by, or pages could repeat or skip clients.
+    clients = (
+        Client.objects.filter(organization=request.organization)
+        .annotate(deliverable_count=Count("deliverables"))
+        .order_by("name", "client_id")
     )
     page = Paginator(clients, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "deliveries/client_list.html", {"page": page})
 
 
-def _querystring_without_page(request) -> str:
+def client_detail(request, org_slug, client_id):
+    client = get_object_or_404(Client, organization=request.organization, client_id=client_id)
+    states = (
+        Deliverable.objects.filter(organization=request.organization, client=client)
+        .values("state")
+        .annotate(n=Count("pk"))
+        .order_by("state")
+    )
+    recent = Deliverable.objects.filter(organization=request.organization, client=client).order_by(
+        "-last_event_at"
+    )[:20]
+    return render(
+        request,
+        "deliveries/client_detail.html",
+        {"client": client, "states": list(states), "recent": recent},
+    )
+
+
+def _client_options(request):
+    return Client.objects.filter(organization=request.organization).only("client_id", "name")
+
+
+def _querystring_without(request, *names: str) -> str:
     params = request.GET.copy()
-    params.pop("page", None)
+    for name in names:
+        params.pop(name, None)
     return params.urlencode()

@@ -9,7 +9,8 @@ class GatesConfig(AppConfig):
         from deliveries import demo, extensions
         from deliveries.services import register_step
         from gates import demo as gates_demo
-        from gates import services
+        from gates import services, views
+        from meshline.portal import add_nav_link
         from owners.services import tickets
 
         register_step(services.on_event_processed)
@@ -22,3 +23,7 @@ class GatesConfig(AppConfig):
         if gates_demo.configure not in demo.configure_hooks:
             demo.configure_hooks.append(gates_demo.configure)
             demo.after_hooks.append(gates_demo.after_events)
+        panel = (20, "gates/partials/gates_panel.html", views.gates_panel)
+        if panel not in extensions.dashboard_panels:
+            extensions.dashboard_panels.append(panel)
+        add_nav_link(35, "Gates", "gate-list")

@@ -12,6 +12,7 @@ from django.http import Http404
 from django.urls import Resolver404, resolve
 from django_scopes import scope, scopes_disabled
 
+from meshline import portal
 from meshline.models import Membership, Organization
 
 
@@ -48,10 +49,15 @@ class TenantMiddleware:
 
 
 def organization_context(request):
-    """Template context: the current organization and the user's role in it."""
+    """Template context: the current organization, the user's role in it, the portal nav."""
+    organization = getattr(request, "organization", None)
+    nav = []
+    if organization is not None:
+        nav = [(label, name) for _order, label, name in sorted(portal.nav_links)]
     return {
-        "organization": getattr(request, "organization", None),
+        "organization": organization,
         "membership": getattr(request, "membership", None),
+        "portal_nav": nav,
     }
 
 

@@ -32,4 +32,6 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("healthz", views.healthz, name="healthz"),
     path("o/<slug:org_slug>/", include("deliveries.urls")),
+    path("o/<slug:org_slug>/", include("owners.urls")),
+    path("o/<slug:org_slug>/", include("gates.urls")),
 ]

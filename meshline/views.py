@@ -16,7 +16,7 @@ from meshline.tenancy import organizations_for
 def org_picker(request):
     organizations = organizations_for(request.user)
     if len(organizations) == 1:
-        return redirect("deliverable-list", org_slug=organizations[0].slug)
+        return redirect("dashboard", org_slug=organizations[0].slug)
     return render(request, "org_picker.html", {"organizations": organizations})
 
 

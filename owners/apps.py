@@ -7,6 +7,8 @@ class OwnersConfig(AppConfig):
 
     def ready(self) -> None:
         from deliveries import demo, extensions
+        from meshline.portal import add_nav_link
+        from owners import dashboard
         from owners import demo as owners_demo
         from owners.services import tickets
 
@@ -16,3 +18,9 @@ class OwnersConfig(AppConfig):
         )
         if owners_demo.configure not in demo.configure_hooks:
             demo.configure_hooks.append(owners_demo.configure)
+        panel = (10, "owners/partials/tickets_panel.html", dashboard.tickets_panel)
+        if panel not in extensions.dashboard_panels:
+            extensions.dashboard_panels.append(panel)
+        add_nav_link(5, "Board", "board")
+        add_nav_link(6, "My queue", "my-queue")
+        add_nav_link(40, "Rotas", "rotas")

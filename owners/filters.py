@@ -1,6 +1,7 @@
 """FilterSets shared by the portal's ticket pages and the tickets API."""
 
 import django_filters
+from django import forms
 from django.db.models import Q
 from django.utils import timezone
 
@@ -13,9 +14,15 @@ class TicketFilter(django_filters.FilterSet):
     source = django_filters.ChoiceFilter(choices=TicketSource.choices)
     role = django_filters.CharFilter(field_name="owner_role__slug", label="Owner role")
     assignee = django_filters.CharFilter(field_name="assignee__email", label="Assignee email")
-    deliverable = django_filters.CharFilter(field_name="deliverable__deliverable_id")
-    client = django_filters.CharFilter(field_name="deliverable__client__client_id")
-    overdue = django_filters.BooleanFilter(method="filter_overdue", label="Overdue")
+    deliverable = django_filters.CharFilter(
+        field_name="deliverable__deliverable_id", label="Deliverable"
+    )
+    client = django_filters.CharFilter(field_name="deliverable__client__client_id", label="Client")
+    overdue = django_filters.BooleanFilter(
+        method="filter_overdue",
+        label="Overdue",
+        widget=forms.Select(choices=[("", "Any"), ("true", "Overdue"), ("false", "On time")]),
+    )
 
     class Meta:
         model = Ticket

@@ -1,0 +1,121 @@
+"""The dashboard's scope (organization, client, period) and deliveries' own panel."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from django import forms
+from django.db.models import Count, Min
+from django.db.models.functions import TruncDay, TruncHour
+from django.urls import reverse
+from django.utils import timezone
+
+from deliveries.models import Client, Event, EventProcessing, ProcessingStatus
+
+PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+
+
+class DashboardForm(forms.Form):
+    client = forms.CharField(required=False, label="Client")
+    period = forms.ChoiceField(
+        choices=[("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days")],
+        required=False,
+        initial="7d",
+        label="Period",
+    )
+
+
+@dataclass
+class DashboardScope:
+    """What every panel filters by."""
+
+    organization: object
+    client: Client | None
+    period: str
+    since: datetime
+    now: datetime
+
+    def query(self, **extra) -> str:
+        """Query string for the lists behind the numbers (same client and period)."""
+        params = {"client": self.client.client_id} if self.client else {}
+        params.update({k: v for k, v in extra.items() if v not in (None, "")})
+        return urlencode(params)
+
+
+def dashboard_scope(request) -> tuple[DashboardScope, DashboardForm]:
+    form = DashboardForm(request.GET or None)
+    client, period = None, "7d"
+    if form.is_valid():
+        period = form.cleaned_data["period"] or "7d"
+        ref = form.cleaned_data["client"].strip()
+        if ref:
+            client = Client.objects.filter(organization=request.organization, client_id=ref).first()
+            if client is None:
+                form.add_error("client", f"No client '{ref}' in this organization.")
+    now = timezone.now()
+    return DashboardScope(request.organization, client, period, now - PERIODS[period], now), form
+
+
+def _bars(rows: list[tuple[datetime, int]], buckets: list[datetime], label_format: str) -> dict:
+    """An inline-SVG bar chart's geometry: no JavaScript, no network."""
+    counts = dict(rows)
+    values = [counts.get(bucket, 0) for bucket in buckets]
+    peak = max(values) or 1
+    width, height = 600, 120
+    slot = width / max(1, len(values))
+    bars = [
+        {
+            "x": round(i * slot + 1, 1),
+            "width": round(max(1.0, slot - 2), 1),
+            "height": round(height * value / peak, 1),
+            "y": round(height - height * value / peak, 1),
+            "value": value,
+            "label": bucket.strftime(label_format),
+        }
+        for i, (bucket, value) in enumerate(zip(buckets, values, strict=True))
+    ]
+    return {"bars": bars, "width": width, "height": height, "peak": peak, "total": sum(values)}
+
+
+def throughput_panel(request, scope: DashboardScope) -> dict:
+    events = Event.objects.filter(organization=scope.organization).exclude(source="meshline")
+    if scope.client:
+        events = events.filter(client=scope.client)
+    last_24h = events.filter(occurred_at__gte=scope.now - timedelta(hours=24)).count()
+    last_7d = events.filter(occurred_at__gte=scope.now - timedelta(days=7)).count()
+    if scope.period == "24h":
+        trunc, step, count, fmt = TruncHour, timedelta(hours=1), 24, "%H:00"
+        start = scope.now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+    else:
+        days = 7 if scope.period == "7d" else 30
+        trunc, step, count, fmt = TruncDay, timedelta(days=1), days, "%b %d"
+        start = scope.now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+            days=days - 1
+        )
+    rows = list(
+        events.filter(occurred_at__gte=start)
+        .annotate(bucket=trunc("occurred_at"))
+        .values("bucket")
+        .annotate(n=Count("pk"))
+        .values_list("bucket", "n")
+    )
+    buckets = [start + step * i for i in range(count)]
+    pending = EventProcessing.objects.filter(
+        organization=scope.organization, status=ProcessingStatus.PENDING
+    ).aggregate(n=Count("pk"), oldest=Min("enqueued_at"))
+    failed = EventProcessing.objects.filter(
+        organization=scope.organization, status=ProcessingStatus.FAILED
+    ).count()
+    events_url = reverse("event-list", args=[scope.organization.slug])
+    return {
+        "last_24h": last_24h,
+        "last_7d": last_7d,
+        "chart": _bars(rows, buckets, fmt),
+        "pending": pending["n"],
+        "lag_seconds": (scope.now - pending["oldest"]).total_seconds() if pending["oldest"] else 0,
+        "failed": failed,
+        "url_24h": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(hours=24)).isoformat())}",
+        "url_7d": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(days=7)).isoformat())}",
+        "url_pending": f"{events_url}?{scope.query(processing='pending')}",
+        "url_failed": f"{events_url}?{scope.query(processing='failed')}",
+    }

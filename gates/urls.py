@@ -1,0 +1,5 @@
+from django.urls import path
+
+from gates import views
+
+urlpatterns = [path("gates/", views.gate_list, name="gate-list")]

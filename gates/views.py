@@ -1,0 +1,47 @@
+"""Portal pages of the gates app."""
+
+from datetime import timedelta
+
+from django.shortcuts import render
+from django.utils import timezone
+
+from gates import services
+from gates.models import Gate
+
+
+def gate_list(request, org_slug):
+    """Each gate's mode and pass rate over 24 hours and 7 days."""
+    now = timezone.now()
+    rates_24h = services.pass_rates(request.organization, now - timedelta(hours=24))
+    rates_7d = services.pass_rates(request.organization, now - timedelta(days=7))
+    gates = [
+        {"gate": gate, "day": rates_24h.get(gate.pk, {}), "week": rates_7d.get(gate.pk, {})}
+        for gate in Gate.objects.filter(organization=request.organization).order_by("name")
+    ]
+    return render(request, "gates/gate_list.html", {"gates": gates})
+
+
+def gates_panel(request, scope) -> dict:
+    from django.db.models import Count, Q
+    from django.urls import reverse
+
+    from gates.models import GateEvaluation, Outcome
+
+    evaluations = GateEvaluation.objects.filter(
+        organization=scope.organization, evaluated_at__gte=scope.since
+    )
+    if scope.client:
+        evaluations = evaluations.filter(deliverable__client=scope.client)
+    totals = evaluations.aggregate(
+        total=Count("pk"),
+        passed=Count("pk", filter=Q(outcome=Outcome.PASS)),
+        failed=Count("pk", filter=Q(outcome=Outcome.FAIL)),
+        monitored=Count("pk", filter=Q(outcome=Outcome.MONITOR)),
+        errors=Count("pk", filter=Q(outcome=Outcome.ERROR)),
+    )
+    decided = totals["passed"] + totals["failed"] + totals["monitored"]
+    return {
+        **totals,
+        "pass_rate": round(100 * totals["passed"] / decided, 1) if decided else None,
+        "gates_url": reverse("gate-list", args=[scope.organization.slug]),
+    }
