@@ -15,6 +15,7 @@ from django.utils import timezone
 from deliveries.models import Deliverable, Event, EventSource
 from deliveries.services import trail
 from gates import checks
+from gates.checks.content import REVISION_EVENT_TYPES
 from gates.models import (
     Artifact,
     CheckName,
@@ -80,7 +81,22 @@ def _view(event: Event) -> checks.EventView:
     return checks.EventView(str(event.pk), event.event_type, event.occurred_at, event.payload)
 
 
-def history_for(event: Event) -> tuple[checks.EventView, ...]:
+def history_types(gate: Gate) -> set[str] | None:
+    """The event types a check reads from the history (None: it reads none in particular).
+
+    Only the latest HISTORY_LIMIT events are passed: without this filter, a live page's daily
+    search exports would push its accepted scope (or its baseline screenshot) out of reach.
+    """
+    if gate.check_name == CheckName.SCOPE_LIMITS:
+        parameters = gate.parameters or {}
+        revisions = parameters.get("revision_event_types", REVISION_EVENT_TYPES)
+        return {"scope.accepted", *revisions}
+    if gate.check_name == CheckName.SCREENSHOT_REGRESSION:
+        return set(gate.event_types)
+    return None
+
+
+def history_for(event: Event, event_types: set[str] | None = None) -> tuple[checks.EventView, ...]:
     earlier = (
         Event.objects.filter(
             organization=event.organization_id,
@@ -89,8 +105,10 @@ def history_for(event: Event) -> tuple[checks.EventView, ...]:
         )
         .exclude(pk=event.pk)
         .exclude(source=EventSource.MESHLINE)
-        .order_by("-occurred_at", "-id")[:HISTORY_LIMIT]
     )
+    if event_types is not None:
+        earlier = earlier.filter(event_type__in=event_types)
+    earlier = earlier.order_by("-occurred_at", "-id")[:HISTORY_LIMIT]
     return tuple(_view(e) for e in reversed(list(earlier)))
 
 
@@ -114,7 +132,7 @@ def evaluate(gate: Gate, event: Event) -> GateEvaluation:
                 event=_view(event),
                 deliverable_type=deliverable.type,
                 deliverable_url=deliverable.url,
-                history=history_for(event),
+                history=history_for(event, history_types(gate)),
                 parameters=gate.parameters or {},
             ),
         )
@@ -222,16 +240,23 @@ def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
         "remediation": gate.playbook,
         "billing_flag": result.billing_flag,
     }
-    ticket, _created = tickets.open_ticket(
-        deliverable.organization,
-        source=TicketSource.GATE_FAILURE,
-        source_key=f"{prefix}{evaluation.pk}",
-        title=f"{gate.name} failed for {deliverable.deliverable_id}",
-        event_type=event.event_type,
-        deliverable=deliverable,
-        context=context,
-        priority=gate.priority,
-    )
+    try:
+        ticket, _created = tickets.open_ticket(
+            deliverable.organization,
+            source=TicketSource.GATE_FAILURE,
+            source_key=f"{prefix}{evaluation.pk}",
+            title=f"{gate.name} failed for {deliverable.deliverable_id}",
+            event_type=event.event_type,
+            deliverable=deliverable,
+            context=context,
+            priority=gate.priority,
+        )
+    except tickets.NoOwnerError as exc:
+        # Nobody to assign: keep the verdict rather than roll it back, which would fail the
+        # task and have sweep_unevaluated retry it forever. The owner map needs a rule.
+        evaluation.details = {**evaluation.details, "ticket_error": str(exc)}
+        evaluation.save(update_fields=["details"])
+        return
     ticket.context = {
         **ticket.context,
         "owner_role": ticket.owner_role.name,
@@ -317,8 +342,21 @@ def check_strictness(gate: Gate, now: datetime | None = None) -> bool:
     now = now or timezone.now()
     if gate.mode != GateMode.ENFORCE:
         return False
+    since = now - timedelta(hours=24)
+    # Count from the latest restore: the failures that tripped the gate must not trip it
+    # again on the next evaluation. Evaluations made while it was not enforced are left out.
+    last_not_enforced = (
+        gate.history.filter(history_date__gte=since)
+        .exclude(mode=GateMode.ENFORCE)
+        .values_list("history_date", flat=True)
+        .first()
+    )
     stats = (
-        GateEvaluation.objects.filter(gate=gate, evaluated_at__gte=now - timedelta(hours=24))
+        GateEvaluation.objects.filter(
+            gate=gate,
+            mode=GateMode.ENFORCE,
+            evaluated_at__gte=max(since, last_not_enforced or since),
+        )
         .exclude(outcome=Outcome.ERROR)
         .aggregate(
             total=Count("pk"),
@@ -336,26 +374,32 @@ def check_strictness(gate: Gate, now: datetime | None = None) -> bool:
             f"Failed {failed} of {total} evaluations ({failed / total:.0%}) in the last 24 h, "
             f"above {gate.max_fail_rate:.0%}: switched to monitor on {now:%Y-%m-%d %H:%M} UTC."
         )
+        try:
+            # One triage ticket per switch (a restored gate may trip again within the hour).
+            tickets.open_ticket(
+                gate.organization,
+                source=TicketSource.TRIAGE,
+                source_key=f"gate:{gate.pk}:triage:{now.isoformat()}",
+                title=f"Triage gate '{gate.name}': too many failures",
+                event_type=(gate.event_types or [""])[0],
+                context={
+                    "gate_id": gate.pk,
+                    "gate": gate.name,
+                    "reason": reason,
+                    "remediation": "Check the gate's parameters against recent failures, "
+                    "then restore it to enforce in the admin.",
+                },
+                priority="p2",
+            )
+        except tickets.NoOwnerError as exc:
+            # Still switch: a gate must stop flooding people even if nobody owns triage.
+            reason = f"{reason} No triage ticket: {exc}"
         gate.mode = GateMode.MONITOR
         gate.auto_monitored_at = now
         gate.auto_monitor_reason = reason
-        gate._change_reason = reason
+        # The history's change reason holds 100 characters; the full reason is on the gate.
+        gate._change_reason = f"auto monitor: failed {failed} of {total} in 24 h"
         gate.save()
-        tickets.open_ticket(
-            gate.organization,
-            source=TicketSource.TRIAGE,
-            source_key=f"gate:{gate.pk}:triage:{now:%Y-%m-%dT%H}",
-            title=f"Triage gate '{gate.name}': too many failures",
-            event_type=(gate.event_types or [""])[0],
-            context={
-                "gate_id": gate.pk,
-                "gate": gate.name,
-                "reason": reason,
-                "remediation": "Check the gate's parameters against recent failures, "
-                "then restore it to enforce in the admin.",
-            },
-            priority="p2",
-        )
     return True
 
 

@@ -22,7 +22,44 @@ def administered_organizations(user):
     return Organization.objects.filter(memberships__user=user, memberships__role=Role.ADMIN)
 
 
-class TenantAdmin(admin.ModelAdmin):
+def tenant_choices(related, user):
+    """The rows of ``related`` a user may pick in a form, or None for the default (all)."""
+    if related is Organization:
+        return administered_organizations(user)
+    if user.is_superuser:
+        return None
+    if related is get_user_model():
+        # Users are not tenant rows, but listing all of them would show every
+        # organization admin the people of every other tenant.
+        return related.objects.filter(
+            memberships__organization__in=administered_organizations(user)
+        ).distinct()
+    if hasattr(related, "organization"):
+        return related.objects.filter(organization__in=administered_organizations(user))
+    return None
+
+
+def is_tenant_admin(user) -> bool:
+    return user.is_active and (user.is_superuser or administered_organizations(user).exists())
+
+
+class TenantChoicesMixin:
+    """Every foreign-key and many-to-many choice list scoped with ``tenant_choices``."""
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        queryset = tenant_choices(db_field.related_model, request.user)
+        if queryset is not None:
+            kwargs["queryset"] = queryset
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        queryset = tenant_choices(db_field.related_model, request.user)
+        if queryset is not None:
+            kwargs["queryset"] = queryset
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+class TenantAdmin(TenantChoicesMixin, admin.ModelAdmin):
     """Rows and choices limited to the user's administered organizations."""
 
     organization_field = "organization"
@@ -35,22 +72,6 @@ class TenantAdmin(admin.ModelAdmin):
             **{f"{self.organization_field}__in": administered_organizations(request.user)}
         )
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        related = db_field.related_model
-        if related is Organization:
-            kwargs["queryset"] = administered_organizations(request.user)
-        elif related is get_user_model() and not request.user.is_superuser:
-            # Users are not tenant rows, but listing all of them would show every
-            # organization admin the people of every other tenant.
-            kwargs["queryset"] = related.objects.filter(
-                memberships__organization__in=administered_organizations(request.user)
-            ).distinct()
-        elif hasattr(related, "organization") and not request.user.is_superuser:
-            kwargs["queryset"] = related.objects.filter(
-                organization__in=administered_organizations(request.user)
-            )
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
     def save_model(self, request, obj, form, change):
         organization_id = getattr(obj, f"{self.organization_field}_id", None)
         if (
@@ -61,9 +82,7 @@ class TenantAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
     def has_module_permission(self, request):
-        return request.user.is_active and (
-            request.user.is_superuser or administered_organizations(request.user).exists()
-        )
+        return is_tenant_admin(request.user)
 
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)

@@ -132,7 +132,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"LifecycleStateEnum": "deliveries.models.LifecycleState"},
+    "ENUM_NAME_OVERRIDES": {
+        "LifecycleStateEnum": "deliveries.models.LifecycleState",
+        "TierEnum": "deliveries.models.Tier",
+        "DeliverableTypeEnum": "deliveries.models.DeliverableType",
+    },
 }
 
 # Ingestion limits. The body limit is checked before JSON parsing.

@@ -6,12 +6,19 @@ Configuration is versioned (history and revert per row). The owner map's changel
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 from django_scopes import scope
 
 from deliveries.models import DeliverableType, Tier
-from meshline.admin import TenantAdmin, TenantHistoryAdmin, administered_organizations
+from meshline.admin import (
+    TenantAdmin,
+    TenantChoicesMixin,
+    TenantHistoryAdmin,
+    administered_organizations,
+    is_tenant_admin,
+)
 from owners.models import (
     BusinessCalendar,
     EscalationPolicy,
@@ -31,18 +38,26 @@ from owners.models import (
 from owners.services import owner_map
 
 
-class TenantInline(admin.TabularInline):
-    """Inline rows take their parent's organization; their choice lists are scoped too."""
+class TenantInline(TenantChoicesMixin, admin.TabularInline):
+    """Inline rows take their parent's organization; their choice lists are scoped too.
+
+    Permissions follow TenantAdmin: organization admins hold no Django model permissions,
+    so the inline defaults would hide every inline (steps, layers, holidays) from them.
+    """
 
     extra = 0
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        related = db_field.related_model
-        if hasattr(related, "organization") and not request.user.is_superuser:
-            kwargs["queryset"] = related.objects.filter(
-                organization__in=administered_organizations(request.user)
-            )
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+    def has_view_permission(self, request, obj=None):
+        return is_tenant_admin(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return is_tenant_admin(request.user)
+
+    def has_add_permission(self, request, obj=None):
+        return is_tenant_admin(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_tenant_admin(request.user)
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
@@ -107,6 +122,8 @@ class OwnerRuleAdmin(TenantHistoryAdmin):
 
     def dry_run_view(self, request):
         """Who gets this? The winning rule for three keys, why, and the map's warnings."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         form = DryRunForm(request.GET or None, user=request.user)
         resolution = problems = None
         if form.is_valid():

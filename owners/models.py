@@ -66,7 +66,10 @@ def parse_working_hours(raw) -> dict[int, tuple[tuple[time, time], ...]]:
         pairs = []
         for pair in intervals:
             try:
-                start, end = (time.fromisoformat(part) for part in pair)
+                # "24:00" means midnight at the end of the day (stored as time(0)).
+                start, end = (
+                    time(0) if part == "24:00" else time.fromisoformat(part) for part in pair
+                )
             except (TypeError, ValueError):
                 raise ValidationError(
                     f'Weekday {key}: {pair!r} is not ["HH:MM", "HH:MM"].'
@@ -353,6 +356,21 @@ class RotaLayer(TenantModel):
             problems = [f"Invalid windows: {exc}"]
         if problems:
             raise ValidationError(problems)
+        # Someone outside the organization on its rota would be sent its tickets.
+        organization_id = self.organization_id or (
+            self.rota.organization_id if self.rota_id else None
+        )
+        if organization_id is not None:
+            from meshline.models import Membership
+
+            members = set(
+                Membership.objects.filter(organization=organization_id).values_list(
+                    "user_id", flat=True
+                )
+            )
+            strangers = [person for person in self.people if person not in members]
+            if strangers:
+                raise ValidationError({"people": f"Not members of this organization: {strangers}."})
 
 
 class RotaOverride(TenantModel):

@@ -78,6 +78,14 @@ def send_notification(self, *, organization_id: int, notification_id: int) -> bo
     raise self.retry(exc=DeliveryFailed(notification_id), countdown=30 * 2**self.request.retries)
 
 
+@shared_task(base=TenantTask, name="owners.send_notifications", acks_late=True, time_limit=120)
+def send_notifications(*, organization_id: int, notification_ids: list) -> int:
+    """Fan out: one send_notification task per id. Lets the escalation sweep publish one
+    message per chunk of tickets; sending and retries stay per notification."""
+    notifications.dispatch(organization_id, notification_ids)
+    return len(notification_ids)
+
+
 @shared_task(name="owners.resend_pending_notifications", acks_late=True, time_limit=120)
 def resend_pending_notifications() -> int:
     """Safety net for notifications whose task was never enqueued (broker down)."""

@@ -10,7 +10,8 @@ from django.db import connection
 from django_scopes import scope, scopes_disabled
 from rest_framework.test import APIClient
 
-from deliveries.models import Client, Tier
+from deliveries import registry
+from deliveries.models import Client, Deliverable, Event, EventProcessing, Tier
 from meshline.models import ApiKey, Role
 from meshline.services import create_organization, create_user
 
@@ -26,6 +27,11 @@ def pytest_collection_modifyitems(config, items):
         "redis": None if settings.REDIS_URL else "Redis is not reachable on 127.0.0.1:6379",
     }
     missing["worker"] = missing["postgres"] or missing["redis"]
+    missing["browser"] = (
+        None
+        if os.path.exists("/usr/bin/chromium")
+        else ("Debian's chromium is not installed (apt-get install chromium)")
+    )
     for item in items:
         for marker, reason in missing.items():
             if reason and item.get_closest_marker(marker):
@@ -163,3 +169,38 @@ def unscoped():
 @pytest.fixture
 def db_vendor():
     return connection.vendor
+
+
+@pytest.fixture(autouse=True)
+def _fresh_event_registry():
+    """Empty the per-process event-type cache around every test.
+
+    The cache is keyed by organization pk and event_types_version. Rolled-back tests reuse
+    both on SQLite (its AUTOINCREMENT counter is rolled back too), so one test's registered
+    types would otherwise leak into the next test's organization of the same pk.
+    """
+    registry.clear_cache()
+    yield
+    registry.clear_cache()
+
+
+@pytest.fixture
+def row_counts():
+    """Events, deliverables and processing rows across every tenant, to prove nothing was stored."""
+
+    def count() -> dict:
+        with scopes_disabled():
+            return {
+                "events": Event.objects.count(),
+                "deliverables": Deliverable.objects.count(),
+                "processing": EventProcessing.objects.count(),
+            }
+
+    return count
+
+
+@pytest.fixture
+def client_beta(org_a):
+    """A second client of organization A."""
+    with scope(organization=org_a):
+        return Client.objects.create(organization=org_a, client_id="beta", name="Beta")

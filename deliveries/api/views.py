@@ -12,6 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
+from deliveries import extensions
 from deliveries.api.serializers import (
     ClientSerializer,
     DeliverableSerializer,
@@ -63,7 +64,9 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
     queryset = Event.objects.none()  # for the schema; get_queryset scopes to the tenant
     serializer_class = EventSerializer
     filterset_class = EventFilter
-    lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+    # Any segment reaches the view, where get_object answers a non-UUID with the JSON 404;
+    # a narrower URL pattern would fall through to Django's HTML 404 page.
+    lookup_value_regex = "[^/]+"
     pagination_class = EventCursorPagination
     required_scopes = {"GET": "events:read", "POST": "events:write"}
 
@@ -240,6 +243,8 @@ class DeliverableViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
         data = EventSerializer(page, many=True).data
         response = self.get_paginated_response(data)
         response.data["deliverable"] = DeliverableSerializer(deliverable).data
+        for name, section in extensions.trail_sections.items():
+            response.data[name] = section(deliverable)
         return response
 
 

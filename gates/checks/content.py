@@ -9,6 +9,7 @@ from gates.checks.htmlparse import parse
 WORD = re.compile(r"[A-Za-zÀ-ÿ']+")
 SENTENCE_END = re.compile(r"[.!?]+")
 VOWELS = re.compile(r"[aeiouy]+", re.IGNORECASE)
+REVISION_EVENT_TYPES = ["change.requested"]
 
 
 def _syllables(word: str) -> int:
@@ -104,7 +105,7 @@ def scope_limits(check_input: CheckInput) -> CheckResult:
             )
     if "revisions" in limits:
         revision_types = set(
-            check_input.parameters.get("revision_event_types", ["change.requested"])
+            check_input.parameters.get("revision_event_types", REVISION_EVENT_TYPES)
         )
         revisions = sum(1 for e in (*check_input.history, event) if e.event_type in revision_types)
         details["revisions"] = revisions

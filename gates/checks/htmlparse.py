@@ -24,6 +24,7 @@ class _Reader(HTMLParser):
         self.page = Page()
         self._open: str | None = None
         self._buffer: list[str] = []
+        self._script: list[str] | None = None  # inside a <script>: its JSON-LD text, if any
         self._script_jsonld = False
 
     def handle_starttag(self, tag, attrs):
@@ -36,17 +37,20 @@ class _Reader(HTMLParser):
             for rel in attributes.get("rel", "").lower().split():
                 self.page.links.setdefault(rel, attributes.get("href", "").strip())
         elif tag == "script":
+            # Script text is never page text: a <script> inside a <p> must neither add its
+            # code to the paragraph nor drop the words before it.
             self._script_jsonld = attributes.get("type", "").lower() == "application/ld+json"
-            self._buffer = []
+            self._script = []
         elif tag in self.TEXT_TAGS:
             self._open = tag
             self._buffer = []
 
     def handle_endtag(self, tag):
         if tag == "script":
-            if self._script_jsonld:
-                self.page.jsonld.append("".join(self._buffer))
+            if self._script_jsonld and self._script is not None:
+                self.page.jsonld.append("".join(self._script))
             self._script_jsonld = False
+            self._script = None
         elif tag == self._open:
             text = " ".join("".join(self._buffer).split())
             if tag == "title":
@@ -58,7 +62,10 @@ class _Reader(HTMLParser):
             self._open = None
 
     def handle_data(self, data):
-        if self._script_jsonld or self._open:
+        if self._script is not None:
+            if self._script_jsonld:
+                self._script.append(data)
+        elif self._open:
             self._buffer.append(data)
 
 

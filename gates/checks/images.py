@@ -18,6 +18,9 @@ from gates.checks import ArtifactOut, CheckInput, CheckResult, register
 MAX_IMAGE_BYTES = 5_000_000
 MAX_PIXELS = 4096 * 4096
 COMPARE_WIDTH = 256
+# A 1 x 16M-pixel strip is within MAX_PIXELS but would scale to 256 x 4 billion: bound the
+# comparison height too (a full-page screenshot 16 times taller than wide still fits).
+MAX_COMPARE_HEIGHT = 4096
 
 
 class ImageRejected(ValueError):
@@ -52,7 +55,8 @@ def _normalize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 def difference(baseline: Image.Image, current: Image.Image) -> tuple[float, Image.Image]:
     """Percent mean grey-level difference, and the (amplified) difference image."""
-    height = max(1, round(COMPARE_WIDTH * baseline.height / max(1, baseline.width)))
+    height = round(COMPARE_WIDTH * baseline.height / max(1, baseline.width))
+    height = min(MAX_COMPARE_HEIGHT, max(1, height))
     a = _normalize(baseline, (COMPARE_WIDTH, height))
     b = _normalize(current, (COMPARE_WIDTH, height))
     diff = ImageChops.difference(a, b)

@@ -27,7 +27,10 @@ def _html(check_input: CheckInput) -> str | None:
 
 def _types(node: dict) -> list[str]:
     value = node.get("@type")
-    return [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)]
+    if isinstance(value, str):
+        return [value]
+    # A malformed @type (object, number) has no usable type: the page fails, not the check.
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 @register("schema_check")
@@ -46,6 +49,7 @@ def schema_check(check_input: CheckInput) -> CheckResult:
             details={"artifact": "page html", "jsonld_blocks": 0},
         )
     nodes, problems = [], []
+    has_context = False
     for index, block in enumerate(blocks):
         try:
             data = json.loads(block)
@@ -55,6 +59,8 @@ def schema_check(check_input: CheckInput) -> CheckResult:
                 f"(line {exc.lineno}, column {exc.colno})."
             )
             continue
+        # A top-level @context covers the nodes of its @graph (the Yoast/WordPress shape).
+        has_context = has_context or (isinstance(data, dict) and bool(data.get("@context")))
         items = (
             data
             if isinstance(data, list)
@@ -70,7 +76,7 @@ def schema_check(check_input: CheckInput) -> CheckResult:
             f"No JSON-LD node has an allowed @type (found: {', '.join(found)}; "
             f"allowed: {', '.join(sorted(allowed))})."
         )
-    if nodes and not any(node.get("@context") for node in nodes):
+    if nodes and not has_context and not any(node.get("@context") for node in nodes):
         problems.append("JSON-LD has no @context (expected https://schema.org).")
     for node in typed:
         for node_type in _types(node):

@@ -114,7 +114,7 @@ def coverage_report(organization, start: datetime, end: datetime) -> list[Covera
                 )
             user, ok = reachable[shift.person]
             if not ok:
-                who = user.email if user else f"user #{shift.person}"
+                who = (user.email or user.get_username()) if user else f"user #{shift.person}"
                 problems.append(
                     CoverageProblem(
                         rota.role.name,

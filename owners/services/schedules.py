@@ -3,7 +3,7 @@ service that answers "who is on duty for role R at time T"."""
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
@@ -41,7 +41,8 @@ def deadline(
 ) -> datetime:
     """``minutes`` after ``start``, in business time or wall-clock time."""
     if kind == "wall":
-        return start + timedelta(minutes=minutes)
+        # In UTC: aware arithmetic in a local zone adds clock time, an hour off across DST.
+        return start.astimezone(UTC) + timedelta(minutes=minutes)
     return business_time.add_business_time(spec, start, timedelta(minutes=minutes))
 
 

@@ -1,0 +1,122 @@
+"""An account manager works a ticket end to end in a real browser."""
+
+import re
+
+import pytest
+from django_scopes import scope
+
+from deliveries.services import ingest_events
+from gates.models import CheckName, Gate
+from owners.models import Ticket, TicketStatus
+from tests.conftest import PASSWORD
+from tests.owners.factories import make_role, make_rule
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PAGE_WITHOUT_JSONLD = (
+    "<html><head><title>Spring</title></head><body><h1>Spring</h1><p>Hello.</p></body></html>"
+)
+
+
+@pytest.fixture
+def failing_page(org_a, member, client_acme):
+    """page.published without JSON-LD: the enforced gate opens a ticket for the member."""
+    with scope(organization=org_a):
+        role = make_role(org_a, people=[member])
+        make_rule(org_a, role, event_type="page.published")
+        Gate.objects.create(
+            organization=org_a,
+            slug="jsonld",
+            name="Schema.org JSON-LD",
+            check_name=CheckName.SCHEMA_CHECK,
+            event_types=["page.published"],
+            playbook="Add JSON-LD to the template.",
+        )
+        (result,) = ingest_events(
+            org_a,
+            [
+                {
+                    "event_type": "page.published",
+                    "deliverable_id": "LP-77",
+                    "client_id": "acme",
+                    "actor": {"role": "cms", "id": "wp"},
+                    "occurred_at": "2026-11-20T10:00:00Z",
+                    "payload": {"url": "https://acme.example/spring", "html": PAGE_WITHOUT_JSONLD},
+                }
+            ],
+        )
+        assert result.status == "accepted"
+        ticket = Ticket.objects.get(organization=org_a)
+    return ticket
+
+
+def sign_in(page, live_server, email):
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("Email or username").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_account_manager_acknowledges_ticket_from_board_and_finds_it_in_timeline(
+    page, live_server, member, failing_page
+):
+    sign_in(page, live_server, member.email)
+    page.wait_for_url(re.compile(r"/o/org-a/$"))
+    assert page.get_by_role("heading", name="Dashboard").is_visible()
+    open_count = page.locator("a.stat", has_text="open").first.inner_text()
+    assert open_count.startswith("1")
+
+    page.get_by_role("link", name="Board", exact=True).click()
+    card = page.locator(f"#ticket-{failing_page.pk}")
+    assert "Schema.org JSON-LD failed for LP-77" in card.inner_text()
+    card.get_by_role("button", name="Acknowledge").click()
+    # htmx swaps the card in place: its status changes without a page load.
+    page.wait_for_selector(f"#ticket-{failing_page.pk} .state-acknowledged")
+    failing_page.refresh_from_db()
+    assert failing_page.status == TicketStatus.ACKNOWLEDGED
+    assert failing_page.assignee_id == member.pk
+
+    page.locator(f"#ticket-{failing_page.pk}").get_by_role("link", name="LP-77", exact=True).click()
+    page.wait_for_url(re.compile(r"/deliverables/LP-77/$"))
+    timeline = page.locator(".trail").inner_text()
+    assert "ticket.opened" in timeline and "ticket.acknowledged" in timeline
+    assert (
+        "Schema.org JSON-LD failed for LP-77"
+        in page.locator("#tickets-heading + table").inner_text()
+    )
+
+
+def test_resolving_while_gate_fails_shows_the_error_next_to_the_waiver_field(
+    page, live_server, member, failing_page
+):
+    sign_in(page, live_server, member.email)
+    page.goto(f"{live_server.url}/o/org-a/tickets/{failing_page.pk}/")
+    page.get_by_role("button", name="Resolve").click()
+    error = page.locator(".field-error", has_text="still fails")
+    error.wait_for()
+    page.get_by_label("Waiver reason").fill("Client accepted the page without JSON-LD")
+    page.get_by_role("button", name="Resolve").click()
+    page.get_by_text("This ticket is resolved").wait_for()
+    failing_page.refresh_from_db()
+    assert failing_page.status == TicketStatus.RESOLVED
+
+
+def test_viewer_sees_the_board_but_cannot_act(page, live_server, viewer, failing_page):
+    sign_in(page, live_server, viewer.email)
+    page.goto(f"{live_server.url}/o/org-a/board/")
+    assert page.locator(f"#ticket-{failing_page.pk}").is_visible()
+    assert page.get_by_role("button", name="Acknowledge").count() == 0
+    page.goto(f"{live_server.url}/o/org-a/tickets/{failing_page.pk}/")
+    assert page.get_by_text("your role cannot change it").is_visible()
+
+
+def test_other_organizations_user_gets_404_on_a_pages(page, live_server, outsider, failing_page):
+    sign_in(page, live_server, outsider.email)
+    for path in (
+        "/o/org-a/",
+        "/o/org-a/board/",
+        f"/o/org-a/tickets/{failing_page.pk}/",
+        "/o/org-a/deliverables/LP-77/",
+    ):
+        response = page.goto(f"{live_server.url}{path}")
+        assert response.status == 404, path
