@@ -155,12 +155,14 @@ def generate(
         log(f"deliverables: {len(deliverable_rows)} ({time.perf_counter() - started:.0f} s)")
         types = [name for name, weight in EVENT_TYPES for _ in range(weight)]
         event_ids = []
+        all_event_ids = []  # for the processing rows: reading them back mid-COPY would deadlock
 
         def event_rows():
             base = now - timedelta(days=DAYS)
             for i in range(events):
                 deliverable_id, client_id = deliverable_rows[rng.randrange(len(deliverable_rows))]
                 event_id = uuid7()
+                all_event_ids.append(event_id)
                 if i % 10 == 0:
                     event_ids.append((event_id, deliverable_id))
                 occurred = base + timedelta(seconds=rng.random() * DAYS * 86400)
@@ -217,9 +219,7 @@ def generate(
             ],
             (
                 (event_id, organization.pk, "processed", 1, now, now, "")
-                for event_id in Event.objects.filter(organization=organization)
-                .values_list("pk", flat=True)
-                .iterator(chunk_size=20000)
+                for event_id in all_event_ids
             ),
         )
         log(f"processing rows ({time.perf_counter() - started:.0f} s)")
