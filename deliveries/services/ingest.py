@@ -230,7 +230,10 @@ def _size(value) -> int:
 
 
 def _oversize(raw) -> bool:
-    return _size(raw) > settings.MESHLINE_MAX_EVENT_BYTES
+    try:
+        return _size(raw) > settings.MESHLINE_MAX_EVENT_BYTES
+    except UnicodeEncodeError:  # an invalid event with unpaired surrogates: report its errors
+        return False
 
 
 def _size_from_canonical(raw: dict, canonical: bytes, data: dict) -> int:
@@ -274,7 +277,17 @@ def ingest_events(
         if errors:
             result.errors = _too_large() if _oversize(raw) else errors
             continue
-        canonical = _canonical(data)
+        try:
+            canonical = _canonical(data)
+        except UnicodeEncodeError:
+            result.errors = [
+                _error("invalid_text", "Text contains an unpaired surrogate (not valid Unicode).")
+            ]
+            continue
+        if b"\\u0000" in canonical or b"\x00" in canonical:
+            # PostgreSQL cannot store NUL in text or JSONB: refuse it here, as a 400.
+            result.errors = [_error("invalid_text", "Text contains a NUL character (\\u0000).")]
+            continue
         if _size_from_canonical(raw, canonical, data) > settings.MESHLINE_MAX_EVENT_BYTES:
             result.errors = _too_large()
             continue
