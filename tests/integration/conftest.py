@@ -149,6 +149,7 @@ def celery_env(django_db_setup, celery_queue) -> dict:
         # sends the sweep task to the worker.
         MESHLINE_SWEEP_INTERVAL_SECONDS="1",
         MESHLINE_SWEEP_GRACE_SECONDS="0",
+        MESHLINE_ESCALATION_INTERVAL_SECONDS="1",
         MESHLINE_LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
     )
