@@ -436,35 +436,42 @@ def start_sitemap_timer(gate: Gate, event: Event, deliverable: Deliverable) -> S
 def settle_sitemap_timers(event: Event) -> int:
     """A sitemap listing a waiting timer's URL before its deadline passes that gate."""
     urls = set(event.payload.get("urls") or [])
-    waiting = SitemapTimer.objects.filter(
-        organization=event.organization_id, status=TimerStatus.WAITING, url__in=urls
-    ).select_related("gate", "deliverable")
-    settled = 0
-    for timer in waiting:
-        if event.occurred_at > timer.due_at:
-            continue  # too late: the expiry sweep fails it
-        timer.status = TimerStatus.SATISFIED
-        timer.settled_by = event
-        timer.save(update_fields=["status", "settled_by"])
-        if GateEvaluation.objects.filter(
-            organization=event.organization_id,
-            gate=timer.gate,
-            event=event,
-            deliverable=timer.deliverable,
-        ).exists():  # one sitemap settling two timers of one deliverable: one verdict
-            settled += 1
-            continue
-        record_verdict(
-            timer.gate,
-            event,
-            timer.deliverable,
-            checks.CheckResult(
-                True, details={"url": timer.url, "due_at": timer.due_at.isoformat()}
-            ),
-            0.0,
+    with transaction.atomic():
+        # Locked (and the WAITING condition re-checked after the lock): the expiry sweep may be
+        # failing the same timer right now, and a timer must get exactly one verdict.
+        waiting = (
+            SitemapTimer.objects.filter(
+                organization=event.organization_id, status=TimerStatus.WAITING, url__in=urls
+            )
+            .select_related("gate", "deliverable")
+            .select_for_update(of=("self",))
         )
-        settled += 1
-    return settled
+        settled = 0
+        for timer in waiting:
+            if event.occurred_at > timer.due_at:
+                continue  # too late: the expiry sweep fails it
+            timer.status = TimerStatus.SATISFIED
+            timer.settled_by = event
+            timer.save(update_fields=["status", "settled_by"])
+            if GateEvaluation.objects.filter(
+                organization=event.organization_id,
+                gate=timer.gate,
+                event=event,
+                deliverable=timer.deliverable,
+            ).exists():  # one sitemap settling two timers of one deliverable: one verdict
+                settled += 1
+                continue
+            record_verdict(
+                timer.gate,
+                event,
+                timer.deliverable,
+                checks.CheckResult(
+                    True, details={"url": timer.url, "due_at": timer.due_at.isoformat()}
+                ),
+                0.0,
+            )
+            settled += 1
+        return settled
 
 
 def expire_sitemap_timers(organization, now: datetime | None = None) -> int:

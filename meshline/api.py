@@ -8,9 +8,10 @@ from django.http import Http404
 from django_scopes import scope
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.viewsets import GenericViewSet
+
+from meshline.ids import uuid_or_404
 
 
 def flatten_errors(detail, field: str | None = None) -> list[dict]:
@@ -77,12 +78,19 @@ class TenantAPIMixin:
         return super().finalize_response(request, response, *args, **kwargs)
 
 
-class TenantAPIView(TenantAPIMixin, APIView):
-    pass
-
-
 class TenantViewSet(TenantAPIMixin, GenericViewSet):
     """Base viewset: tenant scope, API-key scopes per HTTP method, lookups by public reference."""
+
+
+# For viewsets whose public id is a UUID: any path segment reaches the view (so a bad id
+# gets the JSON 404, not Django's HTML page), and a non-UUID is a 404 before any query.
+# (A comment, not a docstring: drf-spectacular would publish a docstring as API docs.)
+class UUIDLookupMixin:
+    lookup_value_regex = "[^/]+"
+
+    def get_object(self):
+        uuid_or_404(self.kwargs[self.lookup_url_kwarg or self.lookup_field])
+        return super().get_object()
 
 
 def error_response(errors: list[dict], http_status: int = status.HTTP_400_BAD_REQUEST) -> Response:

@@ -8,6 +8,8 @@ import os
 import time
 import uuid
 
+from django.http import Http404
+
 
 def uuid7() -> uuid.UUID:
     unix_ms = time.time_ns() // 1_000_000
@@ -18,3 +20,11 @@ def uuid7() -> uuid.UUID:
     value |= 0b10 << 62  # variant
     value |= rand & ((1 << 62) - 1)  # rand_b, 62 bits
     return uuid.UUID(int=value)
+
+
+def uuid_or_404(value) -> uuid.UUID:
+    """Public ids in URLs are UUIDs; anything else is simply not found (never a 500)."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise Http404("No such object") from None

@@ -4,17 +4,16 @@ Actions answer htmx with the ticket card partial (swapped in place) and plain fo
 with a redirect, so the board works without JavaScript too. Viewers read; they cannot act.
 """
 
-import uuid
 from datetime import timedelta
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from meshline.ids import uuid_or_404
 from owners import rota_schedule
 from owners.filters import TicketFilter
 from owners.forms import CancelForm, ReassignForm, ResolveForm
@@ -76,11 +75,7 @@ def ticket_list(request, org_slug):
 
 
 def _get_ticket(request, ticket_id) -> Ticket:
-    try:
-        uuid.UUID(str(ticket_id))
-    except ValueError:
-        raise Http404("No such ticket") from None
-    return get_object_or_404(_tickets(request), pk=ticket_id)
+    return get_object_or_404(_tickets(request), pk=uuid_or_404(ticket_id))
 
 
 def ticket_detail(request, org_slug, ticket_id):

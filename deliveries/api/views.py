@@ -1,10 +1,7 @@
 """Deliveries API v1: events, clients, deliverables and their trails, event types."""
 
-import uuid
-
 from django.conf import settings
 from django.db.models import Max
-from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, status
@@ -25,7 +22,7 @@ from deliveries.filters import ClientFilter, DeliverableFilter, EventFilter
 from deliveries.models import Client, Deliverable, Event, EventType
 from deliveries.services import ingest_events
 from deliveries.services.ingest import Status
-from meshline.api import TenantViewSet, error_response
+from meshline.api import TenantViewSet, UUIDLookupMixin, error_response
 
 REFERENCE_REGEX = r"[A-Za-z0-9][A-Za-z0-9._:-]*"
 
@@ -58,15 +55,14 @@ class DeliverablePagination(CursorPagination):
     max_page_size = 500
 
 
-class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+class EventViewSet(
+    UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
+):
     """Submit events (one, or a batch under ``events``) and read them back."""
 
     queryset = Event.objects.none()  # for the schema; get_queryset scopes to the tenant
     serializer_class = EventSerializer
     filterset_class = EventFilter
-    # Any segment reaches the view, where get_object answers a non-UUID with the JSON 404;
-    # a narrower URL pattern would fall through to Django's HTML 404 page.
-    lookup_value_regex = "[^/]+"
     pagination_class = EventCursorPagination
     required_scopes = {"GET": "events:read", "POST": "events:write"}
 
@@ -74,13 +70,6 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
         return Event.objects.filter(organization=self.organization).select_related(
             "deliverable", "client", "processing"
         )
-
-    def get_object(self):
-        try:
-            uuid.UUID(self.kwargs["pk"])
-        except ValueError:
-            raise Http404 from None
-        return super().get_object()
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,

@@ -1,9 +1,8 @@
 """Gates API v1: gates with their mode and pass rates; one evaluation with its artifacts."""
 
-import uuid
 from datetime import timedelta
 
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -14,7 +13,7 @@ from rest_framework.response import Response
 
 from gates import services
 from gates.models import Gate, GateEvaluation
-from meshline.api import TenantViewSet
+from meshline.api import TenantViewSet, UUIDLookupMixin
 
 
 class GateSerializer(serializers.ModelSerializer):
@@ -75,21 +74,15 @@ class GateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSe
         return context
 
 
-class EvaluationViewSet(mixins.RetrieveModelMixin, TenantViewSet):
+class EvaluationViewSet(UUIDLookupMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """One gate evaluation with its reasons and failing artifacts."""
+
     queryset = GateEvaluation.objects.none()
-    lookup_value_regex = "[^/]+"
     required_scopes = {"GET": "events:read"}
 
     def get_tenant_queryset(self):
-        return GateEvaluation.objects.filter(organization=self.organization)
-
-    def get_object(self):
-        try:
-            uuid.UUID(self.kwargs["pk"])
-        except ValueError:
-            raise Http404 from None
-        return get_object_or_404(
-            self.get_queryset().select_related("gate", "deliverable"), pk=self.kwargs["pk"]
+        return GateEvaluation.objects.filter(organization=self.organization).select_related(
+            "gate", "deliverable"
         )
 
     @extend_schema(responses=OpenApiTypes.OBJECT)

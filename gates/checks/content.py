@@ -1,6 +1,5 @@
 """Checks on content quality and on scope limits."""
 
-import json
 import re
 
 from gates.checks import CheckInput, CheckResult, register
@@ -114,7 +113,3 @@ def scope_limits(check_input: CheckInput) -> CheckResult:
     if problems:
         return CheckResult.fail(*problems, details=details, billing_flag=True)
     return CheckResult(True, details=details)
-
-
-def canonical(data) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))

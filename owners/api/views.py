@@ -1,9 +1,5 @@
 """Owners API v1: owner map (read) and dry run, roles and who is on duty, tickets."""
 
-import uuid
-
-from django.http import Http404
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
@@ -11,7 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from meshline.api import TenantViewSet, error_response
+from meshline.api import TenantViewSet, UUIDLookupMixin, error_response
 from owners.api.serializers import (
     DryRunQuerySerializer,
     OnDutyQuerySerializer,
@@ -84,25 +80,21 @@ class TicketPagination(CursorPagination):
     max_page_size = 500
 
 
-class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+class TicketViewSet(
+    UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
+):
+    """Tickets, newest first; acknowledge and resolve them."""
+
     queryset = Ticket.objects.none()
     serializer_class = TicketSerializer
     filterset_class = TicketFilter
     pagination_class = TicketPagination
-    lookup_value_regex = "[^/]+"
     required_scopes = {"GET": "tickets:read", "POST": "tickets:write"}
 
     def get_tenant_queryset(self):
         return Ticket.objects.filter(organization=self.organization).select_related(
             "owner_role", "assignee", "deliverable"
         )
-
-    def get_object(self):
-        try:
-            uuid.UUID(self.kwargs["pk"])
-        except ValueError:
-            raise Http404 from None
-        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
 
     def _act(self, request, action_fn, **kwargs):
         ticket = self.get_object()
