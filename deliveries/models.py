@@ -214,6 +214,31 @@ class Event(TenantModel):
         return f"{self.event_type} for {self.deliverable_id} at {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
+class EventCount(TenantModel):
+    """Submitted events per client and UTC hour (by occurred_at): the dashboard's totals.
+
+    Maintained by database triggers (migration 0004), in the transaction that inserts the
+    events, whatever inserts them (the API's COPY, the ORM, an operator's SQL), so it can
+    neither lose nor double an event. Meshline's own events are not counted. Events are
+    never updated or deleted, so the counts only grow.
+    """
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "client", "hour"], name="event_count_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["organization", "hour"], name="event_count_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} {self.hour:%Y-%m-%d %H:00}: {self.count}"
+
+
 class ProcessingStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     PROCESSED = "processed", "Processed"
@@ -244,6 +269,13 @@ class EventProcessing(TenantModel):
                 fields=["enqueued_at"],
                 condition=Q(status="pending"),
                 name="processing_pending",
+            ),
+            # The dashboard's failed count and the events list's "failed" filter: without it,
+            # a scan of every processing row of the organization.
+            models.Index(
+                fields=["organization"],
+                condition=Q(status="failed"),
+                name="processing_failed",
             ),
         ]
 

@@ -1,8 +1,10 @@
 """The owners panel of the dashboard: open and overdue work by owner, MTTR, SLA compliance."""
 
 import statistics
+from dataclasses import dataclass
 
-from django.db.models import Count, Q
+from django.db import connection
+from django.db.models import Aggregate, Avg, Count, F, FloatField, Func, Q
 from django.urls import reverse
 
 from owners.models import ACTIVE_STATUSES, Ticket, TicketStatus
@@ -13,6 +15,58 @@ def _duration_text(seconds: float | None) -> str:
         return "—"
     hours = seconds / 3600
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
+
+
+@dataclass
+class ResolutionStats:
+    count: int
+    mean_seconds: float | None
+    median_seconds: float | None
+    in_time: int
+
+    @property
+    def compliance_percent(self) -> float | None:
+        """Share resolved by their deadline (no deadline counts as in time)."""
+        return round(100 * self.in_time / self.count, 1) if self.count else None
+
+
+class _Median(Aggregate):
+    function = "percentile_cont"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+
+def _seconds(expression) -> Func:
+    return Func(
+        expression, template="EXTRACT(EPOCH FROM %(expressions)s)", output_field=FloatField()
+    )
+
+
+def resolution_stats(resolved_tickets) -> ResolutionStats:
+    """MTTR and SLA compliance of resolved tickets.
+
+    On PostgreSQL one aggregate query: a month of an agency's tickets is tens of thousands
+    of rows, and reading their timestamps into Python cost the dashboard ~250 ms. Elsewhere
+    (the SQLite demo, small by construction) the rows are read and summarized in Python.
+    """
+    if connection.vendor == "postgresql":
+        duration = _seconds(F("resolved_at") - F("opened_at"))
+        in_time = Q(resolve_due_at=None) | Q(resolved_at__lte=F("resolve_due_at"))
+        row = resolved_tickets.aggregate(
+            count=Count("pk"),
+            mean=Avg(duration),
+            median=_Median(duration),
+            in_time=Count("pk", filter=in_time),
+        )
+        return ResolutionStats(row["count"], row["mean"], row["median"], row["in_time"])
+    rows = list(resolved_tickets.values_list("opened_at", "resolved_at", "resolve_due_at"))
+    durations = [(closed - opened).total_seconds() for opened, closed, _due in rows]
+    return ResolutionStats(
+        count=len(rows),
+        mean_seconds=statistics.fmean(durations) if durations else None,
+        median_seconds=statistics.median(durations) if durations else None,
+        in_time=sum(1 for _opened, closed, due in rows if due is None or closed <= due),
+    )
 
 
 def tickets_panel(request, scope) -> dict:
@@ -33,13 +87,9 @@ def tickets_panel(request, scope) -> dict:
         .annotate(open=Count("pk"), overdue=Count("pk", filter=overdue))
         .order_by("-overdue", "-open", "assignee__email")[:10]
     )
-    resolved = list(
-        tickets.filter(status=TicketStatus.RESOLVED, resolved_at__gte=scope.since).values_list(
-            "opened_at", "resolved_at", "resolve_due_at"
-        )
+    resolved = resolution_stats(
+        tickets.filter(status=TicketStatus.RESOLVED, resolved_at__gte=scope.since)
     )
-    durations = [(closed - opened).total_seconds() for opened, closed, _due in resolved]
-    in_time = sum(1 for _opened, closed, due in resolved if due is None or closed <= due)
     board = reverse("board", args=[scope.organization.slug])
     ticket_list = reverse("ticket-list", args=[scope.organization.slug])
     return {
@@ -47,10 +97,10 @@ def tickets_panel(request, scope) -> dict:
         "overdue": totals["overdue"],
         "by_role": by_role,
         "by_person": by_person,
-        "resolved": len(resolved),
-        "mttr_mean": _duration_text(statistics.fmean(durations) if durations else None),
-        "mttr_median": _duration_text(statistics.median(durations) if durations else None),
-        "sla_compliance": round(100 * in_time / len(resolved), 1) if resolved else None,
+        "resolved": resolved.count,
+        "mttr_mean": _duration_text(resolved.mean_seconds),
+        "mttr_median": _duration_text(resolved.median_seconds),
+        "sla_compliance": resolved.compliance_percent,
         "board_url": board,
         "list_url": ticket_list,
         "client_query": scope.query(),
