@@ -57,10 +57,11 @@ import time
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from support import reset_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/meshline_bench_esc"
 FLOOR_SECONDS = 2.0
@@ -100,46 +101,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # --- database ---------------------------------------------------------------------------------
-
-
-def reset_database(url: str, force: bool) -> None:
-    """Create the database once; afterwards empty it by recreating its public schema.
-
-    (Not DROP DATABASE: on a shared server it waits for every backend of every database
-    to acknowledge, and one stalled COPY elsewhere can hold it indefinitely.)
-    """
-    import psycopg
-    from psycopg import sql
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    if parsed.scheme not in {"postgres", "postgresql"}:
-        sys.exit(f"{url!r}: the escalation bench needs PostgreSQL (postgres://...)")
-    if "bench" not in name and not force:
-        sys.exit(f"refusing to reset database {name!r}: its name lacks 'bench' (use --force)")
-    admin = parsed._replace(scheme="postgresql", path="/postgres", query="").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        row = conn.execute("SELECT datconnlimit FROM pg_database WHERE datname = %s", [name])
-        found = row.fetchone()
-        if found is not None and found[0] == -2:  # left invalid by an interrupted DROP DATABASE
-            conn.execute("SET statement_timeout = '30s'")
-            try:
-                conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
-            except psycopg.errors.QueryCanceled:
-                sys.exit(
-                    f"database {name!r} is invalid (an interrupted DROP DATABASE) and cannot be "
-                    "dropped now (another backend blocks DROP DATABASE); pass --database-url "
-                    "with another name"
-                )
-            found = None
-        if found is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            return
-    bench = parsed._replace(scheme="postgresql", query="").geturl()
-    with psycopg.connect(bench, autocommit=True) as conn:
-        conn.execute("SET lock_timeout = '60s'")
-        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.execute("CREATE SCHEMA public")
 
 
 def setup_django(url: str, eager: bool) -> None:

@@ -24,16 +24,11 @@ inspection (it is reset by the next run).
 
 import argparse
 import hashlib
-import http.client
 import json
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -44,6 +39,8 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from support import Connection, Gunicorn, flush_redis, reset_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/meshline_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -218,39 +215,6 @@ def encode(obj) -> bytes:
 # --- setup ------------------------------------------------------------------------------------
 
 
-def admin_conninfo(url: str) -> tuple[str, str]:
-    """(conninfo of the server's 'postgres' database, name of the bench database)."""
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    conninfo = parsed._replace(path="/postgres", query="").geturl()
-    return conninfo.replace("postgres://", "postgresql://", 1), name
-
-
-def reset_database(url: str, force: bool) -> None:
-    """Create the bench database if needed and empty it (its public schema dropped and
-    recreated: unlike DROP DATABASE, this waits on no other database's sessions)."""
-    import psycopg
-    from psycopg import sql
-
-    conninfo, name = admin_conninfo(url)
-    if "bench" not in name and not force:
-        sys.exit(f"refusing to reset database {name!r}: its name lacks 'bench' (use --force)")
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        # Sessions a crashed earlier run may have left on the bench database, and only there.
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            [name],
-        )
-    with psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-        conn.execute("SET lock_timeout = '10s'")
-        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-
-
 def setup_tenant(url: str) -> dict:
     """Migrate the bench database; create the organization, its clients and an API key."""
     os.environ["DATABASE_URL"] = url
@@ -290,119 +254,7 @@ def database_sessions(conninfo: str) -> int:
         ).fetchone()[0]
 
 
-def flush_redis(url: str) -> None:
-    try:
-        import redis
-
-        redis.Redis.from_url(url, socket_connect_timeout=1).flushdb()
-    except Exception as exc:  # the bench still runs: ingestion does not need the broker
-        print(f"  (could not flush {url}: {exc})")
-
-
-# --- gunicorn ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, args, database_url: str):
-        self.port = free_port()
-        # Kept open for the whole run (gunicorn writes to it); closed with the process.
-        self.log = tempfile.TemporaryFile(prefix="meshline-bench-gunicorn-")  # noqa: SIM115
-        gunicorn = Path(sys.executable).parent / "gunicorn"
-        self.cmd = [
-            str(gunicorn),
-            "meshline.wsgi",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            str(args.workers),
-            "--worker-class",
-            args.worker_class,
-            "--log-level",
-            "warning",
-        ]
-        if args.worker_class == "gthread":
-            self.cmd += ["--threads", str(args.threads)]
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "CELERY_BROKER_URL": args.redis_url,
-            "MESHLINE_LOG_LEVEL": "WARNING",
-            "DJANGO_SETTINGS_MODULE": "meshline.settings",
-        }
-        self.env.pop("CELERY_TASK_ALWAYS_EAGER", None)
-        self.proc = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.cmd,
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        self.log.seek(0)
-        sys.exit("gunicorn did not become ready:\n" + self.log.read().decode(errors="replace"))
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)  # the master stops its workers
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-    def errors(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-
 # --- load generation --------------------------------------------------------------------------
-
-
-class Connection:
-    """A keep-alive HTTP/1.1 connection (reopened when the server closes it)."""
-
-    def __init__(self, port: int, api_key: str):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.headers = {"Content-Type": "application/json", "Authorization": f"Api-Key {api_key}"}
-
-    def post(self, body: bytes) -> tuple[int, bytes]:
-        try:
-            self.conn.request("POST", EVENTS_PATH, body=body, headers=self.headers)
-            response = self.conn.getresponse()
-            data = response.read()
-        except (ConnectionError, http.client.HTTPException):
-            self.conn.close()
-            raise
-        if response.will_close:
-            self.conn.close()
-        return response.status, data
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 @dataclass
@@ -743,7 +595,9 @@ def main() -> int:
         f"API events prepared, {average / 1024:.1f} KiB per single-event body on average"
     )
 
-    server = Server(args, args.database_url)
+    server = Gunicorn(
+        args.database_url, args.redis_url, args.workers, args.worker_class, args.threads
+    )
     print(
         f"  starting gunicorn ({args.workers} {args.worker_class} workers"
         + (f" x {args.threads} threads" if args.worker_class == "gthread" else "")
