@@ -445,7 +445,7 @@ def throughput_phase(world: dict, port: int, args, shots: dict, run: str) -> lis
                 "passed": outcomes.count("pass"),
                 "failed": outcomes.count("fail"),
                 "errors": outcomes.count("error"),
-                # A timer's verdict is dated at its deadline: time it by when it was seen.
+                # Timer verdicts are all dated at the sweep's start: time it by when seen.
                 "per_second": count
                 / ((finished if check == "sitemap_sync" else float(last)) - started),
                 "check_ms_median": statistics.median(durations),

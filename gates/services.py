@@ -200,6 +200,21 @@ def _last_events(deliverable: Deliverable, limit: int = 3) -> list[dict]:
     ]
 
 
+def _page_url(event: Event, deliverable: Deliverable) -> str:
+    """The page the failure is about, so its owner can open it from the ticket.
+
+    Only http(s): an organization's own event types may carry any string as ``url``, and
+    the portal renders this as a link.
+    """
+    for url in (
+        event.payload.get("url") if isinstance(event.payload, dict) else None,
+        deliverable.url,
+    ):
+        if isinstance(url, str) and url.lower().startswith(("http://", "https://")):
+            return url
+    return ""
+
+
 def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
     prefix = gate_source_prefix(gate.pk, deliverable.pk)
     active = Ticket.objects.filter(
@@ -233,7 +248,9 @@ def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
         "event_id": str(event.pk),
         "reasons": result.reasons,
         "details": result.details,
-        "artifacts": [a.name for a in result.artifacts] or ["payload"],
+        "artifacts": [a.name for a in result.artifacts]
+        or [result.details.get("artifact") or "event payload"],
+        "page_url": _page_url(event, deliverable),
         "last_events": _last_events(deliverable),
         "remediation": gate.playbook,
         "billing_flag": result.billing_flag,
@@ -481,6 +498,7 @@ def expire_sitemap_timers(organization, now: datetime | None = None) -> int:
             organization=organization, status=TimerStatus.WAITING, due_at__lte=now
         ).values_list("pk", flat=True)[:1000]
     )
+    gates = {}
     for timer_id in ids:
         with transaction.atomic():
             timer = (
@@ -504,7 +522,12 @@ def expire_sitemap_timers(organization, now: datetime | None = None) -> int:
                 0.0,
                 at=now,
             )
+            gates[timer.gate_id] = timer.gate
             expired += 1
+    # Expiries are failures like any other: a sitemap gate failing too often must switch to
+    # monitor too. (Settlements are passes: they cannot make a gate too strict.)
+    for gate in gates.values():
+        check_strictness(gate, now)
     return expired
 
 

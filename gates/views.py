@@ -2,11 +2,16 @@
 
 from datetime import timedelta
 
-from django.shortcuts import render
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from gates import services
-from gates.models import Gate
+from gates.models import Artifact, Gate
+
+# Artifacts are made by Meshline's own checks (the screenshot difference is a PNG). Only
+# images are shown in the browser; anything else is downloaded, never rendered.
+INLINE_TYPES = {"image/png", "image/jpeg", "image/webp"}
 
 
 def gate_list(request, org_slug):
@@ -19,6 +24,20 @@ def gate_list(request, org_slug):
         for gate in Gate.objects.filter(organization=request.organization).order_by("name")
     ]
     return render(request, "gates/gate_list.html", {"gates": gates})
+
+
+def artifact(request, org_slug, artifact_id: int):
+    """A failing artifact of an evaluation, e.g. the screenshot difference image."""
+    item = get_object_or_404(Artifact, organization=request.organization, pk=artifact_id)
+    inline = item.content_type in INLINE_TYPES
+    response = HttpResponse(
+        bytes(item.data), content_type=item.content_type if inline else "application/octet-stream"
+    )
+    disposition = "inline" if inline else "attachment"
+    response["Content-Disposition"] = f'{disposition}; filename="artifact-{item.pk}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 def gates_panel(request, scope) -> dict:

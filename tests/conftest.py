@@ -204,3 +204,17 @@ def client_beta(org_a):
     """A second client of organization A."""
     with scope(organization=org_a):
         return Client.objects.create(organization=org_a, client_id="beta", name="Beta")
+
+
+@pytest.fixture
+def as_member(client, member):
+    """The Django test client signed in as organization A's account manager."""
+    client.force_login(member)
+    return client
+
+
+@pytest.fixture
+def as_outsider(client, outsider):
+    """The Django test client signed in as organization B's admin."""
+    client.force_login(outsider)
+    return client

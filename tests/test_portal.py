@@ -99,18 +99,6 @@ def deliverable_b(org_b, client_b_acme):
     ingest(org_b, [make_event("LP-B1", deliverable_type="landing_page", title="Secret B launch")])
 
 
-@pytest.fixture
-def as_member(client, member):
-    client.force_login(member)
-    return client
-
-
-@pytest.fixture
-def as_outsider(client, outsider):
-    client.force_login(outsider)
-    return client
-
-
 # --- sign-in ---------------------------------------------------------------------------------
 
 

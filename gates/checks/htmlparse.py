@@ -18,6 +18,14 @@ class Page:
 
 class _Reader(HTMLParser):
     TEXT_TAGS = {"title", "h1", "h2", "h3", "h4", "h5", "h6", "p"}
+    # HTML lets a paragraph's end tag be omitted: the paragraph ends where one of these
+    # starts, or where its parent element ends (the HTML standard's list, abridged).
+    ENDS_PARAGRAPH = {
+        "address", "article", "aside", "blockquote", "details", "div", "dl", "fieldset",
+        "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
+        "header", "hr", "main", "menu", "nav", "ol", "p", "pre", "section", "table", "ul",
+    }  # fmt: skip
+    PARAGRAPH_PARENTS = ENDS_PARAGRAPH | {"body", "html", "li", "td", "th", "dd", "dt"}
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -42,8 +50,27 @@ class _Reader(HTMLParser):
             self._script_jsonld = attributes.get("type", "").lower() == "application/ld+json"
             self._script = []
         elif tag in self.TEXT_TAGS:
+            if self._open == "p" and tag in self.ENDS_PARAGRAPH:
+                self._close_text()
             self._open = tag
             self._buffer = []
+        elif self._open == "p" and tag in self.ENDS_PARAGRAPH:
+            self._close_text()
+
+    def _close_text(self) -> None:
+        text = " ".join("".join(self._buffer).split())
+        if self._open == "title":
+            self.page.title = text if self.page.title is None else self.page.title
+        elif self._open == "p":
+            self.page.paragraphs.append(text)
+        elif self._open:
+            self.page.headings.append((self._open, text))
+        self._open = None
+
+    def close(self):
+        super().close()
+        if self._open == "p":  # the document ended inside a paragraph
+            self._close_text()
 
     def handle_endtag(self, tag):
         if tag == "script":
@@ -51,15 +78,8 @@ class _Reader(HTMLParser):
                 self.page.jsonld.append("".join(self._script))
             self._script_jsonld = False
             self._script = None
-        elif tag == self._open:
-            text = " ".join("".join(self._buffer).split())
-            if tag == "title":
-                self.page.title = text if self.page.title is None else self.page.title
-            elif tag == "p":
-                self.page.paragraphs.append(text)
-            else:
-                self.page.headings.append((tag, text))
-            self._open = None
+        elif tag == self._open or (self._open == "p" and tag in self.PARAGRAPH_PARENTS):
+            self._close_text()
 
     def handle_data(self, data):
         if self._script is not None:

@@ -17,7 +17,16 @@ DEFAULT_ALLOWED_TYPES = [
     "BreadcrumbList",
     "Event",
 ]
-DEFAULT_REQUIRED = {"*": ["name"], "Product": ["name", "offers"], "Article": ["headline"]}
+# Per type, what schema.org consumers (search engines' rich results) need; "*" for the rest.
+# A BreadcrumbList or an FAQPage has no name: its items are what it is for.
+DEFAULT_REQUIRED = {
+    "*": ["name"],
+    "Product": ["name", "offers"],
+    "Article": ["headline"],
+    "BlogPosting": ["headline"],
+    "BreadcrumbList": ["itemListElement"],
+    "FAQPage": ["mainEntity"],
+}
 
 
 def _html(check_input: CheckInput) -> str | None:

@@ -157,6 +157,27 @@ def test_schema_check_parameters_narrow_types_and_add_required_properties():
     assert verdict(allowed_recipe) == "pass", allowed_recipe.reasons
 
 
+def _jsonld_page(node: dict) -> str:
+    import json
+
+    block = json.dumps({"@context": "https://schema.org", **node})
+    return f'<html><head><script type="application/ld+json">{block}</script></head></html>'
+
+
+def test_schema_check_breadcrumbs_and_faqs_need_their_items_not_a_name():
+    crumbs = {
+        "@type": "BreadcrumbList",
+        "itemListElement": [{"@type": "ListItem", "position": 1, "name": "Shoes"}],
+    }
+    faq = {"@type": "FAQPage", "mainEntity": [{"@type": "Question", "name": "Sizes?"}]}
+    assert verdict(run("schema_check", {"html": _jsonld_page(crumbs)})) == "pass"
+    assert verdict(run("schema_check", {"html": _jsonld_page(faq)})) == "pass"
+    empty = run("schema_check", {"html": _jsonld_page({"@type": "BreadcrumbList"})})
+    assert empty.reasons == ["BreadcrumbList is missing required property 'itemListElement'."]
+    posting = run("schema_check", {"html": _jsonld_page({"@type": "BlogPosting", "name": "x"})})
+    assert posting.reasons == ["BlogPosting is missing required property 'headline'."]
+
+
 @pytest.mark.parametrize("payload", [{}, {"html": ""}, {"html": "   "}, {"html": 42}])
 def test_schema_check_without_html_is_an_error(payload):
     result = run("schema_check", payload)
@@ -624,6 +645,33 @@ def test_script_code_is_never_page_text():
     assert parsed.headings == [("h1", "Summer sale: up to 40 percent off")]
     assert len(parsed.jsonld) == 1  # the ld+json block only, not alert(1) or the tracker
     assert "alert" not in " ".join(parsed.paragraphs + parsed.jsonld)
+
+
+def test_paragraphs_without_end_tags_are_still_paragraphs():
+    html = (
+        "<body><h1>Trail shoes</h1><p>First paragraph<p>Second paragraph"
+        "<h2>Fit</h2><p>Third<ul><li>not a paragraph</li></ul>"
+        "<section><p>Fourth</section><div><p>Fifth</div><p>Sixth"
+    )
+    page_ = parse(html)
+    assert page_.paragraphs == [
+        "First paragraph",
+        "Second paragraph",
+        "Third",
+        "Fourth",
+        "Fifth",
+        "Sixth",
+    ]
+    assert page_.headings == [("h1", "Trail shoes"), ("h2", "Fit")]
+
+
+def test_quality_sees_duplicated_paragraphs_without_end_tags():
+    repeated = "Our trail shoe grips wet rock and dries fast after a river crossing."
+    closed = f"<h1>Shoes</h1><p>{repeated}</p><p>{repeated}</p>"
+    unclosed = f"<h1>Shoes</h1><p>{repeated}<p>{repeated}"
+    for html in (closed, unclosed):
+        result = run("content_quality_score", {"html": html}, threshold=0)
+        assert result.details["duplicated_paragraphs"] == 1, html
 
 
 def test_html_over_the_size_limit_is_an_error():

@@ -8,12 +8,14 @@ fixture's block ends.
 from datetime import timedelta
 
 import pytest
+from django.test import Client as DjangoClient
 from django.utils import timezone
 from django_scopes import scope
 
 from deliveries.models import Deliverable, Event, EventSource
 from gates import services, tasks
 from gates.models import (
+    Artifact,
     CheckName,
     Gate,
     GateEvaluation,
@@ -103,7 +105,8 @@ def test_page_missing_jsonld_opens_one_ticket_for_the_seo_owner_then_the_fix_res
     context = ticket.context
     assert context["reasons"] == [MISSING_JSONLD]
     assert context["details"] == {"artifact": "page html", "jsonld_blocks": 0}
-    assert context["artifacts"] == ["payload"]
+    assert context["artifacts"] == ["page html"]
+    assert context["page_url"] == PAGE_URL
     assert context["evaluation_id"] == str(failed.pk)
     assert context["event_id"] == page_event_id
     assert [e["event_type"] for e in context["last_events"]] == [
@@ -184,6 +187,89 @@ def test_a_screenshot_regression_ticket_names_its_difference_image(
     assert bytes(artifact.data).startswith(b"\x89PNG")
     [ticket] = tickets_of(org_a)
     assert ticket.context["artifacts"] == ["difference.png"]
+
+
+def test_the_difference_image_is_shown_in_the_portal_and_only_to_its_organization(
+    org_a, client_acme, owner_map, make_gate, publish, as_member, outsider
+):
+    as_outsider = DjangoClient()
+    as_outsider.force_login(outsider)
+    make_gate(CheckName.SCREENSHOT_REGRESSION)
+    publish(
+        org_a,
+        published(
+            "LP-1",
+            page("product_landing.html"),
+            screenshot=b64(png("white", box=[40, 40, 280, 160])),
+            baseline_screenshot=b64(png("white")),
+        ),
+    )
+    [evaluation] = evaluations(org_a)
+    with scope(organization=org_a):
+        [artifact] = evaluation.artifacts.all()
+    url = f"/o/org-a/artifacts/{artifact.pk}/"
+    deliverable_page = as_member.get("/o/org-a/deliverables/LP-1/").content.decode()
+    assert f'href="{url}"' in deliverable_page
+    assert f'id="evaluation-{evaluation.pk}"' in deliverable_page
+
+    response = as_member.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response.content == bytes(artifact.data)
+    assert as_outsider.get(url).status_code == 404
+    assert as_outsider.get(f"/o/org-b/artifacts/{artifact.pk}/").status_code == 404
+    assert as_member.get(f"/o/org-a/artifacts/{artifact.pk + 1000}/").status_code == 404
+
+
+def test_an_artifact_that_is_not_an_image_is_downloaded_not_rendered(
+    org_a, client_acme, owner_map, make_gate, publish, as_member
+):
+    make_gate(CheckName.SCHEMA_CHECK)
+    publish(org_a, published("LP-1", page("missing_jsonld.html")))
+    [evaluation] = evaluations(org_a)
+    with scope(organization=org_a):
+        artifact = Artifact.objects.create(
+            organization=org_a,
+            evaluation=evaluation,
+            name="page.html",
+            content_type="text/html",
+            data=b"<script>alert(1)</script>",
+        )
+    response = as_member.get(f"/o/org-a/artifacts/{artifact.pk}/")
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"].startswith("attachment;")
+
+
+def test_the_ticket_page_links_the_page_and_the_evaluation_not_the_api(
+    org_a, client_acme, owner_map, make_gate, publish, as_member
+):
+    make_gate(CheckName.SCHEMA_CHECK)
+    publish(org_a, published("LP-1", page("missing_jsonld.html")))
+    [ticket] = tickets_of(org_a)
+    html = as_member.get(f"/o/org-a/tickets/{ticket.pk}/").content.decode()
+    assert f'href="{PAGE_URL}"' in html
+    evaluation_id = ticket.context["evaluation_id"]
+    assert f'href="/o/org-a/deliverables/LP-1/#evaluation-{evaluation_id}"' in html
+    assert "/api/v1/evaluations/" not in html  # the API needs a key a portal user has not got
+
+
+def test_a_page_url_that_is_not_http_is_not_linked(org_a, client_acme, owner_map, make_gate):
+    gate = make_gate(CheckName.SCHEMA_CHECK)
+    with scope(organization=org_a):
+        deliverable = Deliverable.objects.create(
+            organization=org_a, client=client_acme, deliverable_id="LP-9", type="landing_page"
+        )
+        hostile = Event(
+            organization=org_a,
+            deliverable=deliverable,
+            event_type="page.published",
+            payload={"url": "javascript:alert(1)", "html": "<p>x</p>"},
+        )
+        assert services._page_url(hostile, deliverable) == ""
+        deliverable.url = "https://acme.example/lp-9"
+        assert services._page_url(hostile, deliverable) == "https://acme.example/lp-9"
+    assert gate.pk
 
 
 def test_a_scope_overrun_opens_a_billable_ticket(
@@ -700,6 +786,33 @@ def test_the_timer_sweep_task_expires_overdue_timers_per_organization(
     assert tasks.timer_sweep() == 0
     [evaluation] = evaluations(org_a)
     assert evaluation.outcome == Outcome.FAIL
+
+
+def test_sitemap_expiries_count_towards_over_strictness(
+    org_a, client_acme, owner_map, make_gate, publish, earlier
+):
+    gate = make_gate(
+        CheckName.SITEMAP_SYNC,
+        parameters={"deadline_hours": 24},
+        min_evaluations=3,
+        max_fail_rate=0.2,
+    )
+    for n in range(3):
+        publish(
+            org_a,
+            published(
+                f"LP-{n}",
+                page("product_landing.html"),
+                url=f"https://acme.example/lp/{n}",
+                at=earlier(25 * 60),
+            ),
+        )
+    with scope(organization=org_a):
+        assert services.expire_sitemap_timers(org_a) == 3
+        gate.refresh_from_db()
+    assert gate.mode == GateMode.MONITOR
+    assert "Failed 3 of 3 evaluations" in gate.auto_monitor_reason
+    assert len(tickets_of(org_a, source=TicketSource.TRIAGE)) == 1
 
 
 def test_republishing_the_same_page_event_starts_one_timer(
