@@ -9,9 +9,11 @@ from django.db.models import Count, Min
 from django.urls import reverse
 from django.utils import timezone
 
-from deliveries.models import Client, EventProcessing, ProcessingStatus
+from deliveries.models import Client, EventProcessing, EventSource, ProcessingStatus
 from deliveries.services import throughput
 
+# What the throughput numbers count: events submitted by API or webhook, not Meshline's own.
+SUBMITTED = [EventSource.API, EventSource.WEBHOOK]
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
@@ -39,7 +41,7 @@ class DashboardScope:
         """Query string for the lists behind the numbers (same client and period)."""
         params = {"client": self.client.client_id} if self.client else {}
         params.update({k: v for k, v in extra.items() if v not in (None, "")})
-        return urlencode(params)
+        return urlencode(params, doseq=True)
 
 
 def dashboard_scope(request) -> tuple[DashboardScope, DashboardForm]:
@@ -107,8 +109,8 @@ def throughput_panel(request, scope: DashboardScope) -> dict:
         "pending": pending["n"],
         "lag_seconds": (scope.now - pending["oldest"]).total_seconds() if pending["oldest"] else 0,
         "failed": failed,
-        "url_24h": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(hours=24)).isoformat())}",
-        "url_7d": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(days=7)).isoformat())}",
+        "url_24h": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(hours=24)).isoformat(), source=SUBMITTED)}",
+        "url_7d": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(days=7)).isoformat(), source=SUBMITTED)}",
         "url_pending": f"{events_url}?{scope.query(processing='pending')}",
         "url_failed": f"{events_url}?{scope.query(processing='failed')}",
     }

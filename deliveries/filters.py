@@ -8,6 +8,7 @@ from deliveries.models import (
     Deliverable,
     DeliverableType,
     Event,
+    EventSource,
     LifecycleState,
     ProcessingStatus,
     Tier,
@@ -39,6 +40,8 @@ class EventFilter(django_filters.FilterSet):
     processing = django_filters.ChoiceFilter(
         field_name="processing__status", choices=ProcessingStatus.choices, label="Processing"
     )
+    # Repeatable: ?source=api&source=webhook is what was submitted, Meshline's own left out.
+    source = django_filters.MultipleChoiceFilter(choices=EventSource.choices, label="Source")
 
     class Meta:
         model = Event

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django_scopes import scope, scopes_disabled
 
 from deliveries.models import Deliverable, Event, EventProcessing, ProcessingStatus
+from deliveries.services import trail
 
 pytestmark = pytest.mark.django_db
 
@@ -748,3 +749,23 @@ def test_other_tenant_client_is_unknown_when_submitting(api_b, client_acme, even
     assert response.status_code == 400
     assert_error_body(response, "unknown_client", "client_id")
     assert row_counts()["events"] == 0
+
+
+def test_event_list_filters_by_source(api_a, org_a, four_events):
+    with scope(organization=org_a):
+        deliverable = Deliverable.objects.get(organization=org_a, deliverable_id="LP-1")
+        entry = trail.record(
+            org_a, "ticket.opened", key="source-filter-1", deliverable=deliverable, payload={}
+        )
+    submitted = set(four_events.values())
+    assert listed_ids(api_a, "?source=api") == submitted
+    assert listed_ids(api_a, "?source=api&source=webhook") == submitted
+    assert listed_ids(api_a, "?source=meshline") == {str(entry.pk)}
+    assert listed_ids(api_a) == submitted | {str(entry.pk)}
+
+
+def test_event_list_rejects_an_unknown_source(api_a, four_events):
+    response = api_a.get(f"{EVENTS}?source=carrier-pigeon")
+
+    assert response.status_code == 400
+    assert_error_body(response, "invalid_choice", "source")
