@@ -4,10 +4,15 @@ Runs in a dedicated organization (``gate-smoke`` by default): it creates a clien
 owner role with a catch-all rule and one enforced gate per built-in check there, then
 submits passing and failing events through ``ingest_events`` exactly as the API does, and
 checks the verdicts, tickets and billing flags that come out of processing.
+
+With eager tasks (no broker configured) processing happens inside ``ingest_events``. With
+a broker, a worker does it: the harness then waits (up to ``timeout`` seconds per step)
+for each verdict it is about to check, so it proves the deployed pipeline end to end.
 """
 
 import base64
 import io
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from deliveries.models import Client, Tier
 from deliveries.services import ingest_events
-from gates.models import CheckName, Gate, GateEvaluation, GateMode, Outcome
+from gates.models import CheckName, Gate, GateEvaluation, GateMode, Outcome, SitemapTimer
 from gates.services import expire_sitemap_timers
 from meshline.services import create_organization
 from owners.models import OwnerRole, OwnerRule, Ticket
@@ -127,7 +132,29 @@ def _verdict(organization, check, ref):
     return evaluation.outcome, (ticket.status if ticket else ""), "; ".join(evaluation.reasons)[:80]
 
 
-def run(slug: str = "gate-smoke") -> list[Case]:
+def _settled(predicate, timeout: float) -> bool:
+    """Poll until the pipeline has done what ``predicate`` looks for (eager: at once)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _evaluated(organization, refs, checks, at_least: int = 1):
+    def predicate() -> bool:
+        found = GateEvaluation.objects.filter(
+            organization=organization,
+            deliverable__deliverable_id__in=refs,
+            gate__check_name__in=checks,
+        ).count()
+        return found >= at_least * len(refs) * len(checks)
+
+    return predicate
+
+
+def run(slug: str = "gate-smoke", timeout: float = 30) -> list[Case]:
     organization, _ = create_organization(slug, "Gate smoke harness")
     run_id = timezone.now().strftime("%Y%m%d%H%M%S%f")
     now = timezone.now()
@@ -162,13 +189,15 @@ def run(slug: str = "gate-smoke") -> list[Case]:
         }
         submit([_event("page.published", ref("good"), f"{ref('good')}-pub", page, now)])
         submit([_event("page.published", ref("bad"), f"{ref('bad')}-pub", bad_page, now)])
-        for check in (
+        page_checks = (
             CheckName.SCHEMA_CHECK,
             CheckName.SEO_TAGS_PRESENT,
             CheckName.SCHEMA_VERSION,
             CheckName.CONTENT_QUALITY_SCORE,
             CheckName.SCREENSHOT_REGRESSION,
-        ):
+        )
+        _settled(_evaluated(organization, [ref("good"), ref("bad")], page_checks), timeout)
+        for check in page_checks:
             for name, expected, ticket in (
                 ("good", Outcome.PASS, ""),
                 ("bad", Outcome.FAIL, "open"),
@@ -195,6 +224,9 @@ def run(slug: str = "gate-smoke") -> list[Case]:
                     now + timedelta(minutes=5),
                 )
             ]
+        )
+        _settled(
+            _evaluated(organization, [ref("bad")], [CheckName.SCHEMA_CHECK], at_least=2), timeout
         )
         ticket = Ticket.objects.filter(
             organization=organization,
@@ -224,6 +256,7 @@ def run(slug: str = "gate-smoke") -> list[Case]:
                 )
             ]
         )
+        _settled(_evaluated(organization, [ref("good")], [CheckName.SITEMAP_SYNC]), timeout)
         got, status, detail = _verdict(organization, CheckName.SITEMAP_SYNC, ref("good"))
         cases.append(
             Case(
@@ -246,6 +279,12 @@ def run(slug: str = "gate-smoke") -> list[Case]:
                     now - timedelta(hours=25),
                 )
             ]
+        )
+        _settled(  # the page's processing starts its timer
+            lambda: SitemapTimer.objects.filter(
+                organization=organization, deliverable__deliverable_id=ref("late")
+            ).exists(),
+            timeout,
         )
         expire_sitemap_timers(organization, now=now)
         got, status, detail = _verdict(organization, CheckName.SITEMAP_SYNC, ref("late"))
@@ -274,6 +313,10 @@ def run(slug: str = "gate-smoke") -> list[Case]:
                     ),
                 ]
             )
+        _settled(
+            _evaluated(organization, [ref("small"), ref("large")], [CheckName.SCOPE_LIMITS]),
+            timeout,
+        )
         got, status, detail = _verdict(organization, CheckName.SCOPE_LIMITS, ref("small"))
         cases.append(
             Case(

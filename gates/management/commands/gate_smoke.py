@@ -11,9 +11,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--org", default="gate-smoke", help="slug of a dedicated organization")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=30,
+            help="seconds to wait for each step's verdicts when a worker processes events",
+        )
 
-    def handle(self, org, **options):
-        cases = smoke.run(org)
+    def handle(self, org, timeout, **options):
+        cases = smoke.run(org, timeout=timeout)
         width = max(len(c.check) for c in cases)
         self.stdout.write(f"{'check':<{width}}  {'case':<24} {'expected':<16} {'got':<16} ok")
         for c in cases:
