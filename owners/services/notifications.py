@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -45,6 +46,21 @@ def channels_for(organization_id, user) -> list[tuple[str, str, str]]:
 
 def has_working_channel(organization_id, user) -> bool:
     return bool(channels_for(organization_id, user))
+
+
+def reachable_people(organization_id, user_ids) -> dict[int, tuple[object, bool]]:
+    """{user id: (user, can be notified)} for many people in two queries (same rule as
+    ``channels_for``: a working channel, or else an account email). Unknown ids are absent."""
+    users = get_user_model().objects.in_bulk(set(user_ids))
+    with_channel = set(
+        NotificationChannel.objects.filter(
+            organization=organization_id,
+            user__in=list(users),
+            is_active=True,
+            failing_since__isnull=True,
+        ).values_list("user_id", flat=True)
+    )
+    return {pk: (user, pk in with_channel or bool(user.email)) for pk, user in users.items()}
 
 
 def notify(ticket, user, subject: str, *, dedupe_key: str, body: dict | None = None) -> list:

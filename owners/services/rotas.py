@@ -98,30 +98,26 @@ def coverage_report(organization, start: datetime, end: datetime) -> list[Covera
         .select_related("role")
         .prefetch_related("layers", "overrides")
     )
-    reachable: dict = {}  # user id -> (user, has a working channel)
+    shifts = []  # (role name, shift): who can be reached is looked up once for everybody
     for rota in rotas:
         spec = rota_spec(rota)
         for gap_start, gap_end in rota_schedule.coverage_gaps(spec, start, end):
             problems.append(
                 CoverageProblem(rota.role.name, "gap", gap_start, gap_end, "Nobody is on duty.")
             )
-        for shift in rota_schedule.shifts(spec, start, end):
-            if shift.person not in reachable:
-                user = get_user_model().objects.filter(pk=shift.person).first()
-                reachable[shift.person] = (
-                    user,
-                    user is not None and notifications.has_working_channel(organization.pk, user),
+        shifts += [(rota.role.name, shift) for shift in rota_schedule.shifts(spec, start, end)]
+    reachable = notifications.reachable_people(organization.pk, {s.person for _, s in shifts})
+    for role_name, shift in shifts:
+        user, ok = reachable.get(shift.person, (None, False))
+        if not ok:
+            who = (user.email or user.get_username()) if user else f"user #{shift.person}"
+            problems.append(
+                CoverageProblem(
+                    role_name,
+                    "no_channel",
+                    shift.start,
+                    shift.end,
+                    f"{who} goes on duty with no working notification channel.",
                 )
-            user, ok = reachable[shift.person]
-            if not ok:
-                who = (user.email or user.get_username()) if user else f"user #{shift.person}"
-                problems.append(
-                    CoverageProblem(
-                        rota.role.name,
-                        "no_channel",
-                        shift.start,
-                        shift.end,
-                        f"{who} goes on duty with no working notification channel.",
-                    )
-                )
+            )
     return sorted(problems, key=lambda p: (p.start, p.role))
