@@ -520,7 +520,12 @@ def main() -> int:
     )
     parser.add_argument("--per-check", type=int, default=200, help="events per check")
     parser.add_argument("--alone-repeat", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="worker processes (default: the product's, MESHLINE_WORKER_CONCURRENCY)",
+    )
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -534,6 +539,9 @@ def main() -> int:
     reset_database(args.database_url, args.force)
     flush_redis(args.redis_url)
     setup_django(args.database_url, args.redis_url)
+    from django.conf import settings
+
+    args.concurrency = args.concurrency or settings.CELERY_WORKER_CONCURRENCY
     world = build_organization()
     from django.db import connections
 

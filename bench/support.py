@@ -199,17 +199,18 @@ class CeleryWorker(Process):
 
     name = "celery-worker"
 
-    def __init__(self, database_url: str, broker_url: str, concurrency: int, **env):
+    def __init__(self, database_url: str, broker_url: str, concurrency: int | None, **env):
         cmd = [
             str(Path(sys.executable).parent / "celery"),
             "-A",
             "meshline",
             "worker",
-            f"--concurrency={concurrency}",
             "--loglevel=INFO",
             "--without-gossip",
             "--without-mingle",
         ]
+        if concurrency:  # otherwise the product's default (settings.CELERY_WORKER_CONCURRENCY)
+            cmd.append(f"--concurrency={concurrency}")
         super().__init__(cmd, {**_service_env(database_url, broker_url), **env})
 
     def ready(self) -> bool:
