@@ -14,7 +14,7 @@ from django_scopes import scope
 from PIL import Image, ImageDraw
 
 from deliveries.services import ingest_events
-from gates.models import Gate, GateMode
+from gates.models import CheckName, Gate, GateEvaluation, GateMode
 from tests.owners.factories import make_calendar, make_role, make_rule
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -133,3 +133,20 @@ def earlier():
     """earlier(minutes) → a time that many minutes ago: events keep their order."""
     now = timezone.now()
     return lambda minutes: now - timedelta(minutes=minutes)
+
+
+@pytest.fixture
+def screenshot_failure(org_a, client_acme, owner_map, make_gate, publish):
+    """A screenshot regression of LP-1 that failed, with its difference image."""
+    make_gate(CheckName.SCREENSHOT_REGRESSION)
+    publish(
+        org_a,
+        published(
+            "LP-1",
+            page("product_landing.html"),
+            screenshot=b64(png("white", box=[40, 40, 280, 160])),
+            baseline_screenshot=b64(png("white")),
+        ),
+    )
+    with scope(organization=org_a):
+        return GateEvaluation.objects.select_related("gate", "ticket").get(organization=org_a)

@@ -18,7 +18,7 @@ from PIL import Image
 from deliveries.models import Event
 from deliveries.services import ingest_events
 from gates.models import CheckName, GateEvaluation, GateMode, Outcome
-from tests.gates.conftest import b64, event, page, png, published
+from tests.gates.conftest import event
 
 
 def stored_events(organization, count, ref="LP-1"):
@@ -49,23 +49,6 @@ def add_evaluations(organization, gate, outcomes_by_age):
             )
             for e, (outcome, hours) in zip(events, outcomes_by_age, strict=True)
         ]
-
-
-@pytest.fixture
-def screenshot_failure(org_a, client_acme, owner_map, make_gate, publish):
-    """A screenshot regression that failed, with its difference image."""
-    make_gate(CheckName.SCREENSHOT_REGRESSION)
-    publish(
-        org_a,
-        published(
-            "LP-1",
-            page("product_landing.html"),
-            screenshot=b64(png("white", box=[40, 40, 280, 160])),
-            baseline_screenshot=b64(png("white")),
-        ),
-    )
-    with scope(organization=org_a):
-        return GateEvaluation.objects.select_related("gate", "ticket").get(organization=org_a)
 
 
 # --- the gates list -------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from gates.models import (
 )
 from owners.models import OwnerRule, Ticket, TicketSource, TicketStatus
 from owners.services import tickets
-from tests.gates.conftest import PAGE_URL, PLAYBOOK, b64, event, page, png, published
+from tests.gates.conftest import PAGE_URL, PLAYBOOK, event, page, published
 
 MISSING_JSONLD = 'No schema.org JSON-LD (<script type="application/ld+json">) in the page.'
 
@@ -166,19 +166,7 @@ def test_each_failing_deliverable_gets_its_own_ticket(
     ]
 
 
-def test_a_screenshot_regression_ticket_names_its_difference_image(
-    org_a, client_acme, owner_map, make_gate, publish
-):
-    make_gate(CheckName.SCREENSHOT_REGRESSION)
-    publish(
-        org_a,
-        published(
-            "LP-1",
-            page("product_landing.html"),
-            screenshot=b64(png("white", box=[40, 40, 280, 160])),
-            baseline_screenshot=b64(png("white")),
-        ),
-    )
+def test_a_screenshot_regression_ticket_names_its_difference_image(org_a, screenshot_failure):
     [evaluation] = evaluations(org_a)
     assert evaluation.outcome == Outcome.FAIL
     with scope(organization=org_a):
@@ -190,20 +178,10 @@ def test_a_screenshot_regression_ticket_names_its_difference_image(
 
 
 def test_the_difference_image_is_shown_in_the_portal_and_only_to_its_organization(
-    org_a, client_acme, owner_map, make_gate, publish, as_member, outsider
+    org_a, screenshot_failure, as_member, outsider
 ):
     as_outsider = DjangoClient()
     as_outsider.force_login(outsider)
-    make_gate(CheckName.SCREENSHOT_REGRESSION)
-    publish(
-        org_a,
-        published(
-            "LP-1",
-            page("product_landing.html"),
-            screenshot=b64(png("white", box=[40, 40, 280, 160])),
-            baseline_screenshot=b64(png("white")),
-        ),
-    )
     [evaluation] = evaluations(org_a)
     with scope(organization=org_a):
         [artifact] = evaluation.artifacts.all()
