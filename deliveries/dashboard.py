@@ -9,11 +9,9 @@ from django.db.models import Count, Min
 from django.urls import reverse
 from django.utils import timezone
 
-from deliveries.models import Client, EventProcessing, EventSource, ProcessingStatus
+from deliveries.models import SUBMITTED_SOURCES, Client, EventProcessing, ProcessingStatus
 from deliveries.services import throughput
 
-# What the throughput numbers count: events submitted by API or webhook, not Meshline's own.
-SUBMITTED = [EventSource.API, EventSource.WEBHOOK]
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
@@ -109,8 +107,8 @@ def throughput_panel(request, scope: DashboardScope) -> dict:
         "pending": pending["n"],
         "lag_seconds": (scope.now - pending["oldest"]).total_seconds() if pending["oldest"] else 0,
         "failed": failed,
-        "url_24h": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(hours=24)).isoformat(), source=SUBMITTED)}",
-        "url_7d": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(days=7)).isoformat(), source=SUBMITTED)}",
+        "url_24h": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(hours=24)).isoformat(), source=SUBMITTED_SOURCES)}",
+        "url_7d": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(days=7)).isoformat(), source=SUBMITTED_SOURCES)}",
         "url_pending": f"{events_url}?{scope.query(processing='pending')}",
         "url_failed": f"{events_url}?{scope.query(processing='failed')}",
     }

@@ -167,6 +167,11 @@ class EventSource(models.TextChoices):
     MESHLINE = "meshline", "Meshline"
 
 
+# What agencies and their tools submitted, as opposed to Meshline's own trail entries. The
+# event-count triggers (migration 0004) spell the same list in SQL.
+SUBMITTED_SOURCES = [EventSource.API, EventSource.WEBHOOK]
+
+
 class Event(TenantModel):
     """One thing that happened to a deliverable. Append-only: never updated or deleted.
 
@@ -217,23 +222,35 @@ class Event(TenantModel):
 class EventCount(TenantModel):
     """Submitted events per client and UTC hour (by occurred_at): the dashboard's totals.
 
-    Maintained by database triggers (migration 0004), in the transaction that inserts the
-    events, whatever inserts them (the API's COPY, the ORM, an operator's SQL), so it can
-    neither lose nor double an event. Meshline's own events are not counted. Events are
-    never updated or deleted, so the counts only grow.
+    Written by database triggers (migration 0004) in the transaction that inserts the
+    events, whatever inserts them (the API's COPY, the ORM, an operator's SQL), so an event
+    is neither lost nor doubled. The trigger only appends *delta* rows (``compacted`` false):
+    an upsert would lock one row per client and hour until the inserting transaction
+    commits, and every ingest of a busy client would queue behind the others. Readers sum
+    the rows; ``deliveries.services.throughput.compact`` folds an organization's deltas into
+    one compacted row per client and hour (beat, every minute). Events are never updated or
+    deleted, so the sums only grow.
     """
 
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
     hour = models.DateTimeField()
     count = models.PositiveBigIntegerField(default=0)
+    compacted = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "client", "hour"], name="event_count_unique"
+                fields=["organization", "client", "hour"],
+                condition=Q(compacted=True),
+                name="event_count_compacted_unique",
             )
         ]
-        indexes = [models.Index(fields=["organization", "hour"], name="event_count_hour")]
+        indexes = [
+            models.Index(fields=["organization", "hour"], name="event_count_hour"),
+            models.Index(
+                fields=["organization"], condition=Q(compacted=False), name="event_count_deltas"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.client_id} {self.hour:%Y-%m-%d %H:00}: {self.count}"

@@ -3,9 +3,12 @@
 import logging
 
 from celery import shared_task
+from django_scopes import scopes_disabled
 
-from deliveries.services import processing
+from deliveries.models import EventCount
+from deliveries.services import processing, throughput
 from meshline.celery import TenantTask
+from meshline.models import Organization
 
 log = logging.getLogger(__name__)
 
@@ -35,3 +38,24 @@ def process_events(*, organization_id: int, event_ids: list[str]) -> dict:
 @shared_task(name="deliveries.sweep_unprocessed_events", acks_late=True, time_limit=120)
 def sweep_unprocessed_events() -> dict:
     return processing.sweep_unprocessed_events()
+
+
+@shared_task(name="deliveries.compact_event_counts", acks_late=True, time_limit=120)
+def compact_event_counts() -> int:
+    """Fan out: one compaction per organization with delta rows to fold."""
+    with scopes_disabled():
+        org_ids = list(
+            EventCount.objects.filter(compacted=False)
+            .values_list("organization_id", flat=True)
+            .distinct()
+        )
+    for organization_id in org_ids:
+        compact_event_counts_for.apply_async(kwargs={"organization_id": organization_id})
+    return len(org_ids)
+
+
+@shared_task(
+    base=TenantTask, name="deliveries.compact_event_counts_for", acks_late=True, time_limit=300
+)
+def compact_event_counts_for(*, organization_id: int) -> int:
+    return throughput.compact(Organization.objects.get(pk=organization_id))

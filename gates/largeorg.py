@@ -15,6 +15,7 @@ from django.utils import timezone
 from django_scopes import scope
 
 from deliveries.models import Client, Deliverable, Event, EventProcessing, LifecycleState, Tier
+from deliveries.services import throughput
 from gates.models import Gate, GateEvaluation
 from meshline.ids import uuid7
 from meshline.models import Role
@@ -157,13 +158,17 @@ def generate(
         event_ids = []
         all_event_ids = []  # for the processing rows: reading them back mid-COPY would deadlock
 
+        # Evaluations (and tickets' events) are spread evenly over the events: every
+        # ``step``-th event is a candidate, so up to one evaluation per event.
+        step = max(1, events // max(1, evaluations))
+
         def event_rows():
             base = now - timedelta(days=DAYS)
             for i in range(events):
                 deliverable_id, client_id = deliverable_rows[rng.randrange(len(deliverable_rows))]
                 event_id = uuid7()
                 all_event_ids.append(event_id)
-                if i % 10 == 0:
+                if i % step == 0:
                     event_ids.append((event_id, deliverable_id))
                 occurred = base + timedelta(seconds=rng.random() * DAYS * 86400)
                 yield (
@@ -206,6 +211,8 @@ def generate(
             event_rows(),
         )
         log(f"events: {events} ({time.perf_counter() - started:.0f} s)")
+        # The trigger counted them as deltas; beat would fold them within a minute.
+        throughput.compact(organization)
         _write(
             EventProcessing,
             [

@@ -194,6 +194,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("MESHLINE_ESCALATION_INTERVAL_SECONDS", 30, minimum=1),
     },
     "rota-handoffs": {"task": "owners.handoff_sweep", "schedule": 60},
+    "compact-event-counts": {"task": "deliveries.compact_event_counts", "schedule": 60},
     "sitemap-timers": {"task": "gates.timer_sweep", "schedule": 60},
     "unevaluated-gates": {"task": "gates.sweep_unevaluated", "schedule": 600},
     "resend-pending-notifications": {

@@ -301,3 +301,44 @@ def test_printed_demo_login_opens_the_demo_portal(client):
     detail = client.get(f"/o/{DEMO_SLUG}/deliverables/{page.object_list[0].deliverable_id}/")
     assert detail.status_code == 200
     assert "intake.received" in detail.content.decode()
+
+
+# --- generate_large_org ------------------------------------------------------------------------
+
+
+def test_generate_large_org_builds_a_usable_organization_with_its_counts(client):
+    """The benchmark's data set, in miniature: COPY on PostgreSQL, bulk_create elsewhere."""
+    from deliveries.models import Deliverable, Event, EventCount
+    from gates.models import GateEvaluation
+    from owners.models import Ticket
+
+    out = StringIO()
+    call_command(
+        "generate_large_org",
+        "--slug",
+        "tiny",
+        "--events",
+        "500",
+        "--deliverables",
+        "40",
+        "--tickets",
+        "30",
+        "--evaluations",
+        "60",
+        stdout=out,
+    )
+    assert "Generated /o/tiny/" in out.getvalue()
+    organization = Organization.objects.get(slug="tiny")
+    with scope(organization=organization):
+        assert Event.objects.filter(organization=organization).count() == 500
+        assert Deliverable.objects.filter(organization=organization).count() == 40
+        assert Ticket.objects.filter(organization=organization).count() == 30
+        assert GateEvaluation.objects.filter(organization=organization).count() == 60
+        counts = EventCount.objects.filter(organization=organization)
+        assert sum(c.count for c in counts) == 500  # every generated event is counted...
+        assert all(c.compacted for c in counts)  # ...and already folded
+    client.force_login(get_user_model().objects.get(username="am@northwind.example"))
+    assert client.get("/o/tiny/?period=30d").status_code == 200
+
+    with pytest.raises(CommandError, match="already has events"):
+        call_command("generate_large_org", "--slug", "tiny", "--events", "5", stdout=StringIO())

@@ -58,12 +58,16 @@ def ingest(organization, events, expect="accepted"):
 
 
 def counts(organization) -> dict:
-    """{(client reference, UTC hour): count} as the triggers left them."""
+    """{(client reference, UTC hour): events} as the triggers left them (deltas summed)."""
+    totals: dict = {}
     with scope(organization=organization):
         rows = EventCount.objects.filter(organization=organization).values_list(
             "client__client_id", "hour", "count"
         )
-        return {(ref, hour.astimezone(UTC)): n for ref, hour, n in rows if n}
+        for ref, hour, n in rows:
+            key = (ref, hour.astimezone(UTC))
+            totals[key] = totals.get(key, 0) + n
+    return {key: n for key, n in totals.items() if n}
 
 
 def orm_fields(organization, client, at, key, *, deliverable=None, source=EventSource.API):
@@ -222,6 +226,108 @@ def test_a_rolled_back_insert_leaves_no_count(org_a, client_acme):
     # ...and gone with it.
     assert counts(org_a) == {("acme", T0): 1}
     assert trail_count(org_a, T0) == 1
+
+
+# --- compaction --------------------------------------------------------------------------------
+
+
+def rows(organization) -> list[tuple]:
+    with scope(organization=organization):
+        return sorted(
+            EventCount.objects.filter(organization=organization).values_list(
+                "client__client_id", "hour", "count", "compacted"
+            )
+        )
+
+
+def test_the_trigger_appends_deltas_and_compaction_folds_them(org_a, client_acme, client_beta):
+    for minute in range(3):  # three statements in the same hour: three deltas
+        ingest(org_a, [make_event(f"LP-{minute}", T0 + timedelta(minutes=minute))])
+    ingest(org_a, [make_event("LP-9", T0 + HOUR), make_event("B-1", T0, client="beta")])
+    before = counts(org_a)
+    assert len([r for r in rows(org_a) if not r[3]]) == 5  # no row was updated in place
+
+    with scope(organization=org_a):
+        assert throughput.compact(org_a) == 5
+        assert throughput.compact(org_a) == 0  # nothing left: idempotent
+    assert counts(org_a) == before
+    assert rows(org_a) == [
+        ("acme", T0, 3, True),
+        ("acme", T0 + HOUR, 1, True),
+        ("beta", T0, 1, True),
+    ]
+
+    # Later events add deltas beside the compacted rows; the next pass adds them in.
+    ingest(org_a, [make_event("LP-10", T0 + timedelta(minutes=30))])
+    with scope(organization=org_a):
+        assert throughput.count_events(org_a, T0) == 6
+        assert throughput.compact(org_a, chunk=1) == 1
+    assert rows(org_a)[0] == ("acme", T0, 4, True)
+
+
+def test_compaction_in_small_chunks_loses_nothing(org_a, client_acme):
+    for minute in range(7):
+        ingest(org_a, [make_event(f"LP-{minute}", T0 + timedelta(minutes=minute * 20))])
+    before = counts(org_a)
+    with scope(organization=org_a):
+        assert throughput.compact(org_a, chunk=2) == 7
+    assert counts(org_a) == before
+    assert all(compacted for *_rest, compacted in rows(org_a))
+
+
+def test_compaction_is_per_organization_and_the_beat_task_fans_out(
+    org_a, org_b, client_acme, client_b_acme
+):
+    from deliveries import tasks
+
+    ingest(org_a, [make_event("LP-1", T0)])
+    ingest(org_b, [make_event("LP-B1", T0)])
+    with scope(organization=org_a):
+        throughput.compact(org_a)
+    assert rows(org_a) == [("acme", T0, 1, True)]
+    assert rows(org_b) == [("acme", T0, 1, False)]  # B's deltas untouched
+
+    assert tasks.compact_event_counts() == 1  # only B has deltas left; eager: compacted now
+    assert rows(org_b) == [("acme", T0, 1, True)]
+    assert tasks.compact_event_counts() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_ingests_of_one_client_and_hour_do_not_wait_for_each_other(org_a, client_acme):
+    """An open transaction that inserted events must not block another ingest of the same
+    client and hour (an upsert of one count row per hour would, until it commits)."""
+    import threading
+
+    from django.db import connections
+
+    inserted, release = threading.Event(), threading.Event()
+    errors = []
+
+    def first_writer():
+        try:
+            with transaction.atomic():
+                ingest(org_a, [make_event("LP-1", T0)])
+                inserted.set()
+                release.wait(10)
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=first_writer)
+    thread.start()
+    try:
+        assert inserted.wait(10)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '1s'")
+            ingest(org_a, [make_event("LP-2", T0 + timedelta(minutes=5))])  # same hour
+    finally:
+        release.set()
+        thread.join(10)
+    assert errors == []
+    assert counts(org_a) == {("acme", T0): 2}
 
 
 @pytest.mark.postgres

@@ -2,22 +2,31 @@
 
 Counting a million-event trail takes PostgreSQL hundreds of milliseconds; the hourly
 counts (``EventCount``, kept by a trigger) answer the same question from a few hundred
-rows. Only the part of a window that does not cover a whole hour is counted in the trail,
-so the totals stay exact.
+rows. Only the part of a window that does not cover a whole hour is read from the trail,
+so the totals stay exact. Every reader sums: an hour may hold a compacted row and the
+delta rows the trigger appended since the last ``compact``.
 """
 
-from datetime import datetime, timedelta
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 
+from django.db import transaction
 from django.db.models import Sum
 from django.db.models.functions import TruncDay
 
-from deliveries.models import Client, Event, EventCount, EventSource
+from deliveries.models import SUBMITTED_SOURCES, Client, Event, EventCount
+from meshline.models import Organization
 
 HOUR = timedelta(hours=1)
 
 
 def floor_hour(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
+    """The start of ``moment``'s UTC hour (the counts' buckets are UTC hours)."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _floor_day(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _ceil_hour(moment: datetime) -> datetime:
@@ -31,7 +40,7 @@ def _counts(organization, client: Client | None):
 
 
 def _trail(organization, client: Client | None):
-    events = Event.objects.filter(organization=organization).exclude(source=EventSource.MESHLINE)
+    events = Event.objects.filter(organization=organization, source__in=SUBMITTED_SOURCES)
     events = events.exclude(client=None)
     return events.filter(client=client) if client else events
 
@@ -70,10 +79,71 @@ def daily_counts(organization, start: datetime, client: Client | None = None) ->
     """{UTC day: events} from the day of ``start`` on."""
     rows = (
         _counts(organization, client)
-        .filter(hour__gte=start.replace(hour=0, minute=0, second=0, microsecond=0))
-        .annotate(day=TruncDay("hour"))
+        .filter(hour__gte=_floor_day(start))
+        .annotate(day=TruncDay("hour", tzinfo=UTC))
         .values("day")
         .annotate(n=Sum("count"))
         .values_list("day", "n")
     )
     return dict(rows)
+
+
+COMPACT_CHUNK = 5_000
+
+
+def compact(organization, chunk: int = COMPACT_CHUNK) -> int:
+    """Fold the organization's delta rows into one compacted row per client and hour.
+
+    Safe beside ingestion: only the deltas read here are deleted, so deltas committed
+    meanwhile wait for the next pass. Safe beside another compaction: the organization row
+    is locked for each chunk. Idempotent. Returns how many deltas were folded.
+    """
+    folded = 0
+    while True:
+        with transaction.atomic():
+            Organization.objects.select_for_update().filter(pk=organization.pk).first()
+            deltas = list(
+                EventCount.objects.filter(organization=organization, compacted=False)
+                .order_by("pk")
+                .values_list("pk", "client_id", "hour", "count")[:chunk]
+            )
+            if not deltas:
+                return folded
+            totals: dict[tuple, int] = defaultdict(int)
+            for _pk, client_id, hour, count in deltas:
+                totals[(client_id, hour)] += count
+            EventCount.objects.filter(
+                organization=organization, pk__in=[pk for pk, *_ in deltas]
+            ).delete()
+            hours = [hour for _client, hour in totals]
+            existing = {
+                (row.client_id, row.hour): row
+                for row in EventCount.objects.filter(
+                    organization=organization,
+                    compacted=True,
+                    client_id__in={client_id for client_id, _hour in totals},
+                    hour__gte=min(hours),
+                    hour__lte=max(hours),
+                )
+            }
+            updated, created = [], []
+            for (client_id, hour), count in totals.items():
+                row = existing.get((client_id, hour))
+                if row is None:
+                    created.append(
+                        EventCount(
+                            organization=organization,
+                            client_id=client_id,
+                            hour=hour,
+                            count=count,
+                            compacted=True,
+                        )
+                    )
+                else:
+                    row.count += count
+                    updated.append(row)
+            EventCount.objects.bulk_update(updated, ["count"], batch_size=1000)
+            EventCount.objects.bulk_create(created, batch_size=1000)
+        folded += len(deltas)
+        if len(deltas) < chunk:
+            return folded
