@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q
 from django.utils import timezone
 
 from deliveries.models import Deliverable, Event, EventSource
@@ -77,7 +77,8 @@ def on_event_processed(event: Event, deliverable: Deliverable) -> None:
         transaction.on_commit(enqueue)
 
 
-def _view(event: Event) -> checks.EventView:
+def event_view(event: Event) -> checks.EventView:
+    """What a check may see of a stored event."""
     return checks.EventView(str(event.pk), event.event_type, event.occurred_at, event.payload)
 
 
@@ -109,7 +110,7 @@ def history_for(event: Event, event_types: set[str] | None = None) -> tuple[chec
     if event_types is not None:
         earlier = earlier.filter(event_type__in=event_types)
     earlier = earlier.order_by("-occurred_at", "-id")[:HISTORY_LIMIT]
-    return tuple(_view(e) for e in reversed(list(earlier)))
+    return tuple(event_view(e) for e in reversed(list(earlier)))
 
 
 def evaluate(gate: Gate, event: Event) -> GateEvaluation:
@@ -126,7 +127,7 @@ def evaluate(gate: Gate, event: Event) -> GateEvaluation:
         if existing is not None:
             return existing
         check_input = checks.CheckInput(
-            event=_view(event),
+            event=event_view(event),
             deliverable_type=deliverable.type,
             deliverable_url=deliverable.url,
             history=history_for(event, history_types(gate)),
@@ -517,7 +518,11 @@ def expire_sitemap_timers(organization, now: datetime | None = None) -> int:
                 timer.deliverable,
                 checks.CheckResult.fail(
                     f"No sitemap listing {timer.url} arrived by {timer.due_at:%Y-%m-%d %H:%M} UTC.",
-                    details={"url": timer.url, "due_at": timer.due_at.isoformat()},
+                    details={
+                        "url": timer.url,
+                        "due_at": timer.due_at.isoformat(),
+                        "artifact": "sitemap listing",
+                    },
                 ),
                 0.0,
                 at=now,
@@ -540,7 +545,8 @@ def evaluations_for(deliverable: Deliverable):
             organization=deliverable.organization_id, deliverable=deliverable
         )
         .select_related("gate")
-        .prefetch_related("artifacts")
+        # Names and links only: the image bytes are served by their own view.
+        .prefetch_related(Prefetch("artifacts", queryset=Artifact.objects.defer("data")))
         .order_by("evaluated_at")
     )
 

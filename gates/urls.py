@@ -4,5 +4,9 @@ from gates import views
 
 urlpatterns = [
     path("gates/", views.gate_list, name="gate-list"),
-    path("artifacts/<int:artifact_id>/", views.artifact, name="artifact"),
+    path(
+        "evaluations/<uuid:evaluation_id>/artifacts/<str:name>",
+        views.artifact,
+        name="artifact",
+    ),
 ]

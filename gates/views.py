@@ -2,8 +2,8 @@
 
 from datetime import timedelta
 
-from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
 from django.utils import timezone
 
 from gates import services
@@ -26,18 +26,35 @@ def gate_list(request, org_slug):
     return render(request, "gates/gate_list.html", {"gates": gates})
 
 
-def artifact(request, org_slug, artifact_id: int):
-    """A failing artifact of an evaluation, e.g. the screenshot difference image."""
-    item = get_object_or_404(Artifact, organization=request.organization, pk=artifact_id)
+def artifact(request, org_slug, evaluation_id, name: str):
+    """A failing artifact of an evaluation, e.g. the screenshot difference image.
+
+    Addressed by the evaluation's UUID and the artifact's name, never by a sequential id
+    that would tell one tenant how many artifacts all of them have.
+    """
+    item = (
+        Artifact.objects.filter(
+            organization=request.organization, evaluation_id=evaluation_id, name=name
+        )
+        .order_by("pk")
+        .first()
+    )
+    if item is None:
+        raise Http404("No such artifact.")
     inline = item.content_type in INLINE_TYPES
     response = HttpResponse(
         bytes(item.data), content_type=item.content_type if inline else "application/octet-stream"
     )
     disposition = "inline" if inline else "attachment"
-    response["Content-Disposition"] = f'{disposition}; filename="artifact-{item.pk}"'
+    response["Content-Disposition"] = f'{disposition}; filename="{_safe_filename(item.name)}"'
     response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox"
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def _safe_filename(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "artifact"
 
 
 def gates_panel(request, scope) -> dict:

@@ -164,11 +164,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Tasks spend most of their time waiting on PostgreSQL round trips, not on the CPU: two
-# processes per core kept event -> ticket p95 at 123 ms where one per core (Celery's
-# default) queued to 3.1 s, at 8 pages/s on 2 cores (bench/gates.py).
-CELERY_WORKER_CONCURRENCY = env_int(
-    "MESHLINE_WORKER_CONCURRENCY", 2 * (os.cpu_count() or 1), minimum=1
-)
+# processes per core kept event -> ticket p95 at 115 ms where one per core (Celery's
+# default) queued to 3.1 s, at 8 pages/s on 2 cores (bench/gates.py, bench/README.md).
+# The cores this process may use (a container's CPU set, not the host's). Each process
+# holds its own database connection: budget max_connections for them.
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+CELERY_WORKER_CONCURRENCY = env_int("MESHLINE_WORKER_CONCURRENCY", 2 * (_CORES or 1), minimum=1)
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

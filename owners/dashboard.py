@@ -19,6 +19,8 @@ def _duration_text(seconds: float | None) -> str:
 
 @dataclass
 class ResolutionStats:
+    """MTTR and SLA compliance of a set of resolved tickets (seconds; None when empty)."""
+
     count: int
     mean_seconds: float | None
     median_seconds: float | None
@@ -31,6 +33,8 @@ class ResolutionStats:
 
 
 class _Median(Aggregate):
+    """PostgreSQL's continuous median (the mean of the two middle values, as statistics.median)."""
+
     function = "percentile_cont"
     template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
     output_field = FloatField()

@@ -214,7 +214,11 @@ def as_member(client, member):
 
 
 @pytest.fixture
-def as_outsider(client, outsider):
-    """The Django test client signed in as organization B's admin."""
+def as_outsider(outsider):
+    """A Django test client of its own signed in as organization B's admin (a test may
+    use as_member beside it)."""
+    from django.test import Client as DjangoClient
+
+    client = DjangoClient()
     client.force_login(outsider)
     return client
