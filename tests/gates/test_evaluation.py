@@ -23,6 +23,7 @@ from gates.models import (
     SitemapTimer,
     TimerStatus,
 )
+from gates.services import verdicts
 from meshline.ids import uuid7
 from owners.models import OwnerRule, Ticket, TicketSource, TicketStatus
 from owners.services import tickets
@@ -249,9 +250,9 @@ def test_only_an_http_page_url_is_kept_for_the_ticket_link(org_a, client_acme):
             event_type="page.published",
             payload={"url": "javascript:alert(1)", "html": "<p>x</p>"},
         )
-        assert services._page_url(hostile, deliverable) == ""
+        assert verdicts._page_url(hostile, deliverable) == ""
         deliverable.url = "https://acme.example/lp-9"
-        assert services._page_url(hostile, deliverable) == "https://acme.example/lp-9"
+        assert verdicts._page_url(hostile, deliverable) == "https://acme.example/lp-9"
 
 
 def test_a_scope_overrun_opens_a_billable_ticket(

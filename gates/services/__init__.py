@@ -1,0 +1,54 @@
+"""Gate workflows: pick the gates an event triggers, evaluate, act on the verdict.
+
+- ``processing``: the step event processing runs (timers, queued evaluations);
+- ``verdicts``: one evaluation and what follows from it (ticket opened, kept, resolved);
+- ``strictness``: a gate failing too often switches itself to monitor;
+- ``sitemaps``: sitemap timers, settled by a listing or expired by the sweep;
+- ``visibility``: pass rates, evaluations in the trail and the portal.
+"""
+
+from gates.services.processing import applicable_gates, on_event_processed
+from gates.services.sitemaps import (
+    expire_sitemap_timers,
+    settle_sitemap_timers,
+    start_sitemap_timer,
+)
+from gates.services.strictness import check_strictness, restore_gate
+from gates.services.verdicts import (
+    evaluate,
+    event_view,
+    gate_source_prefix,
+    history_for,
+    history_types,
+    latest_outcome,
+    record_verdict,
+    resolve_guard,
+)
+from gates.services.visibility import (
+    evaluations_for,
+    pass_rates,
+    portal_section,
+    trail_section,
+)
+
+__all__ = [
+    "applicable_gates",
+    "check_strictness",
+    "evaluate",
+    "evaluations_for",
+    "event_view",
+    "expire_sitemap_timers",
+    "gate_source_prefix",
+    "history_for",
+    "history_types",
+    "latest_outcome",
+    "on_event_processed",
+    "pass_rates",
+    "portal_section",
+    "record_verdict",
+    "resolve_guard",
+    "restore_gate",
+    "settle_sitemap_timers",
+    "start_sitemap_timer",
+    "trail_section",
+]

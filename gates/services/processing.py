@@ -1,0 +1,51 @@
+"""The gates step of event processing: start or settle sitemap timers, queue evaluations."""
+
+from django.db import transaction
+
+from deliveries.models import Deliverable, Event, EventSource
+from gates.models import (
+    CheckName,
+    Gate,
+    GateMode,
+)
+from gates.services.sitemaps import settle_sitemap_timers, start_sitemap_timer
+
+
+def applicable_gates(event: Event, deliverable: Deliverable) -> list[Gate]:
+    gates = Gate.objects.filter(organization=event.organization_id).exclude(mode=GateMode.OFF)
+    tier = deliverable.client.tier if deliverable.client_id else ""
+    return [g for g in gates if g.applies_to(event.event_type, tier, deliverable.type)]
+
+
+def on_event_processed(event: Event, deliverable: Deliverable) -> None:
+    """Processing step: start/settle sitemap timers, and queue the other gates' evaluations."""
+    if event.source == EventSource.MESHLINE:
+        return
+    if event.event_type == "sitemap.submitted":
+        settle_sitemap_timers(event)
+    to_evaluate = []
+    for gate in applicable_gates(event, deliverable):
+        if gate.check_name == CheckName.SITEMAP_SYNC:
+            if event.event_type == "page.published":
+                start_sitemap_timer(gate, event, deliverable)
+        else:
+            to_evaluate.append(gate.pk)
+    if to_evaluate:
+        organization_id, event_id = event.organization_id, str(event.pk)
+
+        def enqueue():
+            from gates.tasks import evaluate_gate
+
+            for gate_id in to_evaluate:
+                try:
+                    evaluate_gate.apply_async(
+                        kwargs={
+                            "organization_id": organization_id,
+                            "gate_id": gate_id,
+                            "event_id": event_id,
+                        }
+                    )
+                except Exception:  # broker down: gates.tasks.sweep_unevaluated re-queues
+                    return
+
+        transaction.on_commit(enqueue)

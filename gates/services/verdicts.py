@@ -1,0 +1,292 @@
+"""Evaluate a gate on an event and act on the verdict: open, keep or resolve its ticket.
+
+Evaluation runs in a Celery task per (gate, event), under a lock on the deliverable row,
+so two verdicts for one deliverable never race to open two tickets. A verdict is stored
+once (unique per gate, event and deliverable): a retried task returns the stored one.
+"""
+
+import time
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from deliveries.models import Deliverable, Event, EventSource
+from deliveries.services import trail
+from gates import checks
+from gates.checks.content import REVISION_EVENT_TYPES
+from gates.models import (
+    Artifact,
+    CheckName,
+    Gate,
+    GateEvaluation,
+    GateMode,
+    Outcome,
+)
+from gates.services.strictness import check_strictness
+from owners.models import ACTIVE_STATUSES, Ticket, TicketSource
+from owners.services import tickets
+
+HISTORY_LIMIT = 50
+
+
+def gate_source_prefix(gate_id, deliverable_id) -> str:
+    return f"gate:{gate_id}:deliverable:{deliverable_id}:"
+
+
+def event_view(event: Event) -> checks.EventView:
+    """What a check may see of a stored event."""
+    return checks.EventView(str(event.pk), event.event_type, event.occurred_at, event.payload)
+
+
+def history_types(gate: Gate) -> set[str] | None:
+    """The event types a check reads from the history (None: it reads none in particular).
+
+    Only the latest HISTORY_LIMIT events are passed: without this filter, a live page's daily
+    search exports would push its accepted scope (or its baseline screenshot) out of reach.
+    """
+    if gate.check_name == CheckName.SCOPE_LIMITS:
+        parameters = gate.parameters or {}
+        revisions = parameters.get("revision_event_types", REVISION_EVENT_TYPES)
+        return {"scope.accepted", *revisions}
+    if gate.check_name == CheckName.SCREENSHOT_REGRESSION:
+        return set(gate.event_types)
+    return None
+
+
+def history_for(event: Event, event_types: set[str] | None = None) -> tuple[checks.EventView, ...]:
+    earlier = (
+        Event.objects.filter(
+            organization=event.organization_id,
+            deliverable=event.deliverable_id,
+            occurred_at__lte=event.occurred_at,
+        )
+        .exclude(pk=event.pk)
+        .exclude(source=EventSource.MESHLINE)
+    )
+    if event_types is not None:
+        earlier = earlier.filter(event_type__in=event_types)
+    earlier = earlier.order_by("-occurred_at", "-id")[:HISTORY_LIMIT]
+    return tuple(event_view(e) for e in reversed(list(earlier)))
+
+
+def evaluate(gate: Gate, event: Event) -> GateEvaluation:
+    """Evaluate once; act on the verdict (ticket, auto-resolve, strictness)."""
+    with transaction.atomic():
+        deliverable = (
+            Deliverable.objects.select_for_update(of=("self",))
+            .select_related("client")
+            .get(pk=event.deliverable_id)
+        )
+        existing = GateEvaluation.objects.filter(
+            organization=event.organization_id, gate=gate, event=event, deliverable=deliverable
+        ).first()
+        if existing is not None:
+            return existing
+        check_input = checks.CheckInput(
+            event=event_view(event),
+            deliverable_type=deliverable.type,
+            deliverable_url=deliverable.url,
+            history=history_for(event, history_types(gate)),
+            parameters=gate.parameters or {},
+        )
+        started = time.perf_counter()  # the check's own time, not the history query's
+        result = checks.run(gate.check_name, check_input)
+        duration_ms = (time.perf_counter() - started) * 1000
+        evaluation = record_verdict(gate, event, deliverable, result, duration_ms)
+    check_strictness(gate)
+    return evaluation
+
+
+def record_verdict(
+    gate,
+    event,
+    deliverable,
+    result: checks.CheckResult,
+    duration_ms: float,
+    at: datetime | None = None,
+) -> GateEvaluation:
+    """Store the verdict; an enforced failure opens (or keeps) the ticket, a pass resolves it."""
+    if result.error:
+        outcome = Outcome.ERROR
+    elif result.passed:
+        outcome = Outcome.PASS
+    else:
+        outcome = Outcome.FAIL if gate.mode == GateMode.ENFORCE else Outcome.MONITOR
+    evaluation = GateEvaluation.objects.create(
+        organization_id=event.organization_id,
+        gate=gate,
+        event=event,
+        deliverable=deliverable,
+        outcome=outcome,
+        mode=gate.mode,
+        reasons=result.reasons,
+        details=result.details,
+        billing_flag=result.billing_flag,
+        duration_ms=round(duration_ms, 3),
+        evaluated_at=at or timezone.now(),
+    )
+    for artifact in result.artifacts:
+        Artifact.objects.create(
+            organization_id=event.organization_id,
+            evaluation=evaluation,
+            name=artifact.name,
+            content_type=artifact.content_type,
+            data=artifact.data,
+        )
+    if outcome == Outcome.FAIL:
+        _open_failure_ticket(gate, event, deliverable, evaluation, result)
+    elif outcome == Outcome.PASS:
+        _resolve_failure_tickets(gate, event, deliverable, evaluation)
+    return evaluation
+
+
+def _last_events(deliverable: Deliverable, limit: int = 3) -> list[dict]:
+    events = (
+        Event.objects.filter(organization=deliverable.organization_id, deliverable=deliverable)
+        .exclude(source=EventSource.MESHLINE)
+        .order_by("-occurred_at", "-id")[:limit]
+    )
+    return [
+        {
+            "id": str(e.pk),
+            "event_type": e.event_type,
+            "occurred_at": e.occurred_at.isoformat(),
+            "actor": f"{e.actor_role}:{e.actor_id}",
+        }
+        for e in events
+    ]
+
+
+def _page_url(event: Event, deliverable: Deliverable) -> str:
+    """The page the failure is about, so its owner can open it from the ticket.
+
+    Only http(s): an organization's own event types may carry any string as ``url``, and
+    the portal renders this as a link.
+    """
+    for url in (
+        event.payload.get("url") if isinstance(event.payload, dict) else None,
+        deliverable.url,
+    ):
+        if isinstance(url, str) and url.lower().startswith(("http://", "https://")):
+            return url
+    return ""
+
+
+def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
+    prefix = gate_source_prefix(gate.pk, deliverable.pk)
+    active = Ticket.objects.filter(
+        organization=event.organization_id,
+        source=TicketSource.GATE_FAILURE,
+        source_key__startswith=prefix,
+        status__in=ACTIVE_STATUSES,
+    ).first()
+    trail.record(
+        deliverable.organization,
+        "gate.failed",
+        key=f"gate:{gate.pk}:evaluation:{evaluation.pk}",
+        deliverable=deliverable,
+        payload={
+            "gate": gate.slug,
+            "check": gate.check_name,
+            "reasons": result.reasons,
+            "evaluation_id": str(evaluation.pk),
+            "event_id": str(event.pk),
+        },
+    )
+    if active is not None:
+        evaluation.ticket = active
+        evaluation.save(update_fields=["ticket"])
+        return
+    context = {
+        "gate_id": gate.pk,
+        "gate": gate.name,
+        "check": gate.check_name,
+        "evaluation_id": str(evaluation.pk),
+        "event_id": str(event.pk),
+        "reasons": result.reasons,
+        "details": result.details,
+        "artifacts": [a.name for a in result.artifacts]
+        or [result.details.get("artifact") or "event payload"],
+        "page_url": _page_url(event, deliverable),
+        "last_events": _last_events(deliverable),
+        "remediation": gate.playbook,
+        "billing_flag": result.billing_flag,
+    }
+    try:
+        ticket, _created = tickets.open_ticket(
+            deliverable.organization,
+            source=TicketSource.GATE_FAILURE,
+            source_key=f"{prefix}{evaluation.pk}",
+            title=f"{gate.name} failed for {deliverable.deliverable_id}",
+            event_type=event.event_type,
+            deliverable=deliverable,
+            context=context,
+            priority=gate.priority,
+        )
+    except tickets.NoOwnerError as exc:
+        # Nobody to assign: keep the verdict rather than roll it back, which would fail the
+        # task and have sweep_unevaluated retry it forever. The owner map needs a rule.
+        evaluation.details = {**evaluation.details, "ticket_error": str(exc)}
+        evaluation.save(update_fields=["details"])
+        return
+    ticket.context = {
+        **ticket.context,
+        "owner_role": ticket.owner_role.name,
+        "sla_deadline": ticket.resolve_due_at.isoformat(),
+    }
+    ticket.save(update_fields=["context", "updated_at"])
+    evaluation.ticket = ticket
+    evaluation.save(update_fields=["ticket"])
+
+
+def _resolve_failure_tickets(gate, event, deliverable, evaluation) -> None:
+    active = list(
+        Ticket.objects.filter(
+            organization=event.organization_id,
+            source=TicketSource.GATE_FAILURE,
+            source_key__startswith=gate_source_prefix(gate.pk, deliverable.pk),
+            status__in=ACTIVE_STATUSES,
+        )
+    )
+    for ticket in active:
+        tickets.resolve(
+            ticket,
+            tickets.MESHLINE,
+            note=f"{gate.name} passed on event {event.pk} ({event.event_type}).",
+        )
+    if active:
+        trail.record(
+            deliverable.organization,
+            "gate.passed",
+            key=f"gate:{gate.pk}:evaluation:{evaluation.pk}",
+            deliverable=deliverable,
+            payload={
+                "gate": gate.slug,
+                "evaluation_id": str(evaluation.pk),
+                "resolved_tickets": [str(t.pk) for t in active],
+            },
+        )
+
+
+def latest_outcome(gate_id, deliverable_id) -> str | None:
+    return (
+        GateEvaluation.objects.filter(gate=gate_id, deliverable=deliverable_id)
+        .order_by("-evaluated_at")
+        .values_list("outcome", flat=True)
+        .first()
+    )
+
+
+def resolve_guard(ticket, waiver_reason: str) -> None:
+    """A gate ticket cannot be closed by hand while its gate still fails, unless waived."""
+    if ticket.source != TicketSource.GATE_FAILURE or not ticket.source_key.startswith("gate:"):
+        return
+    parts = ticket.source_key.split(":")
+    gate_id, deliverable_id = parts[1], parts[3]
+    if latest_outcome(gate_id, deliverable_id) == Outcome.FAIL and not waiver_reason.strip():
+        raise tickets.TicketError(
+            "The gate still fails for this deliverable: fix it and resubmit, or waive the "
+            "ticket with a reason.",
+            "gate_still_failing",
+        )
