@@ -159,6 +159,12 @@ def run(slug: str = "gate-smoke", timeout: float = 30) -> list[Case]:
     run_id = timezone.now().strftime("%Y%m%d%H%M%S%f")
     now = timezone.now()
     cases: list[Case] = []
+    late: list[str] = []  # steps whose verdicts had not arrived when the wait ran out
+
+    def wait(step: str, predicate) -> None:
+        if not _settled(predicate, timeout):
+            late.append(step)
+
     with scope(organization=organization):
         _setup(organization)
 
@@ -196,7 +202,7 @@ def run(slug: str = "gate-smoke", timeout: float = 30) -> list[Case]:
             CheckName.CONTENT_QUALITY_SCORE,
             CheckName.SCREENSHOT_REGRESSION,
         )
-        _settled(_evaluated(organization, [ref("good"), ref("bad")], page_checks), timeout)
+        wait("page verdicts", _evaluated(organization, [ref("good"), ref("bad")], page_checks))
         for check in page_checks:
             for name, expected, ticket in (
                 ("good", Outcome.PASS, ""),
@@ -225,8 +231,8 @@ def run(slug: str = "gate-smoke", timeout: float = 30) -> list[Case]:
                 )
             ]
         )
-        _settled(
-            _evaluated(organization, [ref("bad")], [CheckName.SCHEMA_CHECK], at_least=2), timeout
+        wait(
+            "republished page", _evaluated(organization, [ref("bad")], [CheckName.SCHEMA_CHECK], 2)
         )
         ticket = Ticket.objects.filter(
             organization=organization,
@@ -256,7 +262,7 @@ def run(slug: str = "gate-smoke", timeout: float = 30) -> list[Case]:
                 )
             ]
         )
-        _settled(_evaluated(organization, [ref("good")], [CheckName.SITEMAP_SYNC]), timeout)
+        wait("sitemap", _evaluated(organization, [ref("good")], [CheckName.SITEMAP_SYNC]))
         got, status, detail = _verdict(organization, CheckName.SITEMAP_SYNC, ref("good"))
         cases.append(
             Case(
@@ -280,11 +286,11 @@ def run(slug: str = "gate-smoke", timeout: float = 30) -> list[Case]:
                 )
             ]
         )
-        _settled(  # the page's processing starts its timer
+        wait(  # the page's processing starts its timer
+            "late page's timer",
             lambda: SitemapTimer.objects.filter(
                 organization=organization, deliverable__deliverable_id=ref("late")
             ).exists(),
-            timeout,
         )
         expire_sitemap_timers(organization, now=now)
         got, status, detail = _verdict(organization, CheckName.SITEMAP_SYNC, ref("late"))
@@ -313,9 +319,9 @@ def run(slug: str = "gate-smoke", timeout: float = 30) -> list[Case]:
                     ),
                 ]
             )
-        _settled(
+        wait(
+            "scope verdicts",
             _evaluated(organization, [ref("small"), ref("large")], [CheckName.SCOPE_LIMITS]),
-            timeout,
         )
         got, status, detail = _verdict(organization, CheckName.SCOPE_LIMITS, ref("small"))
         cases.append(
@@ -346,6 +352,17 @@ def run(slug: str = "gate-smoke", timeout: float = 30) -> list[Case]:
                 got,
                 evaluation.ticket.status if evaluation and evaluation.ticket else "",
                 "; ".join(evaluation.reasons)[:80] if evaluation else "",
+            )
+        )
+    if late:  # say why the cases after them fail: the pipeline, not the gates
+        cases.append(
+            Case(
+                "pipeline",
+                "verdicts within the timeout",
+                "yes",
+                "timed out",
+                detail=f"no verdicts after {timeout:g} s for: {', '.join(late)}; "
+                "is a worker consuming the queue?",
             )
         )
     return cases

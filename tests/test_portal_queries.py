@@ -382,6 +382,9 @@ CASES = {
         "/o/org-a/events/?event_type=page.published", "events", "<td><time", "many-LP"
     ),
     "events-client": Case("/o/org-a/events/?client=acme", "events", "<td><time", "many-LP"),
+    "events-submitted": Case(  # the dashboard's throughput links
+        "/o/org-a/events/?client=acme&source=api&source=webhook", "events", "<td><time", "many-LP"
+    ),
     "events-processed": Case(
         "/o/org-a/events/?processing=processed", "events", "<td><time", "many-LP"
     ),

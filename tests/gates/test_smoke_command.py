@@ -73,3 +73,23 @@ def test_a_broken_check_makes_gate_smoke_fail(monkeypatch):
     assert lines[-1] == f"{CASES - 2} passed, 2 failed"
     failed = [line for line in lines if line.rstrip().endswith("FAIL")]
     assert [line.split()[0] for line in failed] == ["schema_check", "schema_check"]
+
+
+def test_a_pipeline_that_never_answers_is_reported_as_timed_out(monkeypatch):
+    """With a broker and no worker, nothing is evaluated: the harness says so and fails."""
+    from gates import smoke
+
+    monkeypatch.setattr(smoke, "ingest_events", _accept_without_processing)
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("gate_smoke", "--timeout", "0.2", stdout=out)
+    report = out.getvalue()
+    assert "pipeline" in report and "timed out" in report
+    assert "no verdicts after 0.2 s for: page verdicts" in report
+
+
+def _accept_without_processing(organization, events):
+    """Store nothing and process nothing, as when events wait in a queue nobody reads."""
+    from deliveries.services.ingest import IngestResult
+
+    return [IngestResult(index=i, status="accepted") for i in range(len(events))]
