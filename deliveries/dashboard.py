@@ -1,7 +1,7 @@
 """The dashboard's scope (organization, client, period) and deliveries' own panel."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from urllib.parse import urlencode
 
 from django import forms
@@ -56,7 +56,7 @@ def dashboard_scope(request) -> tuple[DashboardScope, DashboardForm]:
     return DashboardScope(request.organization, client, period, now - PERIODS[period], now), form
 
 
-def _bars(counts: dict, buckets: list[datetime], label_format: str) -> dict:
+def _bars(counts: dict, buckets: list, label) -> dict:
     """An inline-SVG bar chart's geometry: no JavaScript, no network."""
     values = [counts.get(bucket, 0) for bucket in buckets]
     peak = max(values) or 1
@@ -69,7 +69,7 @@ def _bars(counts: dict, buckets: list[datetime], label_format: str) -> dict:
             "height": round(height * value / peak, 1),
             "y": round(height - height * value / peak, 1),
             "value": value,
-            "label": bucket.strftime(label_format),
+            "label": label(bucket),
         }
         for i, (bucket, value) in enumerate(zip(buckets, values, strict=True))
     ]
@@ -77,16 +77,20 @@ def _bars(counts: dict, buckets: list[datetime], label_format: str) -> dict:
 
 
 def _chart(scope: DashboardScope) -> dict:
-    """Hourly bars over 24 hours, daily bars (UTC days) over 7 or 30 days."""
+    """Hourly bars over 24 hours, daily bars over 7 or 30 days: the organization's days."""
     organization, client = scope.organization, scope.client
+    zone = organization.zone
     if scope.period == "24h":
         start = throughput.floor_hour(scope.now) - timedelta(hours=23)
         buckets = [start + timedelta(hours=i) for i in range(24)]
-        return _bars(throughput.hourly_counts(organization, start, client), buckets, "%H:00")
+        counts = throughput.hourly_counts(organization, start, client)
+        return _bars(counts, buckets, lambda hour: hour.astimezone(zone).strftime("%H:%M"))
     days = 7 if scope.period == "7d" else 30
-    start = scope.now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
-    buckets = [start + timedelta(days=i) for i in range(days)]
-    return _bars(throughput.daily_counts(organization, start, client), buckets, "%b %d")
+    first_day = scope.now.astimezone(zone).date() - timedelta(days=days - 1)
+    start = datetime.combine(first_day, time.min, tzinfo=zone)
+    buckets = [first_day + timedelta(days=i) for i in range(days)]
+    counts = throughput.daily_counts(organization, start, client, tz=zone)
+    return _bars(counts, buckets, lambda day: day.strftime("%b %d"))
 
 
 def throughput_panel(request, scope: DashboardScope) -> dict:

@@ -16,6 +16,7 @@ from meshline.models import ApiKey, Role
 from meshline.services import create_organization, create_user
 
 DEMO_SLUG = "demo"
+DEMO_TIMEZONE = "Europe/Berlin"
 DEMO_NAME = "Northwind Digital"
 DEMO_PASSWORD = "meshline-demo"
 DEMO_USERS = [
@@ -173,6 +174,9 @@ def demo_events(anchor) -> list[dict]:
 def seed_demo() -> dict:
     """Create or refresh the demo organization. Returns what to print for the operator."""
     organization, _created = create_organization(DEMO_SLUG, DEMO_NAME)
+    if organization.timezone != DEMO_TIMEZONE:  # a Berlin agency, like its business calendar
+        organization.timezone = DEMO_TIMEZONE
+        organization.save(update_fields=["timezone"])
     users = {
         email: create_user(email, organization, role, DEMO_PASSWORD) for email, role in DEMO_USERS
     }

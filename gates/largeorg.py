@@ -94,6 +94,8 @@ def generate(
     rng = random.Random(seed)
     started = time.perf_counter()
     organization, _ = create_organization(slug, f"Large organization ({slug})")
+    organization.timezone = "Europe/Berlin"  # as the demo: local days, not UTC ones
+    organization.save(update_fields=["timezone"])
     users = {
         email: create_user(email, organization, role, DEMO_PASSWORD) for email, role in DEMO_USERS
     }

@@ -100,7 +100,7 @@ class TenantAdmin(TenantChoicesMixin, admin.ModelAdmin):
 @admin.register(Organization)
 class OrganizationAdmin(TenantAdmin):
     organization_field = "pk"
-    list_display = ["name", "slug", "created_at"]
+    list_display = ["name", "slug", "timezone", "created_at"]
     search_fields = ["name", "slug"]
     readonly_fields = ["event_types_version"]
 

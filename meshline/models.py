@@ -4,12 +4,21 @@ import hashlib
 import hmac
 import secrets
 from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 from django_scopes import ScopedManager
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"'{value}' is not an IANA time zone (e.g. Europe/Berlin).") from None
 
 
 class Organization(models.Model):
@@ -17,6 +26,13 @@ class Organization(models.Model):
 
     slug = models.SlugField(max_length=63, unique=True)
     name = models.CharField(max_length=200)
+    timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_timezone],
+        help_text="The portal shows dates and times, and counts the dashboard's days, in "
+        "this zone (IANA name, e.g. Europe/Berlin).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # Bumped whenever the organization registers or changes an event type, so that
     # in-process caches of the event registry know when to reload (see deliveries.registry).
@@ -27,6 +43,14 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The organization's time zone (UTC if the stored name is somehow not one)."""
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo("UTC")
 
 
 class TenantModel(models.Model):

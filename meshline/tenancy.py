@@ -2,7 +2,7 @@
 
 Portal URLs name the organization (``/o/<org_slug>/...``). The middleware resolves it, checks
 the signed-in user's membership, and runs the whole view (template rendering included)
-inside ``django_scopes.scope(organization=...)``. Outsiders get 404, not 403: the existence
+inside ``django_scopes.scope(organization=...)`` and the organization's time zone. Outsiders get 404, not 403: the existence
 of another tenant is not theirs to learn. The Django admin runs with scopes disabled and
 filters by the user's administered organizations itself (meshline.admin.TenantAdmin).
 """
@@ -10,6 +10,7 @@ filters by the user's administered organizations itself (meshline.admin.TenantAd
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.urls import Resolver404, resolve
+from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from meshline import portal
@@ -44,7 +45,11 @@ class TenantMiddleware:
             raise Http404("No such organization")
         request.organization = membership.organization
         request.membership = membership
-        with scope(organization=membership.organization):
+        # Dates and times render, and forms parse them, in the organization's zone.
+        with (
+            scope(organization=membership.organization),
+            timezone.override(membership.organization.zone),
+        ):
             return self.get_response(request)
 
 

@@ -6,7 +6,6 @@ so later edits never change tickets already running.
 """
 
 from datetime import time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,14 +15,7 @@ from simple_history.models import HistoricalRecords
 
 from deliveries.models import Deliverable, DeliverableType, Tier
 from meshline.ids import uuid7
-from meshline.models import TenantModel
-
-
-def validate_timezone(value: str) -> None:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(f"'{value}' is not an IANA time zone (e.g. Europe/Berlin).") from None
+from meshline.models import TenantModel, validate_timezone
 
 
 class OwnerRole(TenantModel):

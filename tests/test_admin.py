@@ -355,3 +355,19 @@ def test_superuser_sees_both_organizations(client, superuser, seed):
         seed.org_b.pk,
     }
     assert _choices(response, "organization") == set(Organization.objects.all())
+
+
+def test_org_admin_sets_the_organization_time_zone_and_a_bad_one_is_a_field_error(as_owner, seed):
+    url = f"/admin/meshline/organization/{seed.org_a.pk}/change/"
+    form = {"slug": seed.org_a.slug, "name": seed.org_a.name}
+    response = as_owner.post(url, {**form, "timezone": "Mars/Olympus"})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["timezone"] == [
+        "'Mars/Olympus' is not an IANA time zone (e.g. Europe/Berlin)."
+    ]
+    seed.org_a.refresh_from_db()
+    assert seed.org_a.timezone == "UTC"
+
+    assert as_owner.post(url, {**form, "timezone": "Europe/Berlin"}).status_code == 302
+    seed.org_a.refresh_from_db()
+    assert seed.org_a.timezone == "Europe/Berlin"

@@ -58,6 +58,17 @@ def test_create_organization_rejects_an_invalid_slug(slug):
     assert not Organization.objects.exists()
 
 
+def test_create_organization_sets_its_time_zone_and_refuses_an_unknown_one():
+    run("create_organization", "acme-agency", "--name", "Acme Agency")
+    assert Organization.objects.get(slug="acme-agency").timezone == "UTC"
+    run("create_organization", "acme-agency", "--name", "Acme", "--timezone", "Europe/Berlin")
+    assert Organization.objects.get(slug="acme-agency").timezone == "Europe/Berlin"
+
+    with pytest.raises(CommandError, match="'Mars/Olympus' is not an IANA time zone"):
+        run("create_organization", "mars", "--name", "Mars", "--timezone", "Mars/Olympus")
+    assert not Organization.objects.filter(slug="mars").exists()  # nothing half-created
+
+
 def test_create_organization_requires_a_name():
     with pytest.raises(CommandError, match="--name"):
         run("create_organization", "acme")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from html import unescape
 from unittest import mock
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection, transaction
@@ -30,6 +31,7 @@ from tests.owners.factories import make_role, make_rule
 pytestmark = pytest.mark.django_db
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday, on the hour
+BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = timedelta(hours=1)
 DASHBOARD = "/o/org-a/"
 
@@ -437,13 +439,16 @@ def test_hourly_and_daily_counts_match_the_trail(org_a, client_acme, client_beta
     for client in (None, client_acme, client_beta):
         mine = [at for pk, at in events if client is None or pk == client.pk]
         by_hour = Counter(at.replace(minute=0, second=0, microsecond=0) for at in mine)
-        by_day = Counter(at.replace(hour=0, minute=0, second=0, microsecond=0) for at in mine)
+        by_day = Counter(at.astimezone(UTC).date() for at in mine)
+        by_berlin_day = Counter(at.astimezone(BERLIN).date() for at in mine)
         start = T0 + timedelta(minutes=30)  # the hour of start, 09:00, is included
         with scope(organization=org_a):
             hourly = throughput.hourly_counts(org_a, start, client)
             daily = throughput.daily_counts(org_a, T0 - timedelta(days=1), client)
+            berlin = throughput.daily_counts(org_a, T0 - timedelta(days=1), client, tz=BERLIN)
         assert hourly == {h: n for h, n in by_hour.items() if h >= T0}
         assert daily == dict(by_day)
+        assert berlin == dict(by_berlin_day)
     assert throughput.floor_hour(T0 + timedelta(minutes=59, seconds=1)) == T0
 
 
@@ -537,6 +542,36 @@ def test_period_chart_has_one_bar_per_hour_or_day(as_member, recent, period, bar
         (start + step * i).strftime(fmt) for i in range(bars)
     ]
     assert chart["total"] == sum(expected) > 0
+
+
+def test_the_chart_counts_the_organizations_days_and_hours(as_member, org_a, client_acme):
+    """A Berlin agency's 00:30 is 23:30 UTC the day before: it counts on the Berlin day."""
+    org_a.timezone = "Europe/Berlin"
+    org_a.save(update_fields=["timezone"])
+    today = timezone.now().astimezone(BERLIN).date()
+    two_days_ago = datetime.combine(today - timedelta(days=2), datetime.min.time(), BERLIN)
+    just_after = two_days_ago + timedelta(minutes=30)  # 00:30 Berlin, the day before in UTC
+    just_before = two_days_ago - timedelta(minutes=30)  # 23:30 Berlin, three days ago
+    ingest(org_a, [make_event("LP-1", just_after), make_event("LP-2", just_before)])
+
+    chart = as_member.get(DASHBOARD, {"period": "7d"}).context["chart"]
+    by_label = {bar["label"]: bar["value"] for bar in chart["bars"]}
+    assert by_label[(today - timedelta(days=2)).strftime("%b %d")] == 1
+    assert by_label[(today - timedelta(days=3)).strftime("%b %d")] == 1
+    assert chart["bars"][-1]["label"] == today.strftime("%b %d")  # the last bar is today, there
+
+    hours = as_member.get(DASHBOARD, {"period": "24h"}).context["chart"]["bars"]
+    latest = timezone.now().replace(minute=0, second=0, microsecond=0)
+    assert hours[-1]["label"] == latest.astimezone(BERLIN).strftime("%H:%M")
+
+
+def test_the_portal_shows_times_in_the_organizations_zone(as_member, org_a, client_acme):
+    ingest(org_a, [make_event("LP-1", T0)])  # 09:00 UTC is 10:00 in Berlin in November
+    assert "2026-11-02 09:00" in as_member.get("/o/org-a/events/").content.decode()
+    org_a.timezone = "Europe/Berlin"
+    org_a.save(update_fields=["timezone"])
+    page = as_member.get("/o/org-a/events/").content.decode()
+    assert "2026-11-02 10:00" in page and "2026-11-02 09:00" not in page
 
 
 def test_chart_follows_the_client_filter(as_member, recent):

@@ -8,11 +8,10 @@ delta rows the trigger appended since the last ``compact``.
 """
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Sum
-from django.db.models.functions import TruncDay
 
 from deliveries.models import SUBMITTED_SOURCES, Client, Event, EventCount
 from meshline.models import Organization
@@ -23,10 +22,6 @@ HOUR = timedelta(hours=1)
 def floor_hour(moment: datetime) -> datetime:
     """The start of ``moment``'s UTC hour (the counts' buckets are UTC hours)."""
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _floor_day(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _ceil_hour(moment: datetime) -> datetime:
@@ -75,17 +70,17 @@ def hourly_counts(organization, start: datetime, client: Client | None = None) -
     return dict(rows)
 
 
-def daily_counts(organization, start: datetime, client: Client | None = None) -> dict:
-    """{UTC day: events} from the day of ``start`` on."""
-    rows = (
-        _counts(organization, client)
-        .filter(hour__gte=_floor_day(start))
-        .annotate(day=TruncDay("hour", tzinfo=UTC))
-        .values("day")
-        .annotate(n=Sum("count"))
-        .values_list("day", "n")
-    )
-    return dict(rows)
+def daily_counts(organization, start: datetime, client: Client | None = None, tz=UTC) -> dict:
+    """{local date in ``tz``: events} from the hour of ``start`` on.
+
+    Each UTC hour counts towards the local day its first minute falls in: exact for zones
+    a whole number of hours from UTC (and across DST changes); for the few half-hour zones a
+    day's edge is off by that half hour.
+    """
+    totals: dict[date, int] = defaultdict(int)
+    for hour, count in hourly_counts(organization, start, client).items():
+        totals[hour.astimezone(tz).date()] += count
+    return dict(totals)
 
 
 COMPACT_CHUNK = 5_000
