@@ -200,3 +200,44 @@ def test_the_checks_catch_what_they_look_for():
         "</main></body></html>"
     )
     assert problems_of(labelled) == []
+
+
+def _luminance(hex_colour: str) -> float:
+    value = hex_colour.lstrip("#")
+    if len(value) == 3:
+        value = "".join(c * 2 for c in value)
+    channels = [int(value[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG 2 contrast ratio of two colours (1 to 21)."""
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_palette_meets_wcag_aa_contrast():
+    """Text colours on the backgrounds they are used on (4.5:1), focus rings (3:1)."""
+    import re
+    from pathlib import Path
+
+    css = (Path(__file__).resolve().parents[1] / "static/css/meshline.css").read_text()
+    root = re.search(r":root\s*{([^}]*)}", css).group(1)
+    colour = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-fA-F]{3,6})", root))
+    white = "#ffffff"
+    text_pairs = [
+        *(
+            (colour[fg], bg)
+            for fg in ("ink", "muted", "accent", "bad", "ok", "pending")
+            for bg in (white, colour["bg"])
+        ),
+        (white, colour["ink"]),  # the top bar
+        ("#c9d1d9", colour["ink"]),  # the organization's name in the top bar
+        (white, colour["accent"]),  # buttons
+    ]
+    low = [(fg, bg, round(contrast(fg, bg), 2)) for fg, bg in text_pairs if contrast(fg, bg) < 4.5]
+    assert low == []
+    assert contrast(colour["focus"], white) >= 3 and contrast(colour["focus"], colour["bg"]) >= 3
+    assert contrast(colour["focus-on-dark"], colour["ink"]) >= 3
+    assert round(contrast("#000", "#fff"), 1) == 21.0  # the formula itself
