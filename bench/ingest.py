@@ -390,33 +390,6 @@ def check_batch(size: int):
 
 # --- COPY baseline ----------------------------------------------------------------------------
 
-EVENT_COLUMNS = (
-    "id",
-    "organization_id",
-    "event_type",
-    "schema_version",
-    "client_id",
-    "deliverable_id",
-    "correlation_id",
-    "idempotency_key",
-    "content_digest",
-    "actor_role",
-    "actor_id",
-    "occurred_at",
-    "received_at",
-    "payload",
-    "source",
-)
-PROCESSING_COLUMNS = (
-    "event_id",
-    "organization_id",
-    "status",
-    "attempts",
-    "enqueued_at",
-    "processed_at",
-    "last_error",
-)
-
 
 def copy_rows(tenant: dict, deliverable_pks: dict, events: list[dict]) -> list[tuple]:
     """The rows the API would store for these events, ready for COPY (built before timing)."""
@@ -455,8 +428,11 @@ def copy_phase(
     ``chunk`` rows, from ``concurrency`` connections."""
     import psycopg
 
-    events_sql = f"COPY deliveries_event ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
-    processing_sql = f"COPY deliveries_eventprocessing ({', '.join(PROCESSING_COLUMNS)}) FROM STDIN"
+    # The very columns (and order) the API's own COPY writes.
+    from deliveries.services.ingest import EVENT_FIELDS, PROCESSING_FIELDS
+
+    events_sql = f"COPY deliveries_event ({', '.join(EVENT_FIELDS)}) FROM STDIN"
+    processing_sql = f"COPY deliveries_eventprocessing ({', '.join(PROCESSING_FIELDS)}) FROM STDIN"
     chunks = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
     latencies = [0.0] * len(chunks)
     lock = threading.Lock()

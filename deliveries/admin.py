@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from deliveries.models import Client, Deliverable, Event, EventType
-from meshline.admin import TenantAdmin, administered_organizations
+from meshline.admin import ReadOnlyTenantAdmin, TenantAdmin, administered_organizations
 
 
 @admin.register(Client)
@@ -22,7 +22,7 @@ class DeliverableAdmin(TenantAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(TenantAdmin):
+class EventAdmin(ReadOnlyTenantAdmin):
     """Read-only: the trail is append-only."""
 
     list_display = ["event_type", "deliverable", "occurred_at", "received_at", "source"]
@@ -30,14 +30,7 @@ class EventAdmin(TenantAdmin):
     list_select_related = ["deliverable"]
     search_fields = ["idempotency_key", "deliverable__deliverable_id", "correlation_id"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    deletable = False
 
 
 @admin.register(EventType)

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from gates import services
 from gates.models import Gate, GateEvaluation, GateMode, SitemapTimer
-from meshline.admin import TenantAdmin, TenantHistoryAdmin
+from meshline.admin import ReadOnlyTenantAdmin, TenantHistoryAdmin
 
 
 @admin.register(Gate)
@@ -29,28 +29,15 @@ class GateAdmin(TenantHistoryAdmin):
 
 
 @admin.register(GateEvaluation)
-class GateEvaluationAdmin(TenantAdmin):
+class GateEvaluationAdmin(ReadOnlyTenantAdmin):
     list_display = ["gate", "deliverable", "outcome", "mode", "duration_ms", "evaluated_at"]
     list_filter = ["outcome", "mode"]
     list_select_related = ["gate", "deliverable"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    deletable = False
 
 
 @admin.register(SitemapTimer)
-class SitemapTimerAdmin(TenantAdmin):
+class SitemapTimerAdmin(ReadOnlyTenantAdmin):
     list_display = ["url", "deliverable", "due_at", "status"]
     list_filter = ["status"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -16,6 +16,7 @@ from django_scopes import scope
 
 from deliveries.models import Client, Deliverable, Event, EventProcessing, LifecycleState, Tier
 from deliveries.services import throughput
+from deliveries.services.ingest import EVENT_FIELDS
 from gates.models import Gate, GateEvaluation
 from meshline.ids import uuid7
 from meshline.models import Role
@@ -191,27 +192,7 @@ def generate(
                     "api",
                 )
 
-        _write(
-            Event,
-            [
-                "id",
-                "organization_id",
-                "event_type",
-                "schema_version",
-                "client_id",
-                "deliverable_id",
-                "correlation_id",
-                "idempotency_key",
-                "content_digest",
-                "actor_role",
-                "actor_id",
-                "occurred_at",
-                "received_at",
-                "payload",
-                "source",
-            ],
-            event_rows(),
-        )
+        _write(Event, list(EVENT_FIELDS), event_rows())  # rows in the API's own column order
         log(f"events: {events} ({time.perf_counter() - started:.0f} s)")
         # The trigger counted them as deltas; beat would fold them within a minute.
         throughput.compact(organization)

@@ -151,6 +151,22 @@ class ApiKeyAdmin(TenantAdmin):
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
 
 
+class ReadOnlyTenantAdmin(TenantAdmin):
+    """Rows Meshline writes itself (the trail, verdicts, timers, notifications): looked at
+    in the admin, never added or edited there; ``deletable = False`` refuses deletion too."""
+
+    deletable = True
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return self.deletable and super().has_delete_permission(request, obj)
+
+
 class TenantHistoryAdmin(SimpleHistoryAdmin, TenantAdmin):
     """TenantAdmin with django-simple-history's history and revert views.
 

@@ -13,6 +13,7 @@ from django_scopes import scope
 
 from deliveries.models import DeliverableType, Tier
 from meshline.admin import (
+    ReadOnlyTenantAdmin,
     TenantAdmin,
     TenantChoicesMixin,
     TenantHistoryAdmin,
@@ -218,18 +219,12 @@ class NotificationAttemptInline(TenantInline):
 
 
 @admin.register(Notification)
-class NotificationAdmin(TenantAdmin):
+class NotificationAdmin(ReadOnlyTenantAdmin):
     """Every notification and each delivery attempt, read-only."""
 
     list_display = ["subject", "kind", "address", "status", "attempts", "created_at", "sent_at"]
     list_filter = ["status", "kind"]
     inlines = [NotificationAttemptInline]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Ticket)
