@@ -572,6 +572,11 @@ def test_the_portal_shows_times_in_the_organizations_zone(as_member, org_a, clie
     org_a.save(update_fields=["timezone"])
     page = as_member.get("/o/org-a/events/").content.decode()
     assert "2026-11-02 10:00" in page and "2026-11-02 09:00" not in page
+    # Where a time names its zone, it names the one it is shown in.
+    response = as_member.get(DASHBOARD, {"period": "24h"})
+    since, dashboard = response.context["scope"].since, response.content.decode()
+    assert f"since {since.astimezone(BERLIN):%Y-%m-%d %H:%M %Z}" in dashboard
+    assert " UTC" not in dashboard
 
 
 def test_chart_follows_the_client_filter(as_member, recent):
