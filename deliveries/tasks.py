@@ -46,6 +46,7 @@ def compact_event_counts() -> int:
     with scopes_disabled():
         org_ids = list(
             EventCount.objects.filter(compacted=False)
+            .order_by()  # no default ordering in the DISTINCT: one row per organization
             .values_list("organization_id", flat=True)
             .distinct()
         )

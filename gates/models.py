@@ -73,6 +73,18 @@ class Gate(TenantModel):
             and (not self.deliverable_types or deliverable_type in self.deliverable_types)
         )
 
+    def judged_events(self, events):
+        """``applies_to`` as a filter on an Event queryset (Meshline's own entries excluded):
+        the same rule, for sweeps that look for events the gate should have judged."""
+        if self.mode == GateMode.OFF:
+            return events.none()
+        events = events.filter(event_type__in=self.event_types).exclude(source="meshline")
+        if self.client_tiers:
+            events = events.filter(client__tier__in=self.client_tiers)
+        if self.deliverable_types:
+            events = events.filter(deliverable__type__in=self.deliverable_types)
+        return events
+
 
 class GateEvaluation(TenantModel):
     """One verdict of one gate on one event (and deliverable). Never recomputed."""

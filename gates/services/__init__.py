@@ -15,6 +15,7 @@ from gates.services.sitemaps import (
 )
 from gates.services.strictness import check_strictness, restore_gate
 from gates.services.verdicts import (
+    applies,
     evaluate,
     event_view,
     gate_source_prefix,
@@ -33,6 +34,7 @@ from gates.services.visibility import (
 
 __all__ = [
     "applicable_gates",
+    "applies",
     "check_strictness",
     "evaluate",
     "evaluations_for",

@@ -9,12 +9,12 @@ from gates.models import (
     GateMode,
 )
 from gates.services.sitemaps import settle_sitemap_timers, start_sitemap_timer
+from gates.services.verdicts import applies
 
 
 def applicable_gates(event: Event, deliverable: Deliverable) -> list[Gate]:
     gates = Gate.objects.filter(organization=event.organization_id).exclude(mode=GateMode.OFF)
-    tier = deliverable.client.tier if deliverable.client_id else ""
-    return [g for g in gates if g.applies_to(event.event_type, tier, deliverable.type)]
+    return [gate for gate in gates if applies(gate, event, deliverable)]
 
 
 def on_event_processed(event: Event, deliverable: Deliverable) -> None:

@@ -39,11 +39,13 @@ def event_view(event: Event) -> checks.EventView:
     return checks.EventView(str(event.pk), event.event_type, event.occurred_at, event.payload)
 
 
-def history_types(gate: Gate) -> set[str] | None:
-    """The event types a check reads from the history (None: it reads none in particular).
+def history_types(gate: Gate) -> set[str]:
+    """The event types a check reads from the deliverable's history (empty: none).
 
-    Only the latest HISTORY_LIMIT events are passed: without this filter, a live page's daily
-    search exports would push its accepted scope (or its baseline screenshot) out of reach.
+    Only the latest HISTORY_LIMIT events of these types are passed: without the filter, a
+    live page's daily search exports would push its accepted scope (or its baseline
+    screenshot) out of reach. Checks that read no history get none, and cost no query:
+    the history's payloads are whole pages and screenshots.
     """
     if gate.check_name == CheckName.SCOPE_LIMITS:
         parameters = gate.parameters or {}
@@ -51,10 +53,12 @@ def history_types(gate: Gate) -> set[str] | None:
         return {"scope.accepted", *revisions}
     if gate.check_name == CheckName.SCREENSHOT_REGRESSION:
         return set(gate.event_types)
-    return None
+    return set()
 
 
-def history_for(event: Event, event_types: set[str] | None = None) -> tuple[checks.EventView, ...]:
+def history_for(event: Event, event_types: set[str]) -> tuple[checks.EventView, ...]:
+    if not event_types:
+        return ()
     earlier = (
         Event.objects.filter(
             organization=event.organization_id,
@@ -64,14 +68,27 @@ def history_for(event: Event, event_types: set[str] | None = None) -> tuple[chec
         .exclude(pk=event.pk)
         .exclude(source=EventSource.MESHLINE)
     )
-    if event_types is not None:
-        earlier = earlier.filter(event_type__in=event_types)
+    earlier = earlier.filter(event_type__in=event_types)
     earlier = earlier.order_by("-occurred_at", "-id")[:HISTORY_LIMIT]
     return tuple(event_view(e) for e in reversed(list(earlier)))
 
 
-def evaluate(gate: Gate, event: Event) -> GateEvaluation:
-    """Evaluate once; act on the verdict (ticket, auto-resolve, strictness)."""
+def applies(gate: Gate, event: Event, deliverable: Deliverable) -> bool:
+    """Whether ``gate`` judges ``event``: never Meshline's own entries, else its mode, event
+    types, client tiers and deliverable types (``Gate.applies_to``)."""
+    if event.source == EventSource.MESHLINE:
+        return False
+    tier = deliverable.client.tier if deliverable.client_id else ""
+    return gate.applies_to(event.event_type, tier, deliverable.type)
+
+
+def evaluate(gate: Gate, event: Event) -> GateEvaluation | None:
+    """Evaluate once; act on the verdict (ticket, auto-resolve, strictness).
+
+    None when the gate does not apply to the event (any longer): whoever queued the task
+    (processing, the safety-net sweep, a retry after the gate was switched off) is held to
+    the same rule as ``applicable_gates``, here, where every path passes.
+    """
     with transaction.atomic():
         deliverable = (
             Deliverable.objects.select_for_update(of=("self",))
@@ -83,6 +100,8 @@ def evaluate(gate: Gate, event: Event) -> GateEvaluation:
         ).first()
         if existing is not None:
             return existing
+        if not applies(gate, event, deliverable):
+            return None
         check_input = checks.CheckInput(
             event=event_view(event),
             deliverable_type=deliverable.type,

@@ -535,7 +535,58 @@ def test_a_failure_without_a_matching_owner_rule_is_still_recorded(
     # Ten minutes later the safety-net sweep looks at the event: it has its verdict.
     later = timezone.now() + timedelta(minutes=10)
     monkeypatch.setattr(timezone, "now", lambda: later)
-    assert tasks.sweep_unevaluated() == 0
+    assert tasks.sweep_unevaluated_for(organization_id=org_a.pk) == 0
+
+
+# --- the safety-net sweep -----------------------------------------------------------------------
+
+
+def test_the_sweep_evaluates_what_the_broker_lost_and_only_what_applies(
+    org_a, org_b, client_acme, owner_map, make_gate, publish, monkeypatch
+):
+    from gates.tasks import evaluate_gate
+
+    schema = make_gate(CheckName.SCHEMA_CHECK)
+    standard_only = make_gate(CheckName.SEO_TAGS_PRESENT, client_tiers=["standard"])
+    on_trail = make_gate(CheckName.SCHEMA_VERSION, slug="on-trail", event_types=["gate.failed"])
+    make_gate(CheckName.SCHEMA_CHECK, organization=org_b)  # B's gate: never A's events
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    with monkeypatch.context() as broken:  # the evaluations are lost at publish time
+        broken.setattr(evaluate_gate, "apply_async", broker_down)
+        publish(org_a, published("LP-1", page("missing_jsonld.html")))
+    assert evaluations(org_a) == []
+
+    later = timezone.now() + timedelta(minutes=10)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    assert tasks.sweep_unevaluated() == 2  # A and B each get their sweep (eager here)
+    [evaluation] = evaluations(org_a)
+    assert (evaluation.gate, evaluation.outcome) == (schema, Outcome.FAIL)
+    # The acme page is an enterprise client's: the standard-only gate never judged it, and
+    # the gate.failed trail entry is Meshline's own: neither is queued, now or later.
+    assert not evaluations(org_a, gate__in=[standard_only, on_trail])
+    assert tasks.sweep_unevaluated_for(organization_id=org_a.pk) == 0
+    with scope(organization=org_b):
+        assert not GateEvaluation.objects.filter(organization=org_b).exists()
+
+
+def test_an_evaluation_queued_before_its_gate_stopped_applying_gives_no_verdict(
+    org_a, client_acme, owner_map, make_gate, publish
+):
+    gate = make_gate(CheckName.SCHEMA_CHECK)
+    with scope(organization=org_a):
+        gate.mode = GateMode.OFF  # switched off while its task waited in the queue
+        gate.save()
+    publish(org_a, event("intake.received", "LP-1", {"requested_by": "cmo@acme.example"}))
+    with scope(organization=org_a):
+        page_event = Event.objects.get(organization=org_a, deliverable__deliverable_id="LP-1")
+    assert (
+        tasks.evaluate_gate(organization_id=org_a.pk, gate_id=gate.pk, event_id=str(page_event.pk))
+        == "not applicable"
+    )
+    assert evaluations(org_a) == []
 
 
 # --- over-strictness ------------------------------------------------------------------------
@@ -884,3 +935,21 @@ def test_gate_rows_are_tenant_scoped(org_a, make_gate):
     make_gate(CheckName.SCHEMA_CHECK)
     with pytest.raises(ScopeError):
         list(Gate.objects.all())
+
+
+def test_checks_that_read_no_history_cost_no_history_query(
+    org_a, client_acme, owner_map, make_gate, publish, django_assert_num_queries
+):
+    """The history's payloads are whole pages and screenshots: load them only for the
+    checks that read them (screenshot baselines, accepted scopes)."""
+    schema = make_gate(CheckName.SCHEMA_CHECK)
+    screenshots = make_gate(CheckName.SCREENSHOT_REGRESSION, slug="shots", mode=GateMode.OFF)
+    [event_id] = publish(org_a, published("LP-1", page("product_landing.html")))
+    with scope(organization=org_a):
+        stored = Event.objects.get(pk=event_id)
+        assert services.history_types(schema) == set()
+        with django_assert_num_queries(0):
+            assert services.history_for(stored, services.history_types(schema)) == ()
+        assert services.history_types(screenshots) == {"page.published"}
+        with django_assert_num_queries(1):
+            services.history_for(stored, services.history_types(screenshots))

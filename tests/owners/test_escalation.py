@@ -335,6 +335,7 @@ def test_sweep_task_fans_out_one_task_per_organization_with_due_tickets(
     with scope(organization=org_a):
         make_rule(org_a, make_role(org_a, people=[member]), make_policy(org_a), event_type="")
         a_ticket = open_ticket(at=two_hours_ago)
+        a_second = open_ticket("incident:2", at=two_hours_ago - timedelta(minutes=5))
         not_due = open_ticket("incident:later", at=timezone.now())
     with scope(organization=org_b):
         make_rule(org_b, make_role(org_b, people=[outsider]), make_policy(org_b), event_type="")
@@ -349,13 +350,14 @@ def test_sweep_task_fans_out_one_task_per_organization_with_due_tickets(
 
     assert tasks.escalation_sweep() == 2  # eager: each organization's task runs here
 
+    # One task per organization, however many of its tickets are due.
     assert sorted(k["organization_id"] for k in enqueued) == sorted([org_a.pk, org_b.pk])
     with scopes_disabled():
         levels = {
             t.pk: Ticket.objects.get(pk=t.pk).escalation_level
-            for t in (a_ticket, not_due, b_ticket)
+            for t in (a_ticket, a_second, not_due, b_ticket)
         }
-    assert levels == {a_ticket.pk: 1, not_due.pk: 0, b_ticket.pk: 1}
+    assert levels == {a_ticket.pk: 1, a_second.pk: 1, not_due.pk: 0, b_ticket.pk: 1}
     assert tasks.escalation_sweep() == 0
 
 
