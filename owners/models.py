@@ -174,7 +174,8 @@ class EscalationPolicy(TenantModel):
             "id": self.pk,
             "name": self.name,
             "repeat": self.repeat,
-            "steps": [step.snapshot() for step in self.steps.all()],
+            # One query for every step's people, not one per step (this runs in open_ticket).
+            "steps": [step.snapshot() for step in self.steps.prefetch_related("people")],
         }
 
 

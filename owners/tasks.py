@@ -48,9 +48,7 @@ def escalate_tickets(*, organization_id: int) -> int:
 @shared_task(name="owners.handoff_sweep", acks_late=True, time_limit=120)
 def handoff_sweep() -> int:
     with scopes_disabled():
-        org_ids = list(
-            Rota.objects.order_by().values_list("organization_id", flat=True).distinct()
-        )
+        org_ids = list(Rota.objects.order_by().values_list("organization_id", flat=True).distinct())
     for organization_id in org_ids:
         record_handoffs.apply_async(kwargs={"organization_id": organization_id})
     return len(org_ids)

@@ -168,7 +168,9 @@ def _act(
         if action == StepAction.NOTIFY_ROLE:
             role_id = step["target_role"]
             if role_id not in lookups.roles:
-                lookups.roles[role_id] = OwnerRole.objects.filter(pk=role_id).first()
+                lookups.roles[role_id] = OwnerRole.objects.filter(
+                    organization=ticket.organization_id, pk=role_id
+                ).first()
             role = lookups.roles[role_id]
         if role is not None:
             if role.pk not in lookups.duty:
@@ -180,7 +182,12 @@ def _act(
     elif action == StepAction.NOTIFY_PEOPLE:
         named = tuple(step.get("people") or [])
         if named not in lookups.people:
-            lookups.people[named] = list(get_user_model().objects.filter(pk__in=named))
+            # Named when the policy was saved; only those still members are told.
+            lookups.people[named] = list(
+                get_user_model().objects.filter(
+                    pk__in=named, memberships__organization=ticket.organization_id
+                )
+            )
         people = lookups.people[named]
     elif action == StepAction.WEBHOOK:
         webhook_id = step.get("webhook")

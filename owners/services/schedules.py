@@ -113,7 +113,9 @@ def who_is_on_duty(role: OwnerRole, at: datetime | None = None) -> OnDuty:
     if rota is None:
         return OnDuty(role, None, None, None, None)
     duty = rota_schedule.on_duty(rota_spec(rota), at)
-    users = get_user_model().objects.in_bulk([p for p in (duty.primary, duty.backup) if p])
+    # A rota names people by id; someone who has left the organization is on nobody's duty.
+    users = get_user_model().objects.filter(memberships__organization=role.organization_id)
+    users = users.in_bulk([p for p in (duty.primary, duty.backup) if p])
     return OnDuty(
         role,
         users.get(duty.primary),

@@ -414,3 +414,18 @@ def test_two_concurrent_sweeps_never_double_escalate(
         assert Event.objects.filter(event_type="ticket.escalated").count() == count
         assert set(Ticket.objects.values_list("escalation_level", flat=True)) == {1}
         assert Notification.objects.filter(dedupe_key__contains=":step:").count() == count
+
+
+def test_people_who_left_the_organization_are_neither_on_duty_nor_notified(
+    in_a, seo, member, owner, viewer, open_ticket
+):
+    from meshline.models import Membership
+
+    policy = one_step_policy(in_a, StepAction.NOTIFY_PEOPLE, people=[viewer, owner])
+    make_rule(in_a, seo, policy, event_type="page.published")
+    Membership.objects.filter(user__in=[member, viewer], organization=in_a).delete()
+
+    ticket = open_ticket()
+    assert ticket.assignee is None  # member holds the rota, but no longer works here
+    assert escalation.escalate_due_tickets(in_a, now=T0 + timedelta(minutes=30)) == 1
+    assert escalated_to(ticket) == {owner}

@@ -287,3 +287,19 @@ def test_tickets_of_another_organization_are_separate(in_a, role, org_b, open_ti
         assert Ticket.objects.count() == 1
         assert b_ticket.organization == org_b
     assert Ticket.objects.get().organization == in_a
+
+
+def test_a_policy_snapshot_costs_the_same_queries_however_many_steps(
+    in_a, member, django_assert_num_queries
+):
+    from owners.models import StepAction, WaitKind
+
+    step = (30, WaitKind.WALL, StepAction.NOTIFY_PEOPLE)
+    one, five = make_policy(in_a, steps=[step]), make_policy(in_a, steps=[step] * 5)
+    for policy in (one, five):
+        for each in policy.steps.all():
+            each.people.add(member)
+    with django_assert_num_queries(2):  # the steps, then every step's people at once
+        assert one.snapshot()["steps"][0]["people"] == [member.pk]
+    with django_assert_num_queries(2):
+        assert [s["people"] for s in five.snapshot()["steps"]] == [[member.pk]] * 5

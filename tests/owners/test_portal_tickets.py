@@ -1,0 +1,71 @@
+"""The portal's ticket pages and actions: another tenant's ticket is 404, a viewer is 403.
+
+The URL walk in tests/test_portal.py only reaches the organization check with a stand-in
+id; these use a real ticket of organization A, by its UUID, from organization B's side,
+and check the ticket did not change.
+"""
+
+import pytest
+from django.test import Client as DjangoClient
+from django_scopes import scope
+
+from owners.models import Ticket, TicketStatus
+from tests.owners.factories import make_role, make_rule
+
+pytestmark = pytest.mark.django_db
+
+ACTIONS = {
+    "acknowledge": {},
+    "reassign": {"assignee": ""},
+    "resolve": {"note": "done"},
+    "cancel": {"reason": "duplicate"},
+}
+
+
+@pytest.fixture
+def a_ticket(org_a, member, client_acme, deliverable, open_ticket):
+    with scope(organization=org_a):
+        make_rule(org_a, make_role(org_a, people=[member]), event_type="page.published")
+        return open_ticket(deliverable=deliverable)
+
+
+def signed_in(user) -> DjangoClient:
+    client = DjangoClient()
+    client.force_login(user)
+    return client
+
+
+def unchanged(org, ticket) -> bool:
+    with scope(organization=org):
+        fresh = Ticket.objects.get(pk=ticket.pk)
+    return (fresh.status, fresh.assignee_id) == (TicketStatus.OPEN, ticket.assignee_id)
+
+
+def test_another_organization_gets_404_on_a_ticket_and_its_actions(
+    org_a, org_b, outsider, a_ticket
+):
+    b = signed_in(outsider)
+    for org_slug in ("org-a", "org-b"):  # A's URL, and A's ticket id under B's own URL
+        base = f"/o/{org_slug}/tickets/{a_ticket.pk}/"
+        assert b.get(base).status_code == 404
+        for action, data in ACTIONS.items():
+            assert b.post(f"{base}{action}", data).status_code == 404, (org_slug, action)
+    assert unchanged(org_a, a_ticket)
+
+
+def test_a_viewer_reads_the_ticket_but_every_action_is_refused(org_a, viewer, a_ticket):
+    client = signed_in(viewer)
+    base = f"/o/org-a/tickets/{a_ticket.pk}/"
+    assert client.get(base).status_code == 200
+    for action, data in ACTIONS.items():
+        assert client.post(f"{base}{action}", data).status_code == 403, action
+    assert unchanged(org_a, a_ticket)
+
+
+def test_the_member_acts_on_the_same_ticket(org_a, member, a_ticket):
+    """The control: the same requests from A's account manager do change it."""
+    client = signed_in(member)
+    response = client.post(f"/o/org-a/tickets/{a_ticket.pk}/acknowledge")
+    assert response.status_code == 302
+    with scope(organization=org_a):
+        assert Ticket.objects.get(pk=a_ticket.pk).status == TicketStatus.ACKNOWLEDGED
