@@ -2,16 +2,12 @@
 
 from datetime import timedelta
 
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
 
 from gates import services
-from gates.models import Artifact, Gate
-
-# Artifacts are made by Meshline's own checks (the screenshot difference is a PNG). Only
-# images are shown in the browser; anything else is downloaded, never rendered.
-INLINE_TYPES = {"image/png", "image/jpeg", "image/webp"}
+from gates.models import Gate
 
 
 def gate_list(request, org_slug):
@@ -32,29 +28,10 @@ def artifact(request, org_slug, evaluation_id, name: str):
     Addressed by the evaluation's UUID and the artifact's name, never by a sequential id
     that would tell one tenant how many artifacts all of them have.
     """
-    item = (
-        Artifact.objects.filter(
-            organization=request.organization, evaluation_id=evaluation_id, name=name
-        )
-        .order_by("pk")
-        .first()
-    )
+    item = services.find_artifact(request.organization, evaluation_id, name)
     if item is None:
         raise Http404("No such artifact.")
-    inline = item.content_type in INLINE_TYPES
-    response = HttpResponse(
-        bytes(item.data), content_type=item.content_type if inline else "application/octet-stream"
-    )
-    disposition = "inline" if inline else "attachment"
-    response["Content-Disposition"] = f'{disposition}; filename="{_safe_filename(item.name)}"'
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "sandbox"
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
-
-
-def _safe_filename(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "artifact"
+    return services.artifact_response(item)
 
 
 def gates_panel(request, scope) -> dict:

@@ -2,8 +2,7 @@
 
 from datetime import timedelta
 
-from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -90,19 +89,9 @@ class EvaluationViewSet(UUIDLookupMixin, mixins.RetrieveModelMixin, TenantViewSe
         e = self.get_object()
         return Response(
             {
-                "id": str(e.pk),
-                "gate": e.gate.slug,
+                **services.evaluation_data(e),
                 "deliverable_id": e.deliverable.deliverable_id,
-                "event_id": str(e.event_id),
-                "outcome": e.outcome,
-                "mode": e.mode,
-                "reasons": e.reasons,
                 "details": e.details,
-                "billing_flag": e.billing_flag,
-                "duration_ms": e.duration_ms,
-                "evaluated_at": e.evaluated_at,
-                "ticket_id": str(e.ticket_id) if e.ticket_id else None,
-                "artifacts": [a.name for a in e.artifacts.all()],
             }
         )
 
@@ -110,5 +99,7 @@ class EvaluationViewSet(UUIDLookupMixin, mixins.RetrieveModelMixin, TenantViewSe
     @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<name>[^/]+)")
     def artifact(self, request, pk=None, name=None):
         """A failing artifact, e.g. the screenshot difference image."""
-        artifact = get_object_or_404(self.get_object().artifacts, name=name)
-        return HttpResponse(bytes(artifact.data), content_type=artifact.content_type)
+        item = services.find_artifact(self.organization, self.get_object().pk, name)
+        if item is None:
+            raise Http404("No such artifact.")
+        return services.artifact_response(item)

@@ -26,7 +26,10 @@ from gates.services.verdicts import (
     resolve_guard,
 )
 from gates.services.visibility import (
+    artifact_response,
+    evaluation_data,
     evaluations_for,
+    find_artifact,
     pass_rates,
     portal_section,
     trail_section,
@@ -35,11 +38,14 @@ from gates.services.visibility import (
 __all__ = [
     "applicable_gates",
     "applies",
+    "artifact_response",
     "check_strictness",
     "evaluate",
+    "evaluation_data",
     "evaluations_for",
     "event_view",
     "expire_sitemap_timers",
+    "find_artifact",
     "gate_source_prefix",
     "history_for",
     "history_types",

@@ -3,6 +3,7 @@
 from datetime import datetime
 
 from django.db.models import Count, Prefetch, Q
+from django.http import HttpResponse
 
 from deliveries.models import Deliverable
 from gates.models import (
@@ -42,25 +43,56 @@ def evaluations_for(deliverable: Deliverable):
     )
 
 
+def evaluation_data(e: GateEvaluation) -> dict:
+    """An evaluation as the API shows it, in the trail and on its own."""
+    return {
+        "id": str(e.pk),
+        "gate": e.gate.slug,
+        "check": e.gate.check_name,
+        "event_id": str(e.event_id),
+        "outcome": e.outcome,
+        "mode": e.mode,
+        "reasons": e.reasons,
+        "billing_flag": e.billing_flag,
+        "duration_ms": e.duration_ms,
+        "evaluated_at": e.evaluated_at.isoformat(),
+        "ticket_id": str(e.ticket_id) if e.ticket_id else None,
+        "artifacts": [a.name for a in e.artifacts.all()],
+    }
+
+
 def trail_section(deliverable: Deliverable) -> list[dict]:
     """Gate evaluations for the deliverable trail API."""
-    return [
-        {
-            "id": str(e.pk),
-            "gate": e.gate.slug,
-            "check": e.gate.check_name,
-            "event_id": str(e.event_id),
-            "outcome": e.outcome,
-            "mode": e.mode,
-            "reasons": e.reasons,
-            "billing_flag": e.billing_flag,
-            "duration_ms": e.duration_ms,
-            "evaluated_at": e.evaluated_at.isoformat(),
-            "ticket_id": str(e.ticket_id) if e.ticket_id else None,
-            "artifacts": [a.name for a in e.artifacts.all()],
-        }
-        for e in evaluations_for(deliverable)
-    ]
+    return [evaluation_data(e) for e in evaluations_for(deliverable)]
+
+
+def find_artifact(organization, evaluation_id, name: str) -> Artifact | None:
+    """An evaluation's artifact by name (the first, should a check ever name two alike)."""
+    return (
+        Artifact.objects.filter(organization=organization, evaluation_id=evaluation_id, name=name)
+        .order_by("pk")
+        .first()
+    )
+
+
+# Artifacts are made by Meshline's own checks (the screenshot difference is a PNG). Only
+# images are shown in the browser; anything else is downloaded, never rendered.
+INLINE_TYPES = {"image/png", "image/jpeg", "image/webp"}
+
+
+def artifact_response(item: Artifact) -> HttpResponse:
+    """The artifact's bytes, safe to open from the portal or fetch from the API."""
+    inline = item.content_type in INLINE_TYPES
+    response = HttpResponse(
+        bytes(item.data), content_type=item.content_type if inline else "application/octet-stream"
+    )
+    filename = "".join(c if c.isalnum() or c in "._-" else "_" for c in item.name)[:100]
+    disposition = "inline" if inline else "attachment"
+    response["Content-Disposition"] = f'{disposition}; filename="{filename or "artifact"}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 def portal_section(request, deliverable: Deliverable) -> dict:

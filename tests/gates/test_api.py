@@ -178,6 +178,9 @@ def test_the_difference_image_is_served_as_png(api_a, screenshot_failure):
     response = api_a.get(f"/api/v1/evaluations/{screenshot_failure.pk}/artifacts/difference.png")
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"
+    # The portal's response, headers included: the API had a copy without them.
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Content-Security-Policy"] == "sandbox"
     image = Image.open(io.BytesIO(response.content))
     image.load()
     assert (image.format, image.size) == ("PNG", (256, 160))
