@@ -40,7 +40,13 @@ def tenant_choices(related, user):
 
 
 def is_tenant_admin(user) -> bool:
-    return user.is_active and (user.is_superuser or administered_organizations(user).exists())
+    """Asked by every permission check of every model admin (the index page alone asks it
+    over 150 times): answered once per user object, that is once per request."""
+    answer = getattr(user, "_meshline_is_tenant_admin", None)
+    if answer is None:
+        answer = user.is_active and (user.is_superuser or administered_organizations(user).exists())
+        user._meshline_is_tenant_admin = answer
+    return answer
 
 
 class TenantChoicesMixin:

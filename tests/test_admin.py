@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_scopes import scope, scopes_disabled
 from rest_framework.test import APIClient
 
@@ -371,3 +373,12 @@ def test_org_admin_sets_the_organization_time_zone_and_a_bad_one_is_a_field_erro
     assert as_owner.post(url, {**form, "timezone": "Europe/Berlin"}).status_code == 302
     seed.org_a.refresh_from_db()
     assert seed.org_a.timezone == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("url", ["/admin/", "/admin/deliveries/client/", "/admin/owners/ticket/"])
+def test_admin_pages_ask_who_administers_what_once(as_owner, seed, url):
+    """Every model admin's permission checks asked the database again (163 queries for the
+    index page); the answer is kept for the request."""
+    with CaptureQueriesContext(connection) as queries:
+        assert as_owner.get(url).status_code == 200
+    assert len(queries) <= 15, [q["sql"][:120] for q in queries.captured_queries]
