@@ -171,8 +171,7 @@ def ticket_resolve(request, org_slug, ticket_id):
         tickets.resolve(ticket, actor, **form.cleaned_data)
         messages.success(request, f"Resolved: {ticket.title}")
     except tickets.TicketError as exc:
-        field = "waiver_reason" if exc.code == "gate_still_failing" else None
-        form.add_error(field, str(exc))
+        form.add_error(exc.field, str(exc))
         return _respond(request, ticket, {"resolve_form": form}, status=400)
     return _respond(request, ticket)
 

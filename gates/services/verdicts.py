@@ -308,4 +308,5 @@ def resolve_guard(ticket, waiver_reason: str) -> None:
             "The gate still fails for this deliverable: fix it and resubmit, or waive the "
             "ticket with a reason.",
             "gate_still_failing",
+            field="waiver_reason",
         )

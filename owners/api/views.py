@@ -101,9 +101,10 @@ class TicketViewSet(
         try:
             ticket = action_fn(ticket, tickets.Actor.for_api_key(request.auth), **kwargs)
         except tickets.TicketError as exc:
-            return error_response(
-                [{"code": exc.code, "message": str(exc)}], status.HTTP_409_CONFLICT
-            )
+            error = {"code": exc.code, "message": str(exc)}
+            if exc.field:
+                error["field"] = exc.field
+            return error_response([error], status.HTTP_409_CONFLICT)
         return Response(TicketSerializer(self.get_queryset().get(pk=ticket.pk)).data)
 
     @extend_schema(request=None, responses=TicketSerializer)

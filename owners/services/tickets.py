@@ -22,14 +22,19 @@ from owners.services.schedules import calendar_for, calendar_spec, deadline, who
 
 
 class TicketError(Exception):
-    """A ticket action that cannot be done; the message says why, for the user."""
+    """A ticket action that cannot be done; the message says why, for the user.
+
+    ``field`` names the input the user can change to succeed (a form shows the error next
+    to it, the API names it), so callers never need to know which guard raised.
+    """
 
     code = "invalid"
 
-    def __init__(self, message: str, code: str | None = None):
+    def __init__(self, message: str, code: str | None = None, field: str | None = None):
         super().__init__(message)
         if code:
             self.code = code
+        self.field = field
 
 
 class NoOwnerError(TicketError):

@@ -491,7 +491,8 @@ def test_the_api_refuses_resolving_a_failing_gate_ticket_without_a_waiver(api_a,
     url = f"/api/v1/tickets/{failing_ticket.pk}/resolve"
     refused = api_a.post(url, {"note": "done"}, format="json")
     assert refused.status_code == 409
-    assert refused.json()["errors"][0]["code"] == "gate_still_failing"
+    [error] = refused.json()["errors"]
+    assert (error["code"], error["field"]) == ("gate_still_failing", "waiver_reason")
     waived = api_a.post(url, {"waiver_reason": "Accepted by the client"}, format="json")
     assert waived.status_code == 200, waived.json()
     assert waived.json()["status"] == "resolved"
