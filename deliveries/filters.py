@@ -1,6 +1,7 @@
 """FilterSets shared by the portal list pages and the API."""
 
 import django_filters
+from django import forms
 from django.db.models import Q
 
 from deliveries.models import (
@@ -14,9 +15,15 @@ from deliveries.models import (
     Tier,
 )
 
+# Portal pages offer the organization's clients as suggestions
+# (templates/partials/client_options.html renders the datalist).
+CLIENT_INPUT = forms.TextInput(attrs={"list": "client-options"})
+
 
 class DeliverableFilter(django_filters.FilterSet):
-    client = django_filters.CharFilter(field_name="client__client_id", label="Client")
+    client = django_filters.CharFilter(
+        field_name="client__client_id", label="Client", widget=CLIENT_INPUT
+    )
     type = django_filters.ChoiceFilter(choices=DeliverableType.choices)
     state = django_filters.ChoiceFilter(choices=LifecycleState.choices)
     q = django_filters.CharFilter(method="search", label="Search")
@@ -32,7 +39,7 @@ class DeliverableFilter(django_filters.FilterSet):
 class EventFilter(django_filters.FilterSet):
     event_type = django_filters.CharFilter()
     deliverable = django_filters.CharFilter(field_name="deliverable__deliverable_id")
-    client = django_filters.CharFilter(field_name="client__client_id")
+    client = django_filters.CharFilter(field_name="client__client_id", widget=CLIENT_INPUT)
     occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
     occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
     received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")

@@ -62,7 +62,7 @@ def deliverable_detail(request, org_slug, deliverable_id):
         .select_related("processing")
         .order_by("occurred_at", "id")
     )
-    page = Paginator(events, 100).get_page(request.GET.get("page"))
+    page = Paginator(events, EVENT_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "deliveries/deliverable_detail.html",
@@ -138,8 +138,12 @@ def client_detail(request, org_slug, client_id):
     )
 
 
+CLIENT_SUGGESTIONS = 500  # a datalist, not a list page: the filter accepts any reference
+
+
 def _client_options(request):
-    return Client.objects.filter(organization=request.organization).only("client_id", "name")
+    clients = Client.objects.filter(organization=request.organization).order_by("name")
+    return clients.only("client_id", "name")[:CLIENT_SUGGESTIONS]
 
 
 def _querystring_without(request, *names: str) -> str:

@@ -38,8 +38,6 @@ class OwnerRole(TenantModel):
 
 # --- business calendars -------------------------------------------------------------------
 
-DEFAULT_WORKING_HOURS = {str(day): [["09:00", "17:30"]] for day in range(5)}
-
 
 def parse_working_hours(raw) -> dict[int, tuple[tuple[time, time], ...]]:
     """``{"0": [["09:00", "17:30"]], ...}`` (0 = Monday) → weekday → ((start, end), ...)."""

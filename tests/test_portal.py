@@ -4,6 +4,7 @@ Every page is checked from inside organization A and from the outsider's seat (B
 another tenant's pages answer 404, never a redirect or an empty page.
 """
 
+import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -550,3 +551,11 @@ def test_trail_page_does_not_grow_queries_with_events(as_member, org_a, client_a
         ],
     )
     assert _count_queries(as_member, "/o/org-a/deliverables/LP-7/") == few
+
+
+@pytest.mark.parametrize("path", [DELIVERABLES, "/o/org-a/events/", "/o/org-a/"])
+def test_client_filters_suggest_the_organizations_clients(as_member, deliverables_a, path):
+    html = as_member.get(path).content.decode()
+    client_input = re.search(r'<input[^>]*name="client"[^>]*>', html).group(0)
+    assert 'list="client-options"' in client_input
+    assert '<option value="acme">' in html.split('<datalist id="client-options">')[1]

@@ -316,7 +316,7 @@ CEILINGS = {
     # rotas with layers and overrides (3), the people on duty and their channels (2). (It
     # once read each person and their channels one by one: 18 queries for four people.)
     "rotas": 12,
-    "events": 4,  # keyset page, no COUNT
+    "events": 5,  # keyset page (no COUNT), the clients to suggest
     "client": 6,  # the client, deliverables by state, recent deliverables
     "gates": 6,  # pass rates over 24 h and 7 days, the gates
     "deliverable": 9,  # deliverable, events (COUNT, page), tickets, evaluations, artifacts

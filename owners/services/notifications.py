@@ -44,10 +44,6 @@ def channels_for(organization_id, user) -> list[tuple[str, str, str]]:
     return channels
 
 
-def has_working_channel(organization_id, user) -> bool:
-    return bool(channels_for(organization_id, user))
-
-
 def reachable_people(organization_id, user_ids) -> dict[int, tuple[object, bool]]:
     """{user id: (user, can be notified)} for many people in two queries (same rule as
     ``channels_for``: a working channel, or else an account email). Unknown ids are absent."""
@@ -67,12 +63,6 @@ def notify(ticket, user, subject: str, *, dedupe_key: str, body: dict | None = N
     """Queue a message to ``user`` on each working channel; once per dedupe key."""
     outbox = Outbox(ticket.organization_id)
     outbox.notify(ticket, user, subject, dedupe_key=dedupe_key, body=body)
-    return outbox.flush()
-
-
-def notify_webhook(ticket, endpoint, subject: str, *, dedupe_key: str) -> list:
-    outbox = Outbox(ticket.organization_id)
-    outbox.notify_webhook(ticket, endpoint, subject, dedupe_key=dedupe_key)
     return outbox.flush()
 
 

@@ -85,7 +85,9 @@ def webhook_notification(organization, ticket, url, secret="topsecret") -> Notif
     endpoint = WebhookEndpoint.objects.create(
         organization=organization, name="ops", url=url, secret=secret
     )
-    [pk] = notifications.notify_webhook(ticket, endpoint, "Escalated", dedupe_key="hook:1")
+    outbox = notifications.Outbox(ticket.organization_id)  # as the escalation sweep does
+    outbox.notify_webhook(ticket, endpoint, "Escalated", dedupe_key="hook:1")
+    [pk] = outbox.flush()
     return Notification.objects.get(pk=pk)
 
 
