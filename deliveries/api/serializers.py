@@ -3,11 +3,15 @@
 Event submission does not use a serializer: see deliveries.services.ingest for why.
 """
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from rest_framework import serializers
 
 from deliveries.models import Client, Deliverable, Event, EventType, LifecycleState
 from deliveries.registry import check_schema, types_for
+
+
+def _already_exists(client_id: str) -> serializers.ErrorDetail:
+    return serializers.ErrorDetail(f"A client '{client_id}' already exists.", code="unique")
 
 
 class ClientSerializer(serializers.ModelSerializer):
@@ -26,11 +30,19 @@ class ClientSerializer(serializers.ModelSerializer):
                 )
             return value
         if Client.objects.filter(organization=organization, client_id=value).exists():
-            raise serializers.ValidationError(f"A client '{value}' already exists.", code="unique")
+            raise serializers.ValidationError(_already_exists(value))
         return value
 
     def create(self, validated_data):
-        return Client.objects.create(organization=self.context["organization"], **validated_data)
+        try:
+            with transaction.atomic():
+                return Client.objects.create(
+                    organization=self.context["organization"], **validated_data
+                )
+        except IntegrityError:  # registered concurrently, after validate_client_id looked
+            raise serializers.ValidationError(
+                {"client_id": [_already_exists(validated_data["client_id"])]}
+            ) from None
 
 
 class ProcessingSerializer(serializers.Serializer):

@@ -222,3 +222,18 @@ def test_client_list_query_count_does_not_grow_with_rows(api_a, org_a):
         assert len(api_a.get(CLIENTS).json()["results"]) == 30
 
     assert len(many) == len(few) <= 2
+
+
+def test_a_client_registered_concurrently_is_a_400_not_a_500(
+    api_a, org_a, client_acme, monkeypatch
+):
+    """Two requests may both pass the 'does it exist?' check; the second insert then hits
+    the unique constraint, which must read as the same 'unique' error."""
+    from deliveries.api.serializers import ClientSerializer
+
+    monkeypatch.setattr(ClientSerializer, "validate_client_id", lambda self, value: value)
+    response = api_a.post(CLIENTS, {"client_id": "acme", "name": "Acme again"}, format="json")
+    assert response.status_code == 400
+    assert codes_for(response, "client_id") == ["unique"]
+    with scope(organization=org_a):
+        assert Client.objects.filter(organization=org_a, client_id="acme").count() == 1
