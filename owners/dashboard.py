@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.models import Aggregate, Avg, Count, F, FloatField, Func, Q
 from django.urls import reverse
 
-from owners.models import ACTIVE_STATUSES, Ticket, TicketStatus
+from owners.models import ACTIVE_STATUSES, Ticket, TicketStatus, overdue_q
 
 
 def _duration_text(seconds: float | None) -> str:
@@ -78,7 +78,7 @@ def tickets_panel(request, scope) -> dict:
     if scope.client:
         tickets = tickets.filter(deliverable__client=scope.client)
     now = scope.now
-    overdue = Q(status=TicketStatus.OPEN, respond_due_at__lt=now) | Q(resolve_due_at__lt=now)
+    overdue = overdue_q(now)
     active = tickets.filter(status__in=ACTIVE_STATUSES)
     totals = active.aggregate(open=Count("pk"), overdue=Count("pk", filter=overdue))
     by_role = list(

@@ -2,10 +2,9 @@
 
 import django_filters
 from django import forms
-from django.db.models import Q
 from django.utils import timezone
 
-from owners.models import Priority, Ticket, TicketSource, TicketStatus
+from owners.models import Priority, Ticket, TicketSource, TicketStatus, overdue_q
 
 
 class TicketFilter(django_filters.FilterSet):
@@ -29,8 +28,5 @@ class TicketFilter(django_filters.FilterSet):
         fields = ["status", "priority", "source", "role", "assignee", "deliverable", "client"]
 
     def filter_overdue(self, queryset, name, value):
-        now = timezone.now()
-        overdue = Q(status__in=["open", "acknowledged"]) & (
-            Q(status="open", respond_due_at__lt=now) | Q(resolve_due_at__lt=now)
-        )
+        overdue = overdue_q(timezone.now())
         return queryset.filter(overdue) if value else queryset.exclude(overdue)

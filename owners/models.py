@@ -497,6 +497,14 @@ class TicketStatus(models.TextChoices):
 ACTIVE_STATUSES = (TicketStatus.OPEN, TicketStatus.ACKNOWLEDGED)
 
 
+def overdue_q(now) -> Q:
+    """Active tickets past a deadline: respond-by while still open, resolve-by while active.
+    The one definition the board filter and the dashboard count by."""
+    return Q(status__in=ACTIVE_STATUSES) & (
+        Q(status=TicketStatus.OPEN, respond_due_at__lt=now) | Q(resolve_due_at__lt=now)
+    )
+
+
 class Priority(models.TextChoices):
     P1 = "p1", "P1 (urgent)"
     P2 = "p2", "P2 (high)"

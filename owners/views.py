@@ -83,11 +83,12 @@ def ticket_detail(request, org_slug, ticket_id):
     return render(request, "owners/ticket_detail.html", _ticket_context(request, ticket))
 
 
-def _ticket_context(request, ticket, **forms):
+def _ticket_context(request, ticket, with_history=True, **forms):
+    """The ticket page's context; htmx partials (card, actions) show no history: skip it."""
     from deliveries.models import Event
 
     events = []
-    if ticket.deliverable_id:
+    if with_history and ticket.deliverable_id:
         events = list(
             Event.objects.filter(
                 organization=request.organization,
@@ -115,7 +116,7 @@ def _respond(request, ticket, error_forms=None, status=200):
             if request.headers.get("HX-Target", "").startswith("actions-")
             else "owners/partials/ticket_card.html"
         )
-        context = _ticket_context(request, ticket, **(error_forms or {}))
+        context = _ticket_context(request, ticket, with_history=False, **(error_forms or {}))
         return render(request, template, context, status=status)
     if error_forms:
         context = _ticket_context(request, ticket, **error_forms)

@@ -69,3 +69,20 @@ def test_the_member_acts_on_the_same_ticket(org_a, member, a_ticket):
     assert response.status_code == 302
     with scope(organization=org_a):
         assert Ticket.objects.get(pk=a_ticket.pk).status == TicketStatus.ACKNOWLEDGED
+
+
+def test_acknowledging_from_the_board_renders_the_card_without_the_ticket_history(
+    org_a, member, a_ticket
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = signed_in(member)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(
+            f"/o/org-a/tickets/{a_ticket.pk}/acknowledge", HTTP_HX_REQUEST="true"
+        )
+    assert response.status_code == 200
+    assert f'id="ticket-{a_ticket.pk}"' in response.content.decode()
+    history = [q["sql"] for q in queries.captured_queries if "ticket_id" in q["sql"]]
+    assert not [sql for sql in history if sql.startswith("SELECT") and "deliveries_event" in sql]
