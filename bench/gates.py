@@ -61,15 +61,13 @@ PAGE_CHECKS = [
     "content_quality_score",
     "screenshot_regression",
 ]
-GATES = {
-    "schema_check": (["page.published"], {}),
-    "seo_tags_present": (["page.published"], {}),
-    "schema_version": (["page.published"], {"min_version": 2}),
-    "content_quality_score": (["page.published"], {"threshold": 50}),
-    "screenshot_regression": (["page.published"], {"threshold_percent": 5}),
-    "sitemap_sync": (["page.published"], {"deadline_hours": 24}),
-    "scope_limits": (["asset.uploaded", "change.requested"], {}),
-}
+
+
+def gate_specs() -> dict:
+    """gate_smoke's gates, one per check: {check name: (event types, parameters)}."""
+    from gates.smoke import GATE_SPECS
+
+    return {str(check): spec for check, spec in GATE_SPECS.items()}
 
 
 # --- payloads ---------------------------------------------------------------------------------
@@ -201,7 +199,7 @@ def build_organization() -> dict:
             organization=organization, client_id=CLIENT, name="Acme", tier=Tier.STANDARD
         )
         gates = {}
-        for check, (event_types, parameters) in GATES.items():
+        for check, (event_types, parameters) in gate_specs().items():
             gates[check] = Gate.objects.create(
                 organization=organization,
                 slug=check.replace("_", "-"),
@@ -423,7 +421,7 @@ def throughput_phase(world: dict, port: int, args, shots: dict, run: str) -> lis
 
     organization = world["organization"]
     rows = []
-    for check in GATES:
+    for check in gate_specs():
         setup, events = workload(check, args.per_check, run, shots)
         keys = [e["idempotency_key"] for e in events]
         # Ingest and process everything first with the gate off. sitemap_sync is on: its
@@ -491,7 +489,7 @@ def throughput_phase(world: dict, port: int, args, shots: dict, run: str) -> lis
             f"  {check:<22} {count} evaluations: {rows[-1]['per_second']:.1f}/s",
             flush=True,
         )
-    set_modes(world, set(GATES))
+    set_modes(world, set(gate_specs()))
     return rows
 
 

@@ -12,15 +12,20 @@ from django.utils import timezone
 from deliveries.models import SUBMITTED_SOURCES, Client, EventProcessing, ProcessingStatus
 from deliveries.services import throughput
 
-PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+PERIODS = {  # key: (label, length)
+    "24h": ("Last 24 hours", timedelta(hours=24)),
+    "7d": ("Last 7 days", timedelta(days=7)),
+    "30d": ("Last 30 days", timedelta(days=30)),
+}
+DEFAULT_PERIOD = "7d"
 
 
 class DashboardForm(forms.Form):
     client = forms.CharField(required=False, label="Client")
     period = forms.ChoiceField(
-        choices=[("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days")],
+        choices=[(key, label) for key, (label, _length) in PERIODS.items()],
         required=False,
-        initial="7d",
+        initial=DEFAULT_PERIOD,
         label="Period",
     )
 
@@ -44,16 +49,16 @@ class DashboardScope:
 
 def dashboard_scope(request) -> tuple[DashboardScope, DashboardForm]:
     form = DashboardForm(request.GET or None)
-    client, period = None, "7d"
+    client, period = None, DEFAULT_PERIOD
     if form.is_valid():
-        period = form.cleaned_data["period"] or "7d"
+        period = form.cleaned_data["period"] or DEFAULT_PERIOD
         ref = form.cleaned_data["client"].strip()
         if ref:
             client = Client.objects.filter(organization=request.organization, client_id=ref).first()
             if client is None:
                 form.add_error("client", f"No client '{ref}' in this organization.")
     now = timezone.now()
-    return DashboardScope(request.organization, client, period, now - PERIODS[period], now), form
+    return DashboardScope(request.organization, client, period, now - PERIODS[period][1], now), form
 
 
 def _bars(counts: dict, buckets: list, label) -> dict:
@@ -85,7 +90,7 @@ def _chart(scope: DashboardScope) -> dict:
         buckets = [start + timedelta(hours=i) for i in range(24)]
         counts = throughput.hourly_counts(organization, start, client)
         return _bars(counts, buckets, lambda hour: hour.astimezone(zone).strftime("%H:%M"))
-    days = 7 if scope.period == "7d" else 30
+    days = PERIODS[scope.period][1].days
     first_day = scope.now.astimezone(zone).date() - timedelta(days=days - 1)
     start = datetime.combine(first_day, time.min, tzinfo=zone)
     buckets = [first_day + timedelta(days=i) for i in range(days)]

@@ -28,6 +28,16 @@ from meshline.services import create_organization
 from owners.models import OwnerRole, OwnerRule, Ticket
 
 CLIENT = "smoke-client"
+# One enforced gate per built-in check: (event types, parameters). bench/gates.py uses them too.
+GATE_SPECS = {
+    CheckName.SCHEMA_CHECK: (["page.published"], {}),
+    CheckName.SEO_TAGS_PRESENT: (["page.published"], {}),
+    CheckName.SCHEMA_VERSION: (["page.published"], {"min_version": 2}),
+    CheckName.CONTENT_QUALITY_SCORE: (["page.published"], {"threshold": 50}),
+    CheckName.SCREENSHOT_REGRESSION: (["page.published"], {"threshold_percent": 5}),
+    CheckName.SITEMAP_SYNC: (["page.published"], {"deadline_hours": 24}),
+    CheckName.SCOPE_LIMITS: (["asset.uploaded", "change.requested"], {}),
+}
 
 GOOD_HTML = """<!doctype html><html><head><title>Spring trail shoes | Acme Outdoor</title>
 <meta name="description" content="Lightweight trail shoes for spring hikes: fit guide, sizes and care, from the Acme Outdoor team.">
@@ -80,16 +90,7 @@ def _setup(organization):
         organization=organization, event_type="", client_tier="", deliverable_type=""
     ).exists():
         OwnerRule.objects.create(organization=organization, owner_role=role, position=1000)
-    specs = {
-        CheckName.SCHEMA_CHECK: (["page.published"], {}),
-        CheckName.SEO_TAGS_PRESENT: (["page.published"], {}),
-        CheckName.SCHEMA_VERSION: (["page.published"], {"min_version": 2}),
-        CheckName.CONTENT_QUALITY_SCORE: (["page.published"], {"threshold": 50}),
-        CheckName.SCREENSHOT_REGRESSION: (["page.published"], {"threshold_percent": 5}),
-        CheckName.SITEMAP_SYNC: (["page.published"], {"deadline_hours": 24}),
-        CheckName.SCOPE_LIMITS: (["asset.uploaded", "change.requested"], {}),
-    }
-    for check, (event_types, parameters) in specs.items():
+    for check, (event_types, parameters) in GATE_SPECS.items():
         Gate.objects.update_or_create(
             organization=organization,
             slug=f"smoke-{check.replace('_', '-')}",
