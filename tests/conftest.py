@@ -3,8 +3,10 @@ organization B with its own admin (the outsider). API clients hold each organiza
 """
 
 import os
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.conf import settings
 from django.db import connection
 from django_scopes import scope, scopes_disabled
@@ -17,6 +19,12 @@ from meshline.services import create_organization, create_user
 
 PASSWORD = "correct-horse-battery"
 REQUIRE_SERVICES = os.environ.get("MESHLINE_REQUIRE_SERVICES") == "1"
+# CI runs the suite a second time this many days in the future: a test that hard-codes a
+# date which "now" must not pass (the bug that turned CI red on 2026-11-30) fails at once
+# instead of on the day that date arrives.
+CLOCK_OFFSET_DAYS = int(os.environ.get("MESHLINE_TEST_CLOCK_OFFSET_DAYS") or 0)
+# Separate processes (a Celery worker, chromium, PostgreSQL's now()) keep the real clock.
+REAL_CLOCK_MARKERS = ("worker", "browser")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -45,8 +53,20 @@ def pytest_report_header(config):
     engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     return (
         f"meshline: database={engine} redis={'yes' if settings.REDIS_URL else 'no'} "
-        f"require_services={REQUIRE_SERVICES}"
+        f"require_services={REQUIRE_SERVICES} clock_offset_days={CLOCK_OFFSET_DAYS}"
     )
+
+
+@pytest.fixture(autouse=True)
+def _clock_offset(request):
+    """Move this process's clock MESHLINE_TEST_CLOCK_OFFSET_DAYS ahead (still ticking)."""
+    if not CLOCK_OFFSET_DAYS or any(
+        request.node.get_closest_marker(marker) for marker in REAL_CLOCK_MARKERS
+    ):
+        yield
+        return
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=CLOCK_OFFSET_DAYS), tick=True):
+        yield
 
 
 @pytest.fixture

@@ -66,7 +66,16 @@ class Actor:
 MESHLINE = Actor("meshline", "meshline")
 
 
-def _record(ticket: Ticket, event_type: str, step: str, actor: Actor, **payload) -> None:
+def _record(
+    ticket: Ticket,
+    event_type: str,
+    step: str,
+    actor: Actor,
+    *,
+    at: datetime | None = None,
+    **payload,
+) -> None:
+    """Append the ticket's step to the trail, stamped with when it happened (``at``)."""
     trail.record(
         ticket.organization,
         event_type,
@@ -74,6 +83,7 @@ def _record(ticket: Ticket, event_type: str, step: str, actor: Actor, **payload)
         deliverable=ticket.deliverable,
         actor_role=actor.role,
         actor_id=actor.id,
+        occurred_at=at,
         payload={"ticket_id": str(ticket.pk), "title": ticket.title, **payload},
     )
 
@@ -146,6 +156,7 @@ def open_ticket(
                 "ticket.opened",
                 "opened",
                 MESHLINE,
+                at=now,
                 source=source,
                 owner_role=rule.owner_role.name,
                 assignee=duty.primary.email if duty.primary else None,

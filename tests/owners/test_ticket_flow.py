@@ -49,7 +49,8 @@ def test_ticket_lands_on_person_on_duty_and_escalates_in_business_time(
         assert created and not created_again and again.pk == ticket.pk
         assert ticket.assignee in (member, owner)
         # 2 business hours from Friday 17:30 Berlin = Monday 11:00 Berlin = 10:00 UTC
-        assert ticket.next_escalation_at == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+        monday_1100 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+        assert ticket.next_escalation_at == monday_1100
         assert (
             escalation.escalate_due_tickets(
                 org_a, now=ticket.next_escalation_at - timedelta(seconds=1)
@@ -60,12 +61,16 @@ def test_ticket_lands_on_person_on_duty_and_escalates_in_business_time(
         assert escalation.escalate_due_tickets(org_a, now=ticket.next_escalation_at) == 0
         ticket.refresh_from_db()
         assert ticket.escalation_level == 1 and ticket.next_escalation_at is None
-        types = list(
+        trail = list(
             Event.objects.filter(organization=org_a, deliverable=deliverable)
-            .order_by("received_at")
-            .values_list("event_type", flat=True)
+            .order_by("occurred_at")
+            .values_list("event_type", "occurred_at")
         )
-        assert types == ["ticket.opened", "ticket.escalated"]
+        # Each entry carries when it happened, not when the test ran.
+        assert trail == [
+            ("ticket.opened", friday_1730),
+            ("ticket.escalated", monday_1100),
+        ]
         assert Notification.objects.filter(organization=org_a, ticket=ticket).count() == 2
         tickets.acknowledge(ticket, tickets.Actor.for_user(member))
         resolved = tickets.resolve(ticket, tickets.Actor.for_user(member), note="fixed")
