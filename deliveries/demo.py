@@ -12,6 +12,7 @@ from django_scopes import scope
 
 from deliveries.models import Client, EventProcessing, ProcessingStatus, Tier
 from deliveries.services import ingest_events, process_event
+from meshline import extensions
 from meshline.models import ApiKey, Role
 from meshline.services import create_organization, create_user
 
@@ -31,11 +32,6 @@ DEMO_CLIENTS = [
     ("initech", "Initech Software", Tier.STANDARD),
     ("umbrella", "Umbrella Foods", Tier.STANDARD),
 ]
-# Higher layers (owners, gates) register functions here to configure the demo organization
-# before its events are ingested: fn(organization, users_by_email).
-configure_hooks: list = []
-# ... and here to act after the events are processed: fn(organization), e.g. expire timers.
-after_hooks: list = []
 TOPICS = [
     "spring-sale",
     "trail-shoes",
@@ -186,7 +182,7 @@ def seed_demo() -> dict:
             Client.objects.update_or_create(
                 organization=organization, client_id=ref, defaults={"name": name, "tier": tier}
             )
-        for configure in configure_hooks:
+        for configure in extensions.demo_configure:
             configure(organization, users)
         events = demo_events(anchor)
         results = []
@@ -198,7 +194,7 @@ def seed_demo() -> dict:
         ).values_list("event_id", flat=True)
         for event_id in list(pending):
             process_event(event_id)
-        for after in after_hooks:
+        for after in extensions.demo_after_events:
             after(organization)
         api_key = None
         if not ApiKey.objects.filter(organization=organization, name="demo-cli").exists():

@@ -7,10 +7,10 @@ from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 
-from deliveries import extensions
-from deliveries.dashboard import dashboard_scope, throughput_panel
+from deliveries.dashboard import dashboard_scope
 from deliveries.filters import DeliverableFilter, EventFilter
 from deliveries.models import Client, Deliverable, Event
+from meshline import extensions
 
 PAGE_SIZE = 50
 EVENT_PAGE_SIZE = 100
@@ -19,11 +19,9 @@ EVENT_PAGE_SIZE = 100
 def dashboard(request, org_slug):
     """Where delivery stands: panels from every app, filtered by client and period."""
     scope, form = dashboard_scope(request)
-    panels = [(0, "deliveries/partials/throughput_panel.html", throughput_panel)]
-    panels += extensions.dashboard_panels
     rendered = [
-        render_to_string(template, {**panel(request, scope), "scope": scope}, request)
-        for _order, template, panel in sorted(panels, key=lambda p: p[0])
+        render_to_string(panel.template, {**panel.context(request, scope), "scope": scope}, request)
+        for panel in extensions.dashboard_panels
     ]
     return render(
         request,
@@ -71,8 +69,8 @@ def deliverable_detail(request, org_slug, deliverable_id):
             "page": page,
             # Sections contributed by higher layers (tickets, gate evaluations, billing).
             "sections": [
-                render_to_string(template, section(request, deliverable), request)
-                for template, section in extensions.portal_sections
+                render_to_string(section.template, section.context(request, deliverable), request)
+                for section in extensions.deliverable_sections
             ],
         },
     )

@@ -6,24 +6,24 @@ class GatesConfig(AppConfig):
     verbose_name = "QA gates"
 
     def ready(self) -> None:
-        from deliveries import demo, extensions
-        from deliveries.services import register_step
         from gates import demo as gates_demo
         from gates import services, views
-        from meshline.portal import add_nav_link
-        from owners.services import tickets
+        from meshline import extensions as ext
 
-        register_step(services.on_event_processed)
-        if services.resolve_guard not in tickets.resolve_guards:
-            tickets.resolve_guards.append(services.resolve_guard)
-        extensions.trail_sections["gate_evaluations"] = services.trail_section
-        extensions.portal_sections.append(
-            ("gates/partials/deliverable_evaluations.html", services.portal_section)
+        ext.processing_steps.register("gates.evaluate", services.on_event_processed, order=20)
+        ext.resolve_guards.register("gates.still_failing", services.resolve_guard)
+        ext.trail_sections.register("gates.gate_evaluations", services.trail_section)
+        ext.deliverable_sections.register(
+            "gates.evaluations",
+            ext.Section("gates/partials/deliverable_evaluations.html", services.portal_section),
+            order=20,
         )
-        if gates_demo.configure not in demo.configure_hooks:
-            demo.configure_hooks.append(gates_demo.configure)
-            demo.after_hooks.append(gates_demo.after_events)
-        panel = (20, "gates/partials/gates_panel.html", views.gates_panel)
-        if panel not in extensions.dashboard_panels:
-            extensions.dashboard_panels.append(panel)
-        add_nav_link(35, "Gates", "gate-list")
+        ext.dashboard_panels.register(
+            "gates.gates",
+            ext.Section("gates/partials/gates_panel.html", views.gates_panel),
+            order=20,
+        )
+        # After owners' roles exist: the gates' demo tickets need an owner map.
+        ext.demo_configure.register("gates.gates", gates_demo.configure, order=20)
+        ext.demo_after_events.register("gates.expire_timers", gates_demo.after_events)
+        ext.nav_links.register("gates.gates", ext.NavLink("Gates", "gate-list"), order=35)

@@ -13,7 +13,7 @@ from django.urls import Resolver404, resolve
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
-from meshline import portal
+from meshline import extensions
 from meshline.models import Membership, Organization
 
 
@@ -58,7 +58,7 @@ def organization_context(request):
     organization = getattr(request, "organization", None)
     nav = []
     if organization is not None:
-        nav = [(label, name) for _order, label, name in sorted(portal.nav_links)]
+        nav = list(extensions.nav_links)
     return {
         "organization": organization,
         "membership": getattr(request, "membership", None),

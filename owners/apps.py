@@ -6,21 +6,23 @@ class OwnersConfig(AppConfig):
     verbose_name = "Owners, rotas and tickets"
 
     def ready(self) -> None:
-        from deliveries import demo, extensions
-        from meshline.portal import add_nav_link
+        from meshline import extensions as ext
         from owners import dashboard
         from owners import demo as owners_demo
         from owners.services import tickets
 
-        extensions.trail_sections["tickets"] = tickets.trail_section
-        extensions.portal_sections.append(
-            ("owners/partials/deliverable_tickets.html", tickets.portal_section)
+        ext.trail_sections.register("owners.tickets", tickets.trail_section)
+        ext.deliverable_sections.register(
+            "owners.tickets",
+            ext.Section("owners/partials/deliverable_tickets.html", tickets.portal_section),
+            order=10,
         )
-        if owners_demo.configure not in demo.configure_hooks:
-            demo.configure_hooks.append(owners_demo.configure)
-        panel = (10, "owners/partials/tickets_panel.html", dashboard.tickets_panel)
-        if panel not in extensions.dashboard_panels:
-            extensions.dashboard_panels.append(panel)
-        add_nav_link(5, "Board", "board")
-        add_nav_link(6, "My queue", "my-queue")
-        add_nav_link(40, "Rotas", "rotas")
+        ext.dashboard_panels.register(
+            "owners.tickets",
+            ext.Section("owners/partials/tickets_panel.html", dashboard.tickets_panel),
+            order=10,
+        )
+        ext.demo_configure.register("owners.roles_rotas", owners_demo.configure, order=10)
+        ext.nav_links.register("owners.board", ext.NavLink("Board", "board"), order=5)
+        ext.nav_links.register("owners.my_queue", ext.NavLink("My queue", "my-queue"), order=6)
+        ext.nav_links.register("owners.rotas", ext.NavLink("Rotas", "rotas"), order=40)

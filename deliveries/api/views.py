@@ -9,7 +9,6 @@ from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from deliveries import extensions
 from deliveries.api.serializers import (
     ClientSerializer,
     DeliverableSerializer,
@@ -22,6 +21,7 @@ from deliveries.filters import ClientFilter, DeliverableFilter, EventFilter
 from deliveries.models import Client, Deliverable, Event, EventType
 from deliveries.services import ingest_events
 from deliveries.services.ingest import Status
+from meshline import extensions
 from meshline.api import TenantViewSet, UUIDLookupMixin, error_response
 
 REFERENCE_REGEX = r"[A-Za-z0-9][A-Za-z0-9._:-]*"
@@ -232,8 +232,8 @@ class DeliverableViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
         data = EventSerializer(page, many=True).data
         response = self.get_paginated_response(data)
         response.data["deliverable"] = DeliverableSerializer(deliverable).data
-        for name, section in extensions.trail_sections.items():
-            response.data[name] = section(deliverable)
+        for entry in extensions.trail_sections.entries():
+            response.data[entry.name.rsplit(".", 1)[-1]] = entry.value(deliverable)
         return response
 
 

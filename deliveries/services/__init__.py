@@ -4,7 +4,6 @@ from deliveries.services.ingest import IngestResult, ingest_events, validate_env
 from deliveries.services.processing import (
     dispatch_events,
     process_event,
-    register_step,
     sweep_unprocessed_events,
 )
 
@@ -13,7 +12,6 @@ __all__ = [
     "dispatch_events",
     "ingest_events",
     "process_event",
-    "register_step",
     "sweep_unprocessed_events",
     "validate_envelope",
 ]

@@ -8,7 +8,7 @@ returns early once the work is done, so running twice has the effect of running 
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,22 +19,12 @@ from django_scopes import scopes_disabled
 
 from deliveries import registry
 from deliveries.models import Deliverable, Event, EventProcessing, ProcessingStatus
+from meshline import extensions
 
 log = logging.getLogger(__name__)
 
 DISPATCH_CHUNK = 200
 MAX_ATTEMPTS = 10
-
-# Steps later apps (owners, gates, billing) add to processing, without deliveries importing
-# them: each is called as step(event, deliverable) inside the event's transaction.
-_steps: list[Callable] = []
-
-
-def register_step(step: Callable) -> Callable:
-    """Add a processing step (idempotent by contract). Usable as a decorator."""
-    if step not in _steps:
-        _steps.append(step)
-    return step
 
 
 def dispatch_events(organization_id: int, event_ids: Iterable) -> bool:
@@ -74,7 +64,8 @@ def process_event(event_id) -> bool:
         event = Event.objects.select_related("organization").get(pk=event_id)
         deliverable = Deliverable.objects.select_for_update().get(pk=event.deliverable_id)
         _advance_lifecycle(event, deliverable)
-        for step in _steps:
+        # Later apps' steps (meshline.extensions.processing_steps), without importing them.
+        for step in extensions.processing_steps:
             step(event, deliverable)
         processing.status = ProcessingStatus.PROCESSED
         processing.attempts += 1

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from deliveries.services import trail
+from meshline import extensions
 from owners.models import (
     ACTIVE_STATUSES,
     Priority,
@@ -39,11 +40,6 @@ class TicketError(Exception):
 
 class NoOwnerError(TicketError):
     code = "no_owner"
-
-
-# Higher layers (gates) may veto resolution, e.g. while the failing gate still fails:
-# guard(ticket, waiver_reason) raises TicketError or returns None.
-resolve_guards: list = []
 
 
 @dataclass
@@ -242,7 +238,7 @@ def resolve(ticket: Ticket, actor: Actor, note: str = "", waiver_reason: str = "
         ticket = _locked(ticket)
         if ticket.status not in ACTIVE_STATUSES:
             raise TicketError(f"This ticket is already {ticket.status}.", "invalid_status")
-        for guard in resolve_guards:
+        for guard in extensions.resolve_guards:  # higher layers' vetoes (gates)
             guard(ticket, waiver_reason)
         ticket.status = TicketStatus.RESOLVED
         ticket.resolved_at = timezone.now()

@@ -5,7 +5,9 @@ dispatch never runs: each test decides how (and how often) they are processed.
 """
 
 import ast
+import itertools
 import logging
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,11 +28,10 @@ from deliveries.models import (
 from deliveries.services import (
     ingest_events,
     process_event,
-    register_step,
     sweep_unprocessed_events,
 )
-from deliveries.services import processing as processing_service
 from deliveries.services.processing import MAX_ATTEMPTS, record_failure
+from meshline import extensions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,10 +52,16 @@ def store(event_body):
 
 
 @pytest.fixture
-def steps(monkeypatch):
-    """Register processing steps for one test only; the real list is restored afterwards."""
-    monkeypatch.setattr(processing_service, "_steps", list(processing_service._steps))
-    return register_step
+def steps():
+    """Register processing steps for one test only; they are removed afterwards."""
+    with ExitStack() as stack:
+        numbers = itertools.count()
+
+        def register(step):
+            name = f"test.step{next(numbers)}"
+            return stack.enter_context(extensions.processing_steps.override(name, step))
+
+        yield register
 
 
 @pytest.fixture

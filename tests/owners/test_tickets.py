@@ -7,6 +7,7 @@ import pytest
 from django_scopes import scope
 
 from deliveries.models import Event, EventSource
+from meshline import extensions
 from owners.models import Notification, Ticket, TicketSource, TicketStatus
 from owners.services import tickets
 from owners.services.tickets import MESHLINE, Actor, NoOwnerError, TicketError
@@ -249,9 +250,8 @@ def waiver_guard():
         if not waiver_reason:
             raise TicketError("The gate still fails; resolve with a waiver.", "gate_failing")
 
-    tickets.resolve_guards.append(guard)
-    yield guard
-    tickets.resolve_guards.remove(guard)
+    with extensions.resolve_guards.override("test.waiver", guard):
+        yield guard
 
 
 def test_resolve_guard_refuses_without_a_waiver(in_a, role, owner, open_ticket, waiver_guard):
