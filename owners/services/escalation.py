@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from deliveries.models import Event, EventProcessing, EventSource, ProcessingStatus
+from deliveries.services import trail
 from owners.models import ACTIVE_STATUSES, OwnerRole, StepAction, Ticket, WebhookEndpoint
 from owners.services import notifications
 from owners.services.schedules import calendar_spec, deadline, who_is_on_duty
@@ -95,7 +95,7 @@ def _escalate_chunk(organization, ids: list, now: datetime) -> int:
         tickets = _claim(organization, ids, now)
         if not tickets:
             return 0
-        trail_rows, processing_rows = [], []
+        entries: list[trail.Entry] = []
         updates: dict = {}  # (escalation_level, next_escalation_at) -> ticket ids
         for ticket in tickets:
             steps = ticket.policy_snapshot.get("steps") or []
@@ -106,35 +106,21 @@ def _escalate_chunk(organization, ids: list, now: datetime) -> int:
                 continue
             step = steps[ticket.escalation_level % len(steps)]
             recipients = _act(ticket, step, now, lookups, outbox)
-            event = Event(
-                organization=organization,
-                event_type="ticket.escalated",
-                client_id=ticket.deliverable.client_id if ticket.deliverable else None,
-                deliverable=ticket.deliverable,
-                idempotency_key=f"meshline:ticket:{ticket.pk}:escalated:{ticket.escalation_level}",
-                content_digest="",
-                actor_role="meshline",
-                actor_id="escalation-sweep",
-                occurred_at=now,
-                received_at=now,
-                source=EventSource.MESHLINE,
-                payload={
-                    "ticket_id": str(ticket.pk),
-                    "title": ticket.title,
-                    "level": ticket.escalation_level + 1,
-                    "action": step["action"],
-                    "notified": recipients,
-                    "was_due_at": ticket.next_escalation_at.isoformat(),
-                },
-            )
-            trail_rows.append(event)
-            processing_rows.append(
-                EventProcessing(
-                    event=event,
-                    organization=organization,
-                    status=ProcessingStatus.PROCESSED,
-                    enqueued_at=now,
-                    processed_at=now,
+            entries.append(
+                trail.Entry(
+                    "ticket.escalated",
+                    key=f"ticket:{ticket.pk}:escalated:{ticket.escalation_level}",
+                    deliverable=ticket.deliverable,
+                    actor_id="escalation-sweep",
+                    occurred_at=now,
+                    payload={
+                        "ticket_id": str(ticket.pk),
+                        "title": ticket.title,
+                        "level": ticket.escalation_level + 1,
+                        "action": step["action"],
+                        "notified": recipients,
+                        "was_due_at": ticket.next_escalation_at.isoformat(),
+                    },
                 )
             )
             level = ticket.escalation_level + 1
@@ -143,8 +129,7 @@ def _escalate_chunk(organization, ids: list, now: datetime) -> int:
             )
             updates.setdefault((level, following), []).append(ticket.pk)
         outbox.flush()
-        Event.objects.bulk_create(trail_rows)
-        EventProcessing.objects.bulk_create(processing_rows)
+        trail.record_many(organization, entries)
         # A handful of distinct (level, next due time) pairs per chunk: one UPDATE each,
         # rather than bulk_update's CASE over every row. Stamped by hand: update() skips
         # auto_now.
@@ -153,7 +138,7 @@ def _escalate_chunk(organization, ids: list, now: datetime) -> int:
             Ticket.objects.filter(organization=organization, pk__in=pks).update(
                 escalation_level=level, next_escalation_at=following, updated_at=stamp
             )
-    return len(trail_rows)
+    return len(entries)
 
 
 def _act(
