@@ -8,10 +8,19 @@ class GatesConfig(AppConfig):
     def ready(self) -> None:
         from gates import demo as gates_demo
         from gates import services, views
+        from gates.models import GateTicketLink
         from meshline import extensions as ext
 
         ext.processing_steps.register("gates.evaluate", services.on_event_processed, order=20)
         ext.resolve_guards.register("gates.still_failing", services.resolve_guard)
+        ext.ticket_sources.register(
+            "gates.link",
+            ext.TicketSource(
+                "gate_link",
+                ("gate_link__gate", "gate_link__deliverable"),
+                GateTicketLink.public_ids,
+            ),
+        )
         ext.trail_sections.register("gates.gate_evaluations", services.trail_section)
         ext.deliverable_sections.register(
             "gates.evaluations",

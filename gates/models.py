@@ -178,3 +178,40 @@ class SitemapTimer(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.url} by {self.due_at:%Y-%m-%d %H:%M}"
+
+
+class GateTicketLink(TenantModel):
+    """What opened a gate's ticket, as rows the database checks rather than a parsed key.
+
+    One per ticket, owned by gates because owners sits below it: a failure ticket names its
+    gate, deliverable and the evaluation that opened it; a triage ticket its gate only.
+    ``Ticket.source_key`` stays what it always was, the idempotency key, and nothing more.
+    """
+
+    ticket = models.OneToOneField(
+        "owners.Ticket", primary_key=True, on_delete=models.CASCADE, related_name="gate_link"
+    )
+    gate = models.ForeignKey(Gate, on_delete=models.PROTECT, related_name="ticket_links")
+    deliverable = models.ForeignKey(
+        "deliveries.Deliverable", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    evaluation = models.OneToOneField(
+        GateEvaluation, null=True, blank=True, on_delete=models.PROTECT, related_name="opened"
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "gate", "deliverable"], name="gate_ticket_link"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gate} -> {self.ticket_id}"
+
+    def public_ids(self) -> dict:
+        """For the API and the portal: slugs, references and UUIDs, never integer keys."""
+        return {
+            "kind": "gate_evaluation" if self.evaluation_id else "gate_triage",
+            "gate": self.gate.slug,
+            "deliverable_id": self.deliverable.deliverable_id if self.deliverable_id else None,
+            "evaluation_id": str(self.evaluation_id) if self.evaluation_id else None,
+        }

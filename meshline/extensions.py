@@ -103,6 +103,20 @@ class NavLink(NamedTuple):
     url_name: str
 
 
+class TicketSource(NamedTuple):
+    """How an app links the tickets it opens to what opened them.
+
+    The app owns a link row, one-to-one with the ticket (``relation`` is its reverse name
+    on Ticket, ``select`` the paths to select_related in lists), and ``describe(link)``
+    gives its public ids. Owners sits below the apps that open tickets, so the foreign keys
+    point from their rows to the ticket, and the database enforces them.
+    """
+
+    relation: str
+    select: tuple[str, ...]
+    describe: Callable[[Any], dict]
+
+
 processing_steps: ExtensionPoint[Callable[[Any, Any], None]] = ExtensionPoint(
     "processing_steps",
     """``step(event, deliverable)``, run for every event inside its processing transaction,
@@ -132,6 +146,12 @@ resolve_guards: ExtensionPoint[Callable[[Any, str], None]] = ExtensionPoint(
     """``guard(ticket, waiver_reason)`` before a ticket is resolved: raises TicketError to
     refuse (e.g. the gate that opened it still fails and there is no waiver).""",
 )
+ticket_sources: ExtensionPoint[TicketSource] = ExtensionPoint(
+    "ticket_sources",
+    """``TicketSource(relation, select, describe)``: what opened a ticket (a gate
+    evaluation; later a billable item, flow run, attribution mismatch, incident), read by
+    ``Ticket.opened_by()`` and the tickets API.""",
+)
 demo_configure: ExtensionPoint[Callable[[Any, dict], None]] = ExtensionPoint(
     "demo_configure",
     """``configure(organization, users_by_email)`` while the demo organization is seeded,
@@ -149,6 +169,7 @@ POINTS: tuple[ExtensionPoint, ...] = (
     dashboard_panels,
     nav_links,
     resolve_guards,
+    ticket_sources,
     demo_configure,
     demo_after_events,
 )

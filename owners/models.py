@@ -8,7 +8,7 @@ so later edits never change tickets already running.
 from datetime import time
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
@@ -570,3 +570,21 @@ class Ticket(TenantModel):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    def opened_by(self) -> dict | None:
+        """Public ids of what opened this ticket, from the app whose link row names it."""
+        from meshline.extensions import ticket_sources
+
+        for source in ticket_sources:
+            try:
+                return source.describe(getattr(self, source.relation))
+            except ObjectDoesNotExist:
+                continue
+        return None
+
+    @staticmethod
+    def source_relations() -> list[str]:
+        """select_related paths that make ``opened_by()`` free for a list of tickets."""
+        from meshline.extensions import ticket_sources
+
+        return [path for source in ticket_sources for path in source.select]

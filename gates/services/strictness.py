@@ -10,9 +10,10 @@ from gates.models import (
     Gate,
     GateEvaluation,
     GateMode,
+    GateTicketLink,
     Outcome,
 )
-from owners.models import TicketSource
+from owners.models import Priority, TicketSource
 from owners.services import tickets
 
 
@@ -55,20 +56,22 @@ def check_strictness(gate: Gate, now: datetime | None = None) -> bool:
         )
         try:
             # One triage ticket per switch (a restored gate may trip again within the hour).
-            tickets.open_ticket(
+            ticket, _created = tickets.open_ticket(
                 gate.organization,
                 source=TicketSource.TRIAGE,
                 source_key=f"gate:{gate.pk}:triage:{now.isoformat()}",
                 title=f"Triage gate '{gate.name}': too many failures",
                 event_type=(gate.event_types or [""])[0],
                 context={
-                    "gate_id": gate.pk,
                     "gate": gate.name,
                     "reason": reason,
                     "remediation": "Check the gate's parameters against recent failures, "
                     "then restore it to enforce in the admin.",
                 },
-                priority="p2",
+                priority=Priority.P2,
+            )
+            GateTicketLink.objects.get_or_create(
+                ticket=ticket, defaults={"organization_id": gate.organization_id, "gate": gate}
             )
         except tickets.NoOwnerError as exc:
             # Still switch: a gate must stop flooding people even if nobody owns triage.

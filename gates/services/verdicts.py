@@ -21,6 +21,7 @@ from gates.models import (
     Gate,
     GateEvaluation,
     GateMode,
+    GateTicketLink,
     Outcome,
 )
 from gates.services.strictness import check_strictness
@@ -31,6 +32,7 @@ HISTORY_LIMIT = 50
 
 
 def gate_source_prefix(gate_id, deliverable_id) -> str:
+    """The start of a failure ticket's idempotency key; what opened it is in GateTicketLink."""
     return f"gate:{gate_id}:deliverable:{deliverable_id}:"
 
 
@@ -192,14 +194,18 @@ def _page_url(event: Event, deliverable: Deliverable) -> str:
     return ""
 
 
-def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
-    prefix = gate_source_prefix(gate.pk, deliverable.pk)
-    active = Ticket.objects.filter(
-        organization=event.organization_id,
-        source=TicketSource.GATE_FAILURE,
-        source_key__startswith=prefix,
+def active_failure_tickets(gate, deliverable):
+    """The gate's open tickets for this deliverable, through their links (one, normally)."""
+    return Ticket.objects.filter(
+        organization=deliverable.organization_id,
+        gate_link__gate=gate,
+        gate_link__deliverable=deliverable,
         status__in=ACTIVE_STATUSES,
-    ).first()
+    )
+
+
+def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
+    active = active_failure_tickets(gate, deliverable).first()
     trail.record(
         deliverable.organization,
         "gate.failed",
@@ -218,7 +224,6 @@ def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
         evaluation.save(update_fields=["ticket"])
         return
     context = {
-        "gate_id": gate.pk,
         "gate": gate.name,
         "check": gate.check_name,
         "evaluation_id": str(evaluation.pk),
@@ -236,7 +241,7 @@ def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
         ticket, _created = tickets.open_ticket(
             deliverable.organization,
             source=TicketSource.GATE_FAILURE,
-            source_key=f"{prefix}{evaluation.pk}",
+            source_key=f"{gate_source_prefix(gate.pk, deliverable.pk)}{evaluation.pk}",
             title=f"{gate.name} failed for {deliverable.deliverable_id}",
             event_type=event.event_type,
             deliverable=deliverable,
@@ -249,6 +254,15 @@ def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
         evaluation.details = {**evaluation.details, "ticket_error": str(exc)}
         evaluation.save(update_fields=["details"])
         return
+    GateTicketLink.objects.get_or_create(
+        ticket=ticket,
+        defaults={
+            "organization_id": ticket.organization_id,
+            "gate": gate,
+            "deliverable": deliverable,
+            "evaluation": evaluation,
+        },
+    )
     ticket.context = {
         **ticket.context,
         "owner_role": ticket.owner_role.name,
@@ -260,14 +274,7 @@ def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
 
 
 def _resolve_failure_tickets(gate, event, deliverable, evaluation) -> None:
-    active = list(
-        Ticket.objects.filter(
-            organization=event.organization_id,
-            source=TicketSource.GATE_FAILURE,
-            source_key__startswith=gate_source_prefix(gate.pk, deliverable.pk),
-            status__in=ACTIVE_STATUSES,
-        )
-    )
+    active = list(active_failure_tickets(gate, deliverable))
     for ticket in active:
         tickets.resolve(
             ticket,
@@ -299,11 +306,13 @@ def latest_outcome(gate_id, deliverable_id) -> str | None:
 
 def resolve_guard(ticket, waiver_reason: str) -> None:
     """A gate ticket cannot be closed by hand while its gate still fails, unless waived."""
-    if ticket.source != TicketSource.GATE_FAILURE or not ticket.source_key.startswith("gate:"):
+    link = GateTicketLink.objects.filter(ticket=ticket, deliverable__isnull=False).first()
+    if link is None:  # not a gate failure ticket
         return
-    parts = ticket.source_key.split(":")
-    gate_id, deliverable_id = parts[1], parts[3]
-    if latest_outcome(gate_id, deliverable_id) == Outcome.FAIL and not waiver_reason.strip():
+    if (
+        latest_outcome(link.gate_id, link.deliverable_id) == Outcome.FAIL
+        and not waiver_reason.strip()
+    ):
         raise tickets.TicketError(
             "The gate still fails for this deliverable: fix it and resubmit, or waive the "
             "ticket with a reason.",

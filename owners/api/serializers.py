@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from deliveries.models import DeliverableType, Tier
@@ -42,10 +43,20 @@ class OnDutyQuerySerializer(serializers.Serializer):
     at = serializers.DateTimeField(required=False)
 
 
+class TicketSourceSerializer(serializers.Serializer):
+    """What opened a ticket, by public ids (the fields a kind does not have are null)."""
+
+    kind = serializers.CharField(help_text="gate_evaluation, gate_triage, ...")
+    gate = serializers.CharField(allow_null=True, help_text="The gate's slug.")
+    deliverable_id = serializers.CharField(allow_null=True)
+    evaluation_id = serializers.UUIDField(allow_null=True)
+
+
 class TicketSerializer(serializers.ModelSerializer):
     owner_role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     assignee = serializers.SerializerMethodField()
     deliverable_id = serializers.SerializerMethodField()
+    opened_by = serializers.SerializerMethodField()
 
     class Meta:
         model = Ticket
@@ -53,7 +64,7 @@ class TicketSerializer(serializers.ModelSerializer):
             "id",
             "title",
             "source",
-            "source_key",
+            "opened_by",
             "status",
             "priority",
             "owner_role",
@@ -76,6 +87,10 @@ class TicketSerializer(serializers.ModelSerializer):
 
     def get_deliverable_id(self, obj) -> str | None:
         return obj.deliverable.deliverable_id if obj.deliverable else None
+
+    @extend_schema_field(TicketSourceSerializer(allow_null=True))
+    def get_opened_by(self, obj) -> dict | None:
+        return obj.opened_by()
 
 
 class ResolveSerializer(serializers.Serializer):

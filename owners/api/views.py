@@ -93,7 +93,7 @@ class TicketViewSet(
 
     def get_tenant_queryset(self):
         return Ticket.objects.filter(organization=self.organization).select_related(
-            "owner_role", "assignee", "deliverable"
+            "owner_role", "assignee", "deliverable", *Ticket.source_relations()
         )
 
     def _act(self, request, action_fn, **kwargs):

@@ -636,7 +636,13 @@ def test_a_gate_failing_too_often_switches_to_monitor_and_asks_for_triage(
     [triage] = tickets_of(org_a, source=TicketSource.TRIAGE)
     assert triage.title == "Triage gate 'Schema check': too many failures"
     assert triage.context["reason"] == strict_gate.auto_monitor_reason
-    assert triage.context["gate_id"] == strict_gate.pk
+    with scope(organization=org_a):
+        assert triage.opened_by() == {
+            "kind": "gate_triage",
+            "gate": strict_gate.slug,
+            "deliverable_id": None,
+            "evaluation_id": None,
+        }
     assert triage.owner_role.name == "Account Manager"  # the catch-all: no tier, no type
     assert triage.priority == "p2"
 
