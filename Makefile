@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Integer bounds in the schema come from the database backend: generate it on one, always.
 SCHEMA_ENV := DATABASE_URL=sqlite:////tmp/meshline-schema.sqlite3
 
-.PHONY: demo test check lint format schema migrate worker beat web bench-ingest clean
+.PHONY: demo test check lint format schema fuzz migrate worker beat web bench-ingest clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Meshline needs Python 3.11+"'
@@ -46,6 +46,10 @@ format: $(STAMP)
 ## Regenerate the committed OpenAPI schema
 schema: $(STAMP)
 	$(SCHEMA_ENV) $(PY) manage.py spectacular --file docs/openapi.yaml --validate --fail-on-warn
+
+## Schema-driven fuzz run: Schemathesis vs gunicorn + PostgreSQL, ~2 minutes (see .ci/fuzz)
+fuzz: $(STAMP)
+	.ci/fuzz
 
 migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput

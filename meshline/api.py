@@ -4,7 +4,8 @@ Every error body is ``{"errors": [{"code": ..., "message": ..., "field": ...}]}`
 client can branch on ``code`` without parsing prose.
 """
 
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django_scopes import scope
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -45,6 +46,14 @@ def exception_handler(exc, context):
         return None
     response.data = {"errors": flatten_errors(exc.detail)}
     return response
+
+
+@csrf_exempt
+def not_found(request, *args, **kwargs):
+    """Any /api/ path no route matches (an unknown path, or a reference in the path that
+    breaks its pattern): the JSON 404 a client can parse, never Django's HTML page."""
+    body = {"errors": flatten_errors(exceptions.NotFound().detail)}
+    return JsonResponse(body, status=status.HTTP_404_NOT_FOUND)
 
 
 class TenantAPIMixin:

@@ -119,7 +119,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "meshline.schema.MeshlineAutoSchema",
     "EXCEPTION_HANDLER": "meshline.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -133,6 +133,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "meshline.schema.close_event_objects",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "LifecycleStateEnum": "deliveries.models.LifecycleState",
         "TierEnum": "deliveries.models.Tier",

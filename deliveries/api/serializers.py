@@ -3,11 +3,23 @@
 Event submission does not use a serializer: see deliveries.services.ingest for why.
 """
 
+from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import IntegrityError, transaction
 from rest_framework import serializers
 
-from deliveries.models import Client, Deliverable, Event, EventType, LifecycleState
+from deliveries.models import (
+    Client,
+    Deliverable,
+    Event,
+    EventType,
+    LifecycleState,
+    event_type_name_validator,
+    reference_validator,
+)
 from deliveries.registry import check_schema, types_for
+from deliveries.services.ingest import ACTOR_FIELDS, STRING_LIMITS
+from meshline.schema import ErrorItemSerializer, ErrorSerializer
 
 
 def _already_exists(client_id: str) -> serializers.ErrorDetail:
@@ -167,13 +179,71 @@ class EventTypeSerializer(serializers.ModelSerializer):
         return event_type
 
 
-class IngestResultSerializer(serializers.Serializer):
-    """Documentation of one event's ingest result (see services.ingest.IngestResult)."""
+# --- documentation of event submission -----------------------------------------------------
+# Ingest validates by hand (deliveries.services.ingest); these serializers only describe the
+# contract in the OpenAPI schema, with the limits taken from the validator itself.
 
-    index = serializers.IntegerField()
+not_blank = RegexValidator(r"\S", "Must not be blank.")
+
+
+def _text(name: str, **kwargs) -> serializers.CharField:
+    return serializers.CharField(max_length=STRING_LIMITS[name], **kwargs)
+
+
+class ActorInputSerializer(serializers.Serializer):
+    role = serializers.CharField(max_length=ACTOR_FIELDS["role"], validators=[not_blank])
+    id = serializers.CharField(max_length=ACTOR_FIELDS["id"], validators=[not_blank])
+
+
+class EventSubmissionSerializer(serializers.Serializer):
+    """One event. No other fields are allowed; ``payload`` must match the event type's
+    JSON Schema (see ``GET /api/v1/event-types``)."""
+
+    event_type = _text("event_type", validators=[event_type_name_validator])
+    deliverable_id = _text("deliverable_id", validators=[reference_validator])
+    client_id = _text(
+        "client_id", validators=[reference_validator], help_text="A registered client."
+    )
+    correlation_id = _text(
+        "correlation_id", required=False, allow_null=True, validators=[not_blank]
+    )
+    idempotency_key = _text(
+        "idempotency_key",
+        required=False,
+        allow_null=True,
+        validators=[not_blank],
+        help_text="Resubmitting the same key and content answers the first event's id.",
+    )
+    actor = ActorInputSerializer()
+    occurred_at = serializers.DateTimeField(help_text="ISO 8601 with a time zone.")
+    payload = serializers.DictField(help_text="Validated against the event type's schema.")
+
+
+class EventBatchSerializer(serializers.Serializer):
+    """Up to MESHLINE_MAX_BATCH events. Each is checked on its own and answered in
+    ``results``: an invalid event is rejected there, the others are still stored."""
+
+    events = serializers.ListField(
+        child=serializers.JSONField(help_text="An EventSubmission."),
+        min_length=1,
+        max_length=settings.MESHLINE_MAX_BATCH,
+    )
+
+
+class IngestResultSerializer(serializers.Serializer):
+    """One event's ingest result (see services.ingest.IngestResult)."""
+
+    index = serializers.IntegerField(min_value=0)
     status = serializers.ChoiceField(["accepted", "duplicate", "rejected"])
-    id = serializers.UUIDField(required=False)
-    errors = serializers.ListField(child=serializers.DictField(), required=False)
+    id = serializers.UUIDField(required=False, help_text="Accepted or duplicate: the event's id.")
+    errors = ErrorItemSerializer(many=True, required=False)
+
+
+class IngestErrorSerializer(ErrorSerializer):
+    """The error body; for one rejected event also its ``index`` and ``status``."""
+
+    index = serializers.IntegerField(min_value=0, required=False)
+    status = serializers.ChoiceField(["rejected"], required=False)
 
 
 class IngestBatchResultSerializer(serializers.Serializer):

@@ -2,8 +2,12 @@
 
 from django.conf import settings
 from django.db.models import Max
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
@@ -12,9 +16,12 @@ from rest_framework.response import Response
 from deliveries.api.serializers import (
     ClientSerializer,
     DeliverableSerializer,
+    EventBatchSerializer,
     EventSerializer,
+    EventSubmissionSerializer,
     EventTypeSerializer,
     IngestBatchResultSerializer,
+    IngestErrorSerializer,
     IngestResultSerializer,
 )
 from deliveries.filters import ClientFilter, DeliverableFilter, EventFilter
@@ -23,6 +30,7 @@ from deliveries.services import ingest_events
 from deliveries.services.ingest import Status
 from meshline import extensions
 from meshline.api import TenantViewSet, UUIDLookupMixin, error_response
+from meshline.schema import error_response as error_doc
 
 REFERENCE_REGEX = r"[A-Za-z0-9][A-Za-z0-9._:-]*"
 
@@ -72,13 +80,30 @@ class EventViewSet(
         )
 
     @extend_schema(
-        request=OpenApiTypes.OBJECT,
+        request=PolymorphicProxySerializer(
+            component_name="EventSubmissionBody",
+            serializers=[EventSubmissionSerializer, EventBatchSerializer],
+            resource_type_field_name=None,
+        ),
         responses={
-            202: IngestResultSerializer,
-            200: IngestBatchResultSerializer,
-            400: OpenApiTypes.OBJECT,
-            409: IngestResultSerializer,
-            413: OpenApiTypes.OBJECT,
+            202: OpenApiResponse(IngestResultSerializer, description="One event, accepted."),
+            200: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="IngestOkResult",
+                    serializers=[IngestResultSerializer, IngestBatchResultSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="One event, a duplicate (its first id); or a batch, "
+                "a result per event.",
+            ),
+            400: OpenApiResponse(
+                IngestErrorSerializer, description="One event rejected, or a malformed body."
+            ),
+            409: OpenApiResponse(
+                IngestResultSerializer,
+                description="The idempotency key was used with different content.",
+            ),
+            413: error_doc("The body is larger than MESHLINE_MAX_BODY_BYTES."),
         },
         examples=[
             OpenApiExample(

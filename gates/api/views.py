@@ -11,7 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from gates import services
-from gates.models import Gate, GateEvaluation
+from gates.models import Gate, GateEvaluation, GateMode, Outcome
+from gates.services.visibility import INLINE_TYPES
 from meshline.api import TenantViewSet, UUIDLookupMixin
 
 
@@ -52,6 +53,25 @@ class GateSerializer(serializers.ModelSerializer):
         return self._rate(obj, "24h").get("total", 0)
 
 
+class EvaluationSerializer(serializers.Serializer):
+    """Documentation of services.evaluation_data() with the deliverable and check details."""
+
+    id = serializers.UUIDField()
+    gate = serializers.SlugField()
+    check = serializers.CharField()
+    event_id = serializers.UUIDField()
+    outcome = serializers.ChoiceField(Outcome.choices)
+    mode = serializers.ChoiceField(GateMode.choices)
+    reasons = serializers.ListField(child=serializers.CharField())
+    billing_flag = serializers.BooleanField()
+    duration_ms = serializers.FloatField()
+    evaluated_at = serializers.DateTimeField()
+    ticket_id = serializers.UUIDField(allow_null=True)
+    artifacts = serializers.ListField(child=serializers.CharField(), help_text="Artifact names.")
+    deliverable_id = serializers.CharField()
+    details = serializers.JSONField(help_text="What the check measured; its shape is the check's.")
+
+
 class GateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     queryset = Gate.objects.none()
     serializer_class = GateSerializer
@@ -84,7 +104,7 @@ class EvaluationViewSet(UUIDLookupMixin, mixins.RetrieveModelMixin, TenantViewSe
             "gate", "deliverable"
         )
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=EvaluationSerializer)
     def retrieve(self, request, pk=None):
         e = self.get_object()
         return Response(
@@ -95,7 +115,12 @@ class EvaluationViewSet(UUIDLookupMixin, mixins.RetrieveModelMixin, TenantViewSe
             }
         )
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={
+            (200, media_type): OpenApiTypes.BINARY
+            for media_type in [*sorted(INLINE_TYPES), "application/octet-stream"]
+        }
+    )
     @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<name>[^/]+)")
     def artifact(self, request, pk=None, name=None):
         """A failing artifact, e.g. the screenshot difference image."""

@@ -13,8 +13,8 @@ class OwnerRoleSerializer(serializers.ModelSerializer):
 
 class OwnerRuleSerializer(serializers.ModelSerializer):
     owner_role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    backup_role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    escalation_policy = serializers.StringRelatedField()
+    backup_role = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    escalation_policy = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = OwnerRule
@@ -50,6 +50,49 @@ class TicketSourceSerializer(serializers.Serializer):
     gate = serializers.CharField(allow_null=True, help_text="The gate's slug.")
     deliverable_id = serializers.CharField(allow_null=True)
     evaluation_id = serializers.UUIDField(allow_null=True)
+
+
+# --- documentation of the dry run and on-duty answers (built by the services as dicts) -----
+
+
+class RuleSnapshotSerializer(serializers.Serializer):
+    """OwnerRule.snapshot(): the rule as it was when it matched; roles and policy by id."""
+
+    id = serializers.IntegerField()
+    event_type = serializers.CharField(allow_blank=True)
+    client_tier = serializers.CharField(allow_blank=True)
+    deliverable_type = serializers.CharField(allow_blank=True)
+    owner_role = serializers.IntegerField()
+    owner_role_name = serializers.CharField()
+    backup_role = serializers.IntegerField(allow_null=True)
+    respond_minutes = serializers.IntegerField()
+    resolve_minutes = serializers.IntegerField()
+    escalation_policy = serializers.IntegerField(allow_null=True)
+    position = serializers.IntegerField()
+
+
+class RuleCandidateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    rule = serializers.CharField()
+    specificity = serializers.IntegerField()
+    position = serializers.IntegerField()
+
+
+class ResolutionSerializer(serializers.Serializer):
+    """owner_map.Resolution.as_dict() plus the map's warnings."""
+
+    rule = RuleSnapshotSerializer(allow_null=True)
+    reasons = serializers.ListField(child=serializers.CharField())
+    candidates = RuleCandidateSerializer(many=True)
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class OnDutySerializer(serializers.Serializer):
+    role = serializers.SlugField()
+    primary = serializers.EmailField(allow_null=True)
+    backup = serializers.EmailField(allow_null=True)
+    layer = serializers.CharField(allow_null=True)
+    until = serializers.DateTimeField(allow_null=True)
 
 
 class TicketSerializer(serializers.ModelSerializer):

@@ -1,6 +1,5 @@
 """Owners API v1: owner map (read) and dry run, roles and who is on duty, tickets."""
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -8,11 +7,14 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from meshline.api import TenantViewSet, UUIDLookupMixin, error_response
+from meshline.schema import error_response as error_doc
 from owners.api.serializers import (
     DryRunQuerySerializer,
     OnDutyQuerySerializer,
+    OnDutySerializer,
     OwnerRoleSerializer,
     OwnerRuleSerializer,
+    ResolutionSerializer,
     ResolveSerializer,
     TicketSerializer,
 )
@@ -34,7 +36,7 @@ class OwnerMapViewSet(mixins.ListModelMixin, TenantViewSet):
         rules = owner_map.active_rules(self.organization)
         return sorted(rules, key=OwnerRule.sort_key)
 
-    @extend_schema(parameters=[DryRunQuerySerializer], responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[DryRunQuerySerializer], responses=ResolutionSerializer)
     @action(detail=False, methods=["get"])
     def resolve(self, request):
         """Who gets this? The rule that matches three keys, why, and the map's warnings."""
@@ -54,7 +56,7 @@ class RoleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSe
     def get_tenant_queryset(self):
         return OwnerRole.objects.filter(organization=self.organization)
 
-    @extend_schema(parameters=[OnDutyQuerySerializer], responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[OnDutyQuerySerializer], responses=OnDutySerializer)
     @action(detail=True, methods=["get"], url_path="on-duty")
     def on_duty(self, request, slug=None):
         """Who holds the role at ``at`` (default now): primary, backup and until when."""
@@ -78,6 +80,9 @@ class TicketPagination(CursorPagination):
     page_size = 100
     page_size_query_param = "limit"
     max_page_size = 500
+
+
+TICKET_CONFLICT = error_doc("The ticket's status does not allow this action.")
 
 
 class TicketViewSet(
@@ -107,12 +112,14 @@ class TicketViewSet(
             return error_response([error], status.HTTP_409_CONFLICT)
         return Response(TicketSerializer(self.get_queryset().get(pk=ticket.pk)).data)
 
-    @extend_schema(request=None, responses=TicketSerializer)
+    @extend_schema(request=None, responses={200: TicketSerializer, 409: TICKET_CONFLICT})
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
         return self._act(request, tickets.acknowledge)
 
-    @extend_schema(request=ResolveSerializer, responses=TicketSerializer)
+    @extend_schema(
+        request=ResolveSerializer, responses={200: TicketSerializer, 409: TICKET_CONFLICT}
+    )
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
         body = ResolveSerializer(data=request.data)
