@@ -72,6 +72,13 @@ class _Lookups:
     people: dict = field(default_factory=dict)
     webhooks: dict = field(default_factory=dict)
 
+    def role(self, ticket: Ticket, role_id) -> OwnerRole | None:
+        if role_id not in self.roles:
+            self.roles[role_id] = OwnerRole.objects.filter(
+                organization=ticket.organization_id, pk=role_id
+            ).first()
+        return self.roles[role_id]
+
     def deadline(self, ticket: Ticket, now: datetime, step: dict) -> datetime:
         key = (ticket.calendar_id, step["wait_minutes"], step["wait_kind"])
         if key not in self.deadlines:
@@ -149,19 +156,20 @@ def _act(
     level = ticket.escalation_level
     people = []
     if action in (StepAction.NOTIFY_PRIMARY, StepAction.NOTIFY_BACKUP, StepAction.NOTIFY_ROLE):
-        role = ticket.owner_role
+        role, rota_backup = ticket.owner_role, action == StepAction.NOTIFY_BACKUP
         if action == StepAction.NOTIFY_ROLE:
-            role_id = step["target_role"]
-            if role_id not in lookups.roles:
-                lookups.roles[role_id] = OwnerRole.objects.filter(
-                    organization=ticket.organization_id, pk=role_id
-                ).first()
-            role = lookups.roles[role_id]
+            role = lookups.role(ticket, step["target_role"])
+        elif rota_backup and ticket.rule_snapshot.get("backup_role"):
+            # The matched rule names a backup role: its person on duty is the backup. A
+            # role deleted since falls back to the owner role's rota backup.
+            backup_role = lookups.role(ticket, ticket.rule_snapshot["backup_role"])
+            if backup_role is not None:
+                role, rota_backup = backup_role, False
         if role is not None:
             if role.pk not in lookups.duty:
                 lookups.duty[role.pk] = who_is_on_duty(role, now)
             duty = lookups.duty[role.pk]
-            person = duty.backup if action == StepAction.NOTIFY_BACKUP else duty.primary
+            person = duty.backup if rota_backup else duty.primary
             if person is not None:
                 people.append(person)
     elif action == StepAction.NOTIFY_PEOPLE:

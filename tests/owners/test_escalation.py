@@ -185,6 +185,36 @@ def test_each_action_notifies_the_right_people(
     assert sorted(payload["notified"]) == sorted(p.email for p in people)
 
 
+def test_notify_backup_pages_the_rules_backup_role_on_duty(
+    in_a, seo, creative, member, owner, viewer, open_ticket
+):
+    """The rule names a backup role: its person on duty is paged, not the rota's backup."""
+    policy = one_step_policy(in_a, StepAction.NOTIFY_BACKUP)
+    make_rule(in_a, seo, policy, event_type="page.published", backup_role=creative)
+    ticket = open_ticket()
+
+    assert escalation.escalate_due_tickets(in_a, now=T0 + timedelta(minutes=30)) == 1
+
+    assert escalated_to(ticket) == {viewer}
+    [payload] = escalations(in_a, ticket)
+    assert payload["notified"] == [viewer.email]
+
+
+def test_notify_backup_falls_back_to_the_rota_backup_when_the_backup_role_is_gone(
+    in_a, seo, creative, member, owner, open_ticket
+):
+    policy = one_step_policy(in_a, StepAction.NOTIFY_BACKUP)
+    make_rule(in_a, seo, policy, event_type="page.published", backup_role=creative)
+    ticket = open_ticket()  # its rule snapshot names the creative role
+    Ticket.objects.filter(pk=ticket.pk).update(
+        rule_snapshot={**ticket.rule_snapshot, "backup_role": creative.pk + 1000}
+    )
+
+    assert escalation.escalate_due_tickets(in_a, now=T0 + timedelta(minutes=30)) == 1
+
+    assert escalated_to(ticket) == {owner}
+
+
 def test_webhook_action_queues_a_signed_webhook_once(in_a, seo, hook, open_ticket):
     make_rule(
         in_a,
