@@ -153,7 +153,8 @@ def _parse(url: str) -> tuple[str, str, int, str]:
     if scheme not in ("http", "https"):
         raise OutboundError(
             Failure.INVALID_URL,
-            f"Only http:// and https:// URLs can be called, not {scheme or 'this'}://.",
+            "Only http:// and https:// URLs can be called"
+            + (f", not {scheme}://." if scheme else "."),
         )
     if not host:
         raise OutboundError(Failure.INVALID_URL, "The URL names no host.")
@@ -229,9 +230,16 @@ def _connect(addresses: Iterable[IPAddress], port: int, timeout: float) -> socke
     """A socket to the first checked address that answers (never a fresh DNS answer)."""
     error: OSError | None = None
     for ip in addresses:
+        # Not socket.create_connection: it would resolve again (a no-op for an address, but
+        # this way no resolver is involved at all between the check and the connect).
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
         try:
-            return socket.create_connection((str(ip), port), timeout=timeout)
+            sock.connect((str(ip), port))
+            return sock
         except OSError as exc:
+            sock.close()
             error = exc
     assert error is not None
     raise error
