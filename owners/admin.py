@@ -7,6 +7,7 @@ Configuration is versioned (history and revert per row). The owner map's changel
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django_scopes import scope
@@ -251,6 +252,8 @@ class SigningSecretAdmin:
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(SigningSecretAdmin, TenantHistoryAdmin):
     list_display = ["name", "url", "is_active", "organization"]
+    # A URL typed without a scheme is sent over TLS (Django 6's default, opted into now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(NotificationChannel)
