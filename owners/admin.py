@@ -215,12 +215,25 @@ class SigningSecretAdmin:
     def signing_secret(self, obj) -> str:
         return mask_secret(obj.secret) if obj and obj.pk else "Generated when you save."
 
+    def save_model(self, request, obj, form, change):
+        had_secret = change and bool(obj.secret)
+        super().save_model(request, obj, form, change)
+        # New, or an email channel turned into a webhook: the secret was just generated.
+        request._meshline_new_secret = bool(obj.secret) and not had_secret
+
     def response_add(self, request, obj, post_url_continue=None):
-        if not obj.secret:
-            return super().response_add(request, obj, post_url_continue)
+        if getattr(request, "_meshline_new_secret", False):
+            return self._show_secrets(request, [obj], self._change_url(obj))
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if getattr(request, "_meshline_new_secret", False):
+            return self._show_secrets(request, [obj], self._change_url(obj))
+        return super().response_change(request, obj)
+
+    def _change_url(self, obj) -> str:
         opts = self.model._meta
-        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-        return self._show_secrets(request, [obj], url)
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
 
     @admin.action(description="Rotate the signing secret (the receiver needs the new one)")
     def rotate_secret(self, request, queryset):

@@ -196,6 +196,30 @@ def test_new_webhook_channel_secret_is_shown_once(as_owner, org_a, member):
     assert channel.secret not in change.content.decode()
 
 
+def test_turning_an_email_channel_into_a_webhook_shows_its_new_secret_once(as_owner, org_a, member):
+    with scopes_disabled():
+        channel = NotificationChannel.objects.create(
+            organization=org_a, user=member, kind=ChannelKind.EMAIL, address="p@a.example"
+        )
+    form = {"organization": org_a.pk, "user": member.pk, "is_active": "on"}
+    url = f"/admin/owners/notificationchannel/{channel.pk}/change/"
+
+    response = as_owner.post(
+        url, {**form, "kind": ChannelKind.WEBHOOK, "address": "https://pager.example.com/"}
+    )
+
+    channel.refresh_from_db()
+    assert channel.secret.startswith("whsec_") and channel.secret in response.content.decode()
+    # A later edit keeps the secret and does not show it again.
+    response = as_owner.post(
+        url, {**form, "kind": ChannelKind.WEBHOOK, "address": "https://pager2.example.com/"}
+    )
+    assert response.status_code == 302
+    secret = channel.secret
+    channel.refresh_from_db()
+    assert channel.secret == secret
+
+
 def test_rotating_shows_the_new_secret_once_and_only_for_own_rows(as_owner, org_a, org_b):
     with scopes_disabled():
         ours = WebhookEndpoint.objects.create(
