@@ -351,8 +351,8 @@ HISTORY_SQL = (
     """,
     """
     INSERT INTO owners_notification (organization_id, ticket_id, recipient_id, kind, address,
-        secret, subject, body, dedupe_key, status, attempts, last_error, created_at, sent_at)
-    SELECT t.organization_id, t.id, t.assignee_id, 'email', u.email, '',
+        subject, body, dedupe_key, status, attempts, last_error, created_at, sent_at)
+    SELECT t.organization_id, t.id, t.assignee_id, 'email', u.email,
         CASE WHEN l < 0 THEN 'New ticket: ' ELSE 'Escalated (level ' || (l + 1) || '): ' END
             || t.title,
         jsonb_build_object('ticket_id', t.id::text, 'title', t.title, 'priority', t.priority),

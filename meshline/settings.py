@@ -155,6 +155,9 @@ MESHLINE_STUCK_AFTER_SECONDS = env_int("MESHLINE_STUCK_AFTER_SECONDS", 30 * 60, 
 MESHLINE_SWEEP_GRACE_SECONDS = env_int("MESHLINE_SWEEP_GRACE_SECONDS", 30, minimum=0)
 
 MESHLINE_METRICS_TOKEN = env_str("MESHLINE_METRICS_TOKEN", "")
+# Webhooks call only public addresses (meshline/outbound.py); these hosts, addresses or
+# CIDR networks are allowed anyway (an operator's own receiver on a private network).
+MESHLINE_OUTBOUND_ALLOWED_HOSTS = env_list("MESHLINE_OUTBOUND_ALLOWED_HOSTS", [])
 
 # --- Celery --------------------------------------------------------------------------------
 # No broker configured: the embedded default runs tasks in-process, right after commit.

@@ -7,8 +7,9 @@ Configuration is versioned (history and revert per row). The owner map's changel
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django_scopes import scope
 
 from deliveries.models import DeliverableType, Tier
@@ -20,8 +21,10 @@ from meshline.admin import (
     administered_organizations,
     is_tenant_admin,
 )
+from meshline.outbound import generate_secret, mask_secret
 from owners.models import (
     BusinessCalendar,
+    ChannelKind,
     EscalationPolicy,
     EscalationStep,
     Holiday,
@@ -198,13 +201,76 @@ class RotaAdmin(InheritOrganizationMixin, TenantHistoryAdmin):
     inlines = [RotaLayerInline, RotaOverrideInline]
 
 
+class SigningSecretAdmin:
+    """A generated signing secret: shown once, on the page after creation or rotation, then
+    only masked. The page is never cached and the secret never goes into a message or the
+    session."""
+
+    actions = ["rotate_secret"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "signing_secret"]
+
+    @admin.display(description="Signing secret")
+    def signing_secret(self, obj) -> str:
+        return mask_secret(obj.secret) if obj and obj.pk else "Generated when you save."
+
+    def save_model(self, request, obj, form, change):
+        had_secret = change and bool(obj.secret)
+        super().save_model(request, obj, form, change)
+        # New, or an email channel turned into a webhook: the secret was just generated.
+        request._meshline_new_secret = bool(obj.secret) and not had_secret
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if getattr(request, "_meshline_new_secret", False):
+            return self._show_secrets(request, [obj], self._change_url(obj))
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if getattr(request, "_meshline_new_secret", False):
+            return self._show_secrets(request, [obj], self._change_url(obj))
+        return super().response_change(request, obj)
+
+    def _change_url(self, obj) -> str:
+        opts = self.model._meta
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+
+    @admin.action(description="Rotate the signing secret (the receiver needs the new one)")
+    def rotate_secret(self, request, queryset):
+        rotated = []
+        for obj in queryset:  # the changelist's queryset: only the user's organizations
+            if getattr(obj, "kind", ChannelKind.WEBHOOK) == ChannelKind.WEBHOOK:
+                obj.secret = generate_secret()
+                obj._change_reason = "Signing secret rotated"
+                obj.save(update_fields=["secret"])
+                rotated.append(obj)
+        opts = self.model._meta
+        return self._show_secrets(
+            request, rotated, reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+        )
+
+    def _show_secrets(self, request, objs, continue_url):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Signing secret",
+            "opts": self.model._meta,
+            "rows": [(obj, getattr(obj, "url", None) or obj.address, obj.secret) for obj in objs],
+            "continue_url": continue_url,
+        }
+        response = TemplateResponse(request, "admin/owners/signing_secrets.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(TenantHistoryAdmin):
+class WebhookEndpointAdmin(SigningSecretAdmin, TenantHistoryAdmin):
     list_display = ["name", "url", "is_active", "organization"]
+    # A URL typed without a scheme is sent over TLS (Django 6's default, opted into now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(NotificationChannel)
-class NotificationChannelAdmin(TenantAdmin):
+class NotificationChannelAdmin(SigningSecretAdmin, TenantAdmin):
     list_display = ["user", "kind", "address", "is_active", "failing_since"]
 
 

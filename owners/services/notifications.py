@@ -2,16 +2,13 @@
 
 ``notify`` only writes a Notification row (deduplicated by key) and enqueues its sending
 after commit; ``send`` makes one attempt and records it. Retries with backoff live in the
-task (owners.tasks.send_notification). Webhook bodies are signed: header
-``X-Meshline-Signature: sha256=<hex HMAC of the body with the endpoint's secret>``.
+task (owners.tasks.send_notification). Webhooks go through meshline.outbound: public
+addresses only, checked again at send time, signed per Standard Webhooks (``webhook-id``
+is the same for every attempt of one notification), failures recorded as classified text.
 """
 
-import hashlib
-import hmac
 import json
 import logging
-import urllib.error
-import urllib.request
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -19,6 +16,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from meshline import outbound
 from owners.models import (
     ChannelKind,
     DeliveryStatus,
@@ -28,19 +26,19 @@ from owners.models import (
 )
 
 log = logging.getLogger(__name__)
-WEBHOOK_TIMEOUT_SECONDS = 5
 
 
-def channels_for(organization_id, user) -> list[tuple[str, str, str]]:
-    """(kind, address, secret) for each working channel; the account email as a fallback."""
+def channels_for(organization_id, user) -> list[tuple[str, str, int | None]]:
+    """(kind, address, channel id) for each working channel; the account email (no channel
+    id) as a fallback."""
     channels = [
-        (c.kind, c.address, c.secret)
-        for c in NotificationChannel.objects.filter(
+        (kind, address, pk)
+        for pk, kind, address in NotificationChannel.objects.filter(
             organization=organization_id, user=user, is_active=True, failing_since__isnull=True
-        )
+        ).values_list("pk", "kind", "address")
     ]
     if not channels and user.email:
-        channels.append((ChannelKind.EMAIL, user.email, ""))
+        channels.append((ChannelKind.EMAIL, user.email, None))
     return channels
 
 
@@ -81,21 +79,21 @@ class Outbox:
         self.rows: dict[str, Notification] = {}
         self._channels: dict = {}
 
-    def channels(self, user) -> list[tuple[str, str, str]]:
+    def channels(self, user) -> list[tuple[str, str, int | None]]:
         if user.pk not in self._channels:
             self._channels[user.pk] = channels_for(self.organization_id, user)
         return self._channels[user.pk]
 
     def notify(self, ticket, user, subject: str, *, dedupe_key: str, body: dict | None = None):
         body = body or ticket_body(ticket)
-        for kind, address, secret in self.channels(user):
+        for kind, address, channel_id in self.channels(user):
             self._add(
                 ticket,
                 f"{dedupe_key}:{kind}:{address}",
                 recipient=user,
                 kind=kind,
                 address=address,
-                secret=secret,
+                channel_id=channel_id,
                 subject=subject[:300],
                 body=body,
             )
@@ -106,7 +104,7 @@ class Outbox:
             dedupe_key,
             kind=ChannelKind.WEBHOOK,
             address=endpoint.url,
-            secret=endpoint.secret,
+            endpoint=endpoint,
             subject=subject[:300],
             body=ticket_body(ticket),
         )
@@ -207,10 +205,6 @@ def ticket_body(ticket) -> dict:
     }
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def send(notification_id) -> bool:
     """One delivery attempt, recorded. True when delivered (or already delivered)."""
     with transaction.atomic():
@@ -229,8 +223,14 @@ def send(notification_id) -> bool:
             else:
                 detail = _post_webhook(notification)
             ok = True
+        except outbound.OutboundError as exc:  # classified: safe to show the tenant
+            ok, detail = False, str(exc)
         except Exception as exc:  # recorded; the task decides whether to retry
-            ok, detail = False, f"{type(exc).__name__}: {exc}"[:2000]
+            if notification.kind == ChannelKind.EMAIL:
+                ok, detail = False, f"{type(exc).__name__}: {exc}"[:2000]
+            else:  # never an internal of an outbound request: details go to the log
+                log.exception("webhook notification %s failed", notification.pk)
+                ok, detail = False, outbound.Failure.CONNECTION
         notification.attempts += 1
         if ok:
             notification.status = DeliveryStatus.SENT
@@ -260,30 +260,24 @@ def give_up(notification_id) -> None:
     if notification is None:
         return
     Notification.objects.filter(pk=notification.pk).update(status=DeliveryStatus.FAILED)
-    if notification.recipient_id is not None:
+    if notification.channel_id is not None:
         NotificationChannel.objects.filter(
             organization=notification.organization_id,
-            user=notification.recipient_id,
-            kind=notification.kind,
-            address=notification.address,
+            pk=notification.channel_id,
             failing_since__isnull=True,
         ).update(failing_since=timezone.now())
 
 
 def _post_webhook(notification: Notification) -> str:
+    """One signed POST through the outbound guard; "HTTP 2xx" or OutboundError."""
     body = json.dumps(
         {"subject": notification.subject, **notification.body}, sort_keys=True
     ).encode()
-    request = urllib.request.Request(
-        notification.address,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "Meshline-Webhook/1",
-            "X-Meshline-Delivery": str(notification.pk),
-            "X-Meshline-Signature": sign(notification.secret, body),
-        },
-    )
-    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
-        return f"HTTP {response.status}"
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Meshline-Webhook/2",
+        **outbound.signature_headers(
+            notification.signing_secret(), f"msg_meshline_{notification.pk}", body
+        ),
+    }
+    return f"HTTP {outbound.post(notification.address, body, headers)}"

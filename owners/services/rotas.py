@@ -63,7 +63,7 @@ def _notify_incoming(rota: Rota, user, at: datetime, event_id) -> None:
     from owners.models import Notification
 
     ids = []
-    for kind, address, secret in notifications.channels_for(rota.organization_id, user):
+    for kind, address, channel_id in notifications.channels_for(rota.organization_id, user):
         notification, created = Notification.objects.get_or_create(
             organization_id=rota.organization_id,
             dedupe_key=f"handoff:{event_id}:{kind}:{address}"[:200],
@@ -71,7 +71,7 @@ def _notify_incoming(rota: Rota, user, at: datetime, event_id) -> None:
                 "recipient": user,
                 "kind": kind,
                 "address": address,
-                "secret": secret,
+                "channel_id": channel_id,
                 "subject": f"You are now on duty as {rota.role.name}",
                 "body": {"role": rota.role.name, "since": at.isoformat()},
             },
