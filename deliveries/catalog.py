@@ -160,6 +160,21 @@ CANONICAL_EVENT_TYPES: list[dict] = [
         ),
     },
     {
+        "name": "time.logged",
+        "version": 1,
+        "description": "Hours worked on the deliverable (counted against the scope's hours).",
+        "advances_to": "",
+        "payload_schema": _schema(
+            ["hours"],
+            {
+                "hours": {"type": "number", "exclusiveMinimum": 0, "maximum": 24},
+                "person": {"type": "string", "maxLength": 200},
+                "date": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+                "description": {"type": "string", "maxLength": 2000},
+            },
+        ),
+    },
+    {
         "name": "crm.touch",
         "version": 1,
         "description": "A CRM touch (lead, contact, opportunity) tied to the deliverable.",

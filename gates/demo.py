@@ -43,7 +43,7 @@ GATES = [
         "scope",
         "Scope limits",
         CheckName.SCOPE_LIMITS,
-        ["asset.uploaded", "change.requested"],
+        ["asset.uploaded", "change.requested", "time.logged"],
         {},
         GateMode.ENFORCE,
         "Agree the overrun with the client; finance approves the billable item.",

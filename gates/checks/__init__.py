@@ -27,6 +27,9 @@ class CheckInput:
     deliverable_url: str
     history: tuple[EventView, ...]  # earlier events of the deliverable, oldest first
     parameters: dict
+    # Sums over the deliverable's whole earlier history, where a bounded ``history`` would
+    # undercount (scope_limits: "hours" logged before this event).
+    totals: dict = field(default_factory=dict)
 
 
 @dataclass

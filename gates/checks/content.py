@@ -89,7 +89,8 @@ def _latest_limits(check_input: CheckInput) -> dict | None:
 
 @register("scope_limits")
 def scope_limits(check_input: CheckInput) -> CheckResult:
-    """Revisions and asset size within the deliverable's accepted scope; beyond is billable."""
+    """Revisions, asset size and logged hours within the deliverable's accepted scope;
+    beyond is billable."""
     limits = _latest_limits(check_input)
     if limits is None:
         return CheckResult.ok(note="No scope accepted yet: nothing to compare against.")
@@ -110,6 +111,13 @@ def scope_limits(check_input: CheckInput) -> CheckResult:
         details["revisions"] = revisions
         if revisions > int(limits["revisions"]):
             problems.append(f"{revisions} revisions; the scope includes {limits['revisions']}.")
+    if "hours" in limits:
+        hours = float(check_input.totals.get("hours", 0))
+        if event.event_type == "time.logged":
+            hours += float(event.payload.get("hours", 0))
+        details["hours"] = round(hours, 2)
+        if hours > float(limits["hours"]):
+            problems.append(f"{hours:g} hours logged; the scope includes {limits['hours']}.")
     if problems:
         return CheckResult.fail(*problems, details=details, billing_flag=True)
     return CheckResult(True, details=details)

@@ -9,6 +9,9 @@ import time
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import FloatField, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from deliveries.models import Deliverable, Event, EventSource
@@ -58,10 +61,9 @@ def history_types(gate: Gate) -> set[str]:
     return set()
 
 
-def history_for(event: Event, event_types: set[str]) -> tuple[checks.EventView, ...]:
-    if not event_types:
-        return ()
-    earlier = (
+def _earlier(event: Event):
+    """The deliverable's submitted events up to this one (Meshline's own entries excluded)."""
+    return (
         Event.objects.filter(
             organization=event.organization_id,
             deliverable=event.deliverable_id,
@@ -70,9 +72,27 @@ def history_for(event: Event, event_types: set[str]) -> tuple[checks.EventView, 
         .exclude(pk=event.pk)
         .exclude(source=EventSource.MESHLINE)
     )
-    earlier = earlier.filter(event_type__in=event_types)
+
+
+def history_for(event: Event, event_types: set[str]) -> tuple[checks.EventView, ...]:
+    if not event_types:
+        return ()
+    earlier = _earlier(event).filter(event_type__in=event_types)
     earlier = earlier.order_by("-occurred_at", "-id")[:HISTORY_LIMIT]
     return tuple(event_view(e) for e in reversed(list(earlier)))
+
+
+def totals_for(gate: Gate, event: Event) -> dict:
+    """Sums a check needs over the deliverable's whole earlier history, in one query:
+    scope_limits' logged hours (a timesheet outgrows any bounded history)."""
+    if gate.check_name != CheckName.SCOPE_LIMITS:
+        return {}
+    hours = (
+        _earlier(event)
+        .filter(event_type="time.logged")
+        .aggregate(hours=Sum(Cast(KT("payload__hours"), FloatField())))["hours"]
+    )
+    return {"hours": hours or 0.0}
 
 
 def applies(gate: Gate, event: Event, deliverable: Deliverable) -> bool:
@@ -110,6 +130,7 @@ def evaluate(gate: Gate, event: Event) -> GateEvaluation | None:
             deliverable_url=deliverable.url,
             history=history_for(event, history_types(gate)),
             parameters=gate.parameters or {},
+            totals=totals_for(gate, event),
         )
         started = time.perf_counter()  # the check's own time, not the history query's
         result = checks.run(gate.check_name, check_input)

@@ -31,13 +31,14 @@ def view(event_type="page.published", minutes=0, **payload) -> EventView:
     )
 
 
-def run(check, payload=None, *, event_type="page.published", history=(), **parameters):
+def run(check, payload=None, *, event_type="page.published", history=(), totals=None, **parameters):
     check_input = CheckInput(
         event=view(event_type, 100, **(payload or {})),
         deliverable_type="landing_page",
         deliverable_url="https://acme.example/lp/ridgeline-gtx",
         history=tuple(history),
         parameters=parameters,
+        totals=totals or {},
     )
     return checks.run(check, check_input)
 
@@ -541,6 +542,28 @@ def test_scope_limits_an_asset_over_the_size_fails_billable():
     assert verdict(result) == "fail"
     assert result.reasons == ["Asset is 9.0 MB; the scope allows 2 MB."]
     assert result.billing_flag is True
+
+
+HOURS_SCOPE = view("scope.accepted", 1, limits={"hours": 10})
+
+
+@pytest.mark.parametrize(
+    ("logged_before", "now", "outcome"),
+    [(0, 4, "pass"), (6, 4, "pass"), (6, 4.5, "fail")],
+)
+def test_scope_limits_hours_count_everything_logged_so_far(logged_before, now, outcome):
+    result = run(
+        "scope_limits",
+        {"hours": now},
+        event_type="time.logged",
+        history=[HOURS_SCOPE],
+        totals={"hours": logged_before},
+    )
+    assert verdict(result) == outcome
+    assert result.details["hours"] == logged_before + now
+    if outcome == "fail":
+        assert result.reasons == ["10.5 hours logged; the scope includes 10."]
+        assert result.billing_flag is True
 
 
 def test_scope_limits_revisions_over_the_scope_fail_billable():

@@ -10,7 +10,7 @@ from django_scopes import scope, scopes_disabled
 
 from gates.models import CheckName, GateEvaluation, GateTicketLink
 from owners.models import Ticket, TicketSource
-from tests.gates.conftest import page, published
+from tests.gates.conftest import event, page, published
 
 pytestmark = pytest.mark.django_db
 
@@ -90,3 +90,23 @@ def test_migration_links_tickets_opened_before_links_existed(org_a, failing):
         evaluation.pk,
     )
     assert "gate_id" not in ticket.context
+
+
+def test_hours_beyond_the_scope_open_a_billable_ticket_counting_the_whole_timesheet(
+    org_a, client_acme, owner_map, make_gate, publish, earlier
+):
+    """The sum comes from the database, so 60 small entries count as much as one big one."""
+    make_gate(CheckName.SCOPE_LIMITS, event_types=["time.logged"])
+    publish(org_a, event("scope.accepted", "LP-9", {"limits": {"hours": 30}}, at=earlier(600)))
+    publish(
+        org_a,
+        *[event("time.logged", "LP-9", {"hours": 0.5}, at=earlier(500 - n)) for n in range(60)],
+    )
+    with scope(organization=org_a):
+        assert not Ticket.objects.filter(organization=org_a).exists()  # exactly 30 hours
+    publish(org_a, event("time.logged", "LP-9", {"hours": 0.25}))
+    with scope(organization=org_a):
+        [ticket] = Ticket.objects.filter(organization=org_a, source=TicketSource.GATE_FAILURE)
+        evaluation = GateEvaluation.objects.get(organization=org_a, opened__ticket=ticket)
+    assert evaluation.reasons == ["30.25 hours logged; the scope includes 30."]
+    assert evaluation.billing_flag is True and ticket.context["billing_flag"] is True
