@@ -6,7 +6,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from deliveries import extensions
@@ -22,7 +21,7 @@ from deliveries.filters import ClientFilter, DeliverableFilter, EventFilter
 from deliveries.models import Client, Deliverable, Event, EventType
 from deliveries.services import ingest_events
 from deliveries.services.ingest import Status
-from meshline.api import TenantViewSet, UUIDLookupMixin, error_response
+from meshline.api import CursorPagination, TenantViewSet, UUIDLookupMixin, error_response
 
 REFERENCE_REGEX = r"[A-Za-z0-9][A-Za-z0-9._:-]*"
 

@@ -4,10 +4,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from meshline.api import TenantViewSet, UUIDLookupMixin, error_response
+from meshline.api import CursorPagination, TenantViewSet, UUIDLookupMixin, error_response
 from owners.api.serializers import (
     DryRunQuerySerializer,
     OnDutyQuerySerializer,
