@@ -1,8 +1,12 @@
 """FilterSets shared by the portal list pages and the API."""
 
+from datetime import datetime
+
 import django_filters
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import Q
+from django_filters.fields import IsoDateTimeField
 
 from deliveries.models import (
     Client,
@@ -14,10 +18,32 @@ from deliveries.models import (
     ProcessingStatus,
     Tier,
 )
+from meshline.instants import RANGE_MESSAGE, instant_problem
 
 # Portal pages offer the organization's clients as suggestions
 # (templates/partials/client_options.html renders the datalist).
 CLIENT_INPUT = forms.TextInput(attrs={"list": "client-options"})
+
+
+class InstantField(IsoDateTimeField):
+    """An ISO 8601 date-time within what Meshline stores (meshline.instants): a form error
+    (a 400 in the API) instead of a database error or an OverflowError."""
+
+    def to_python(self, value):
+        try:
+            result = super().to_python(value)
+        except OverflowError:
+            raise ValidationError(RANGE_MESSAGE, code="out_of_range") from None
+        if isinstance(result, datetime):
+            problem = instant_problem(result)
+            if problem is not None:
+                code, message = problem
+                raise ValidationError(message, code=code)
+        return result
+
+
+class InstantFilter(django_filters.IsoDateTimeFilter):
+    field_class = InstantField
 
 
 class DeliverableFilter(django_filters.FilterSet):
@@ -40,10 +66,10 @@ class EventFilter(django_filters.FilterSet):
     event_type = django_filters.CharFilter()
     deliverable = django_filters.CharFilter(field_name="deliverable__deliverable_id")
     client = django_filters.CharFilter(field_name="client__client_id", widget=CLIENT_INPUT)
-    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
-    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    occurred_after = InstantFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = InstantFilter(field_name="occurred_at", lookup_expr="lt")
+    received_after = InstantFilter(field_name="received_at", lookup_expr="gte")
+    received_before = InstantFilter(field_name="received_at", lookup_expr="lt")
     processing = django_filters.ChoiceFilter(
         field_name="processing__status", choices=ProcessingStatus.choices, label="Processing"
     )

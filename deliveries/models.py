@@ -1,5 +1,7 @@
 """Clients, deliverables, the event-type registry and the append-only event trail."""
 
+import re
+
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -7,12 +9,17 @@ from django.db.models import Q
 from meshline.ids import uuid7
 from meshline.models import Organization, TenantModel
 
-reference_validator = RegexValidator(
-    r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$",
-    "Use 1-100 letters, digits, '.', '_', ':' or '-', starting with a letter or digit.",
+# The documented character set of client and deliverable references: ASCII letters and
+# digits, '.', '_', ':' and '-'. It keeps references safe in URLs and unambiguous on screen
+# (no look-alike letters, bidi controls or trailing newlines). \Z, not $: $ also matches
+# before a final newline, which let "BAD-1\n" through beside "BAD-1".
+REFERENCE_MESSAGE = (
+    "Use 1-100 ASCII letters, digits, '.', '_', ':' or '-', starting with a letter or digit."
 )
+REFERENCE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+reference_validator = RegexValidator(rf"\A{REFERENCE_RE.pattern}\Z", REFERENCE_MESSAGE)
 event_type_name_validator = RegexValidator(
-    r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$",
+    r"\A[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\Z",
     "Use dotted lower-case words, e.g. 'page.published'.",
 )
 

@@ -4,15 +4,20 @@ Every error body is ``{"errors": [{"code": ..., "message": ..., "field": ...}]}`
 client can branch on ``code`` without parsing prose.
 """
 
+from datetime import datetime
+
+from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django_scopes import scope
-from rest_framework import exceptions, status
+from rest_framework import exceptions, pagination, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.viewsets import GenericViewSet
 
 from meshline.ids import uuid_or_404
+from meshline.instants import instant_problem
 
 
 def flatten_errors(detail, field: str | None = None) -> list[dict]:
@@ -54,6 +59,46 @@ def not_found(request, *args, **kwargs):
     breaks its pattern): the JSON 404 a client can parse, never Django's HTML page."""
     body = {"errors": flatten_errors(exceptions.NotFound().detail)}
     return JsonResponse(body, status=status.HTTP_404_NOT_FOUND)
+
+
+class CursorPagination(pagination.CursorPagination):
+    """DRF's cursor pagination, with a forged cursor answered 400 ``invalid_cursor``.
+
+    DRF answers an undecodable cursor 404, and puts a decodable one's position straight
+    into the query, where a value the ordering field cannot hold is a 500. The position is
+    checked here as the ordering field would read it.
+    """
+
+    invalid_cursor_message = "Invalid cursor: follow the next or previous link of a page."
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self._model = queryset.model
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request):
+        try:
+            cursor = super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise self._invalid() from None
+        if cursor is not None and cursor.position is not None:
+            try:
+                field = self._model._meta.get_field(self.ordering[0].lstrip("-"))
+            except FieldDoesNotExist:
+                return cursor
+            try:
+                value = field.to_python(cursor.position)
+            except (DjangoValidationError, ValueError, TypeError, OverflowError):
+                raise self._invalid() from None
+            if (isinstance(value, str) and "\x00" in value) or (
+                isinstance(value, datetime) and instant_problem(value) is not None
+            ):
+                raise self._invalid()
+        return cursor
+
+    def _invalid(self) -> exceptions.ValidationError:
+        return exceptions.ValidationError(
+            {"cursor": [exceptions.ErrorDetail(self.invalid_cursor_message, "invalid_cursor")]}
+        )
 
 
 class TenantAPIMixin:

@@ -116,7 +116,7 @@ EMAIL_BACKEND = env_str("MESHLINE_EMAIL_BACKEND", "django.core.mail.backends.con
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["meshline.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["meshline.auth.HasApiKeyScope"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["meshline.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "meshline.schema.MeshlineAutoSchema",

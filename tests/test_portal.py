@@ -559,3 +559,111 @@ def test_client_filters_suggest_the_organizations_clients(as_member, deliverable
     client_input = re.search(r'<input[^>]*name="client"[^>]*>', html).group(0)
     assert 'list="client-options"' in client_input
     assert '<option value="acme">' in html.split('<datalist id="client-options">')[1]
+
+
+# --- references stored before ingest enforced the documented pattern ---------------------------
+
+# Slash, dot-dot, percent, Unicode, whitespace: each broke reversing the deliverable's URL.
+HOSTILE_REFS = ["SLASH/../x", "..", "50%", "%2F", "LP-🚀", "a b", "BAD-1\n", "x?y#z"]
+
+
+@pytest.fixture
+def hostile_rows(org_a, client_acme):
+    """Odd deliverables and a client as rows from before the fix, each with an event and an
+    open ticket, so every list, the board and the tickets link to them."""
+    from deliveries.services import trail
+    from owners.models import TicketSource
+    from owners.services import tickets
+    from tests.owners.factories import make_role, make_rule
+
+    with scope(organization=org_a):
+        make_rule(org_a, make_role(org_a), position=1)  # a catch-all owner for the tickets
+        odd_client = Client.objects.create(organization=org_a, client_id="c/../d", name="Odd")
+        for index, ref in enumerate(HOSTILE_REFS):
+            deliverable = Deliverable.objects.create(
+                organization=org_a,
+                client=odd_client if index % 2 else client_acme,
+                deliverable_id=ref,
+                title=f"Odd {index}",
+                last_event_at=T0,
+            )
+            trail.record(
+                org_a,
+                "intake.received",
+                key=f"odd-{index}",
+                payload={},
+                deliverable=deliverable,
+                occurred_at=T0,
+            )
+            tickets.open_ticket(
+                org_a,
+                source=TicketSource.INCIDENT,
+                source_key=f"odd-{index}",
+                title=f"Odd ticket {index}",
+                event_type="page.published",
+                deliverable=deliverable,
+                at=T0,
+            )
+
+
+def test_ingest_refuses_hostile_references(org_a, client_acme):
+    with scope(organization=org_a):
+        results = ingest_events(org_a, [make_event(ref) for ref in HOSTILE_REFS])
+
+    assert {r.status for r in results} == {"rejected"}
+    assert {e["code"] for r in results for e in r.errors} == {"invalid_reference"}
+
+
+@pytest.mark.parametrize("path", organization_urls("org-a"))
+def test_every_page_loads_beside_stored_hostile_references(as_member, hostile_rows, path):
+    response = as_member.get(path)
+
+    assert response.status_code < 500, path
+
+
+def test_links_to_hostile_references_open_their_own_pages(as_member, hostile_rows):
+    pages = ["/o/org-a/deliverables/", "/o/org-a/events/", "/o/org-a/tickets/", "/o/org-a/board/"]
+    links = set()
+    for page in pages:
+        content = as_member.get(page).content.decode()
+        links |= set(re.findall(r'href="(/o/org-a/deliverables/[^"?#]+/)"', content))
+
+    opened = {}
+    for link in links:
+        response = as_member.get(link)
+        assert response.status_code == 200, link
+        opened[response.context["deliverable"].deliverable_id] = link
+    assert set(HOSTILE_REFS) <= set(opened)
+    assert opened["LP-🚀"] == "/o/org-a/deliverables/LP-%25F0%259F%259A%2580/"
+
+
+def test_client_page_of_a_hostile_reference_opens(as_member, hostile_rows):
+    response = as_member.get("/o/org-a/clients/c%252F..%252Fd/")
+
+    assert response.status_code == 200
+    assert response.context["client"].client_id == "c/../d"
+
+
+def test_valid_references_keep_their_plain_urls(as_member, deliverables_a):
+    content = as_member.get(DELIVERABLES).content.decode()
+
+    assert 'href="/o/org-a/deliverables/LP-1/"' in content
+
+
+def test_outsider_gets_404_on_a_hostile_reference(as_outsider, hostile_rows):
+    response = as_outsider.get("/o/org-a/deliverables/SLASH%252F..%252Fx/")
+
+    assert response.status_code == 404
+
+
+@pytest.mark.django_db
+def test_nul_in_a_reference_url_is_a_404(as_member, org_a):
+    assert as_member.get("/o/org-a/deliverables/LP%2500/").status_code == 404
+
+
+def test_portal_event_filter_out_of_range_is_a_form_error(as_member, deliverables_a):
+    response = as_member.get("/o/org-a/events/?occurred_after=0001-01-01T00:00:00%2B05:00")
+
+    assert response.status_code == 200
+    assert response.context["filter"].form.errors["occurred_after"]
+    assert "1900-01-01" in response.content.decode()

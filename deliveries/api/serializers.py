@@ -31,6 +31,8 @@ class ClientSerializer(serializers.ModelSerializer):
         model = Client
         fields = ["client_id", "name", "tier", "created_at"]
         read_only_fields = ["created_at"]
+        # Refused by the reference pattern, not trimmed: " acme" is not the client "acme".
+        extra_kwargs = {"client_id": {"trim_whitespace": False}}
 
     def validate_client_id(self, value):
         organization = self.context["organization"]

@@ -10,7 +10,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from deliveries.api.serializers import (
@@ -29,7 +28,7 @@ from deliveries.models import Client, Deliverable, Event, EventType
 from deliveries.services import ingest_events
 from deliveries.services.ingest import Status
 from meshline import extensions
-from meshline.api import TenantViewSet, UUIDLookupMixin, error_response
+from meshline.api import CursorPagination, TenantViewSet, UUIDLookupMixin, error_response
 from meshline.schema import error_response as error_doc
 
 REFERENCE_REGEX = r"[A-Za-z0-9][A-Za-z0-9._:-]*"

@@ -20,9 +20,13 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from referencing.exceptions import Unresolvable
 
 from deliveries import registry
+from deliveries.jsonlimits import find_problem
 from deliveries.models import (
+    REFERENCE_MESSAGE,
+    REFERENCE_RE,
     Client,
     Deliverable,
     DeliverableType,
@@ -32,6 +36,7 @@ from deliveries.models import (
     ProcessingStatus,
 )
 from meshline.ids import uuid7
+from meshline.instants import instant_problem
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,10 @@ STRING_LIMITS = {
     "correlation_id": 100,
     "idempotency_key": 200,
 }
+# The submitter's references: restricted to the documented pattern (models.REFERENCE_RE).
+REFERENCE_FIELDS = ("deliverable_id", "client_id")
 ACTOR_FIELDS = {"role": 100, "id": 200}
+NUL_MESSAGE = "Text contains a NUL character (\\u0000)."
 MAX_INSERT_ATTEMPTS = 3
 
 
@@ -123,6 +131,10 @@ def _parse_occurred_at(value, errors: list[dict]) -> datetime | None:
             )
         )
         return None
+    problem = instant_problem(parsed)
+    if problem is not None:
+        errors.append(_error(*problem, "occurred_at"))
+        return None
     return parsed
 
 
@@ -146,6 +158,11 @@ def validate_envelope(raw, types: dict) -> tuple[dict | None, list[dict]]:
             errors.append(_error("blank", "Must not be blank.", name))
         elif len(value) > limit:
             errors.append(_error("too_long", f"At most {limit} characters.", name))
+        elif name in REFERENCE_FIELDS and not REFERENCE_RE.fullmatch(value):
+            errors.append(_error("invalid_reference", REFERENCE_MESSAGE, name))
+        elif "\x00" in value:
+            # PostgreSQL cannot store NUL in text: refuse it here, as a 400.
+            errors.append(_error("invalid_text", NUL_MESSAGE, name))
     actor = raw.get("actor")
     if actor is not None:
         if not isinstance(actor, dict):
@@ -161,12 +178,19 @@ def validate_envelope(raw, types: dict) -> tuple[dict | None, list[dict]]:
                     errors.append(
                         _error("too_long", f"At most {limit} characters.", f"actor.{name}")
                     )
+                elif "\x00" in value:
+                    errors.append(_error("invalid_text", NUL_MESSAGE, f"actor.{name}"))
     occurred_at = None
     if raw.get("occurred_at") is not None:
         occurred_at = _parse_occurred_at(raw["occurred_at"], errors)
     payload = raw.get("payload")
     if payload is not None and not isinstance(payload, dict):
         errors.append(_error("invalid_type", "Must be a JSON object.", "payload"))
+    elif payload is not None:
+        # Before the JSON Schema: deep nesting would exhaust its recursion.
+        problem = find_problem(payload, "payload")
+        if problem is not None:
+            errors.append(_error(problem.code, problem.message, problem.field))
     event_type = raw.get("event_type")
     registered = None
     if isinstance(event_type, str) and event_type.strip():
@@ -189,11 +213,24 @@ def validate_envelope(raw, types: dict) -> tuple[dict | None, list[dict]]:
             )
     if errors:
         return None, errors
-    for error in registered.validator.iter_errors(payload):
-        path = ".".join(str(part) for part in error.absolute_path)
-        errors.append(
-            _error("payload_invalid", error.message, "payload" + (f".{path}" if path else ""))
-        )
+    try:
+        for error in registered.validator.iter_errors(payload):
+            path = ".".join(str(part) for part in error.absolute_path)
+            errors.append(
+                _error("payload_invalid", error.message, "payload" + (f".{path}" if path else ""))
+            )
+    except Unresolvable as exc:
+        # A schema stored before registration refused outside references: the registry
+        # never fetches one (see registry._compile), so it cannot be checked against.
+        return None, [
+            _error(
+                "schema_unresolvable",
+                f"The schema of '{event_type}' (version {registered.version}) refers to "
+                f"'{exc.ref}', which Meshline does not fetch; "
+                "register a new version whose $ref points inside the schema.",
+                "event_type",
+            )
+        ]
     if errors:
         return None, errors
     data = dict(raw)
@@ -232,7 +269,8 @@ def _size(value) -> int:
 def _oversize(raw) -> bool:
     try:
         return _size(raw) > settings.MESHLINE_MAX_EVENT_BYTES
-    except UnicodeEncodeError:  # an invalid event with unpaired surrogates: report its errors
+    except (UnicodeEncodeError, RecursionError):
+        # An invalid event with unpaired surrogates, or nested too deep: report its errors.
         return False
 
 
@@ -283,10 +321,6 @@ def ingest_events(
             result.errors = [
                 _error("invalid_text", "Text contains an unpaired surrogate (not valid Unicode).")
             ]
-            continue
-        if b"\\u0000" in canonical or b"\x00" in canonical:
-            # PostgreSQL cannot store NUL in text or JSONB: refuse it here, as a 400.
-            result.errors = [_error("invalid_text", "Text contains a NUL character (\\u0000).")]
             continue
         if _size_from_canonical(raw, canonical, data) > settings.MESHLINE_MAX_EVENT_BYTES:
             result.errors = _too_large()
@@ -436,12 +470,17 @@ def _create_missing_deliverables(
         if ref in deliverables or ref in missing:
             continue
         payload = candidate.data["payload"]
+        # An organization's own event types need not declare these hints: use them only
+        # when they are storable (a number for a title, or an unknown type, used to be a 500).
+        hinted_type, title = payload.get("deliverable_type"), payload.get("title")
         missing[ref] = Deliverable(
             organization=organization,
             client_id=candidate.client_pk,
             deliverable_id=ref,
-            type=payload.get("deliverable_type") or _guess_type(candidate.data["event_type"]),
-            title=(payload.get("title") or "")[:300],
+            type=hinted_type
+            if hinted_type in DeliverableType.values
+            else _guess_type(candidate.data["event_type"]),
+            title=title[:300] if isinstance(title, str) else "",
         )
     if missing:
         # ignore_conflicts: a concurrent request may create the same deliverable; re-read.

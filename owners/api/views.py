@@ -3,10 +3,9 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from meshline.api import TenantViewSet, UUIDLookupMixin, error_response
+from meshline.api import CursorPagination, TenantViewSet, UUIDLookupMixin, error_response
 from meshline.schema import error_response as error_doc
 from owners.api.serializers import (
     DryRunQuerySerializer,

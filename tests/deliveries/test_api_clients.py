@@ -64,7 +64,25 @@ def test_duplicate_client_id_is_refused(api_a, org_a, client_acme):
         assert Client.objects.get(organization=org_a, client_id="acme").name == "Acme"
 
 
-@pytest.mark.parametrize("client_id", ["bad id", "acme/eu", "-acme", "acme!", "x" * 101, ""])
+@pytest.mark.parametrize(
+    "client_id",
+    [
+        "bad id",
+        "acme/eu",
+        "-acme",
+        "acme!",
+        "x" * 101,
+        "",
+        # Not trimmed into "acme": refused, like the event contract refuses it.
+        " acme",
+        "acme ",
+        "acme\n",
+        "\uff21\uff23\uff2d\uff25",  # full-width ACME
+        "acme\u202e",
+        "acme\x00",
+        "acme-🚀",
+    ],
+)
 def test_invalid_client_id_is_refused(api_a, client_id):
     response = api_a.post(CLIENTS, {"client_id": client_id, "name": "Bad"}, format="json")
 

@@ -330,3 +330,62 @@ def test_trail_query_count_does_not_grow_with_events(api_a, client_acme, event_b
     assert len(rows) == 30
     # Later issues add a fixed number of look-ups (gate results, tickets) to the trail.
     assert many == few <= 8
+
+
+def forged_cursor(position: str) -> str:
+    """A cursor as DRF encodes one (base64 of its query string), around any position."""
+    from base64 import b64encode
+    from urllib.parse import quote, urlencode
+
+    return quote(b64encode(urlencode({"p": position}).encode()).decode())
+
+
+@pytest.mark.parametrize(
+    ("path", "position"),
+    [
+        (DELIVERABLES, "not-a-number"),
+        (f"{DELIVERABLES}/LP-1/trail", "2026-01-01T00:00:00+16:00"),
+        (f"{DELIVERABLES}/LP-1/trail", "0001-01-01T00:00:00+05:00"),
+        (f"{DELIVERABLES}/LP-1/trail", "yesterday"),
+        ("/api/v1/clients", "acme\x00"),
+        ("/api/v1/tickets", "not-a-date"),
+    ],
+)
+def test_forged_cursor_is_a_400_on_every_paginated_list(api_a, catalogue, path, position):
+    for cursor in ("garbage", forged_cursor(position)):
+        response = api_a.get(f"{path}?cursor={cursor}")
+
+        assert response.status_code == 400, (cursor, response.content)
+        assert [(e["code"], e["field"]) for e in response.json()["errors"]] == [
+            ("invalid_cursor", "cursor")
+        ]
+
+
+def test_a_real_next_cursor_still_works(api_a, catalogue):
+    first = api_a.get(f"{DELIVERABLES}?limit=1").json()
+
+    second = api_a.get(first["next"])
+
+    assert second.status_code == 200
+    assert second.json()["results"][0]["deliverable_id"] != first["results"][0]["deliverable_id"]
+
+
+def test_custom_type_hints_that_cannot_be_stored_are_ignored(api_a, org_a, client_acme, event_body):
+    """An organization's own type need not declare deliverable_type or title."""
+    registered = api_a.post(
+        "/api/v1/event-types",
+        {"name": "brief.drafted", "payload_schema": {"type": "object"}},
+        format="json",
+    )
+    assert registered.status_code == 201, registered.json()
+
+    response = api_a.post(
+        EVENTS,
+        event_body(event_type="brief.drafted", payload={"title": 5, "deliverable_type": "x" * 40}),
+        format="json",
+    )
+
+    assert response.status_code == 202, response.json()
+    with scope(organization=org_a):
+        deliverable = Deliverable.objects.get(deliverable_id="LP-2041")
+    assert (deliverable.type, deliverable.title) == (DeliverableType.OTHER, "")

@@ -1,9 +1,14 @@
 """GET, POST /api/v1/event-types: the registry an organization submits against."""
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
-from django.db.models import Q
+from django.db.models import F, Q
 
 from deliveries.models import EventType
+from meshline.models import Organization
 
 pytestmark = pytest.mark.django_db
 
@@ -31,6 +36,16 @@ REVIEW_V2 = {
         },
     },
 }
+
+
+DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+
+
+def deep_schema(depth: int) -> dict:
+    schema: dict = {"type": "integer"}
+    for _ in range(depth):
+        schema = {"not": schema}
+    return schema
 
 
 def register(api, body):
@@ -229,3 +244,158 @@ def test_each_tenant_numbers_its_own_versions(api_a, api_b, org_a, org_b):
     assert listed(api_a)["review.completed"]["version"] == 2
     assert listed(api_b)["review.completed"]["version"] == 1
     assert EventType.objects.filter(~Q(organization=None), name="review.completed").count() == 3
+
+
+# --- references in schemas: resolved inside the schema, never fetched ---------------------
+
+
+@pytest.fixture
+def schema_server():
+    """An HTTP server on 127.0.0.1 that serves a schema and counts the requests it gets."""
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            body = json.dumps({"type": "string", "description": "SECRET-CONTENT"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def with_ref(ref: str, keyword: str = "$ref") -> dict:
+    return {"type": "object", "properties": {"score": {keyword: ref}}}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        with_ref("{server}/x.json"),
+        with_ref("{server}/x.json", "$dynamicRef"),
+        {"$id": "{server}/root.json", "properties": {"score": {"$ref": "other.json"}}},
+        with_ref("file:///etc/passwd"),
+        with_ref("other.json"),
+        with_ref("#/$defs/missing"),
+    ],
+    ids=["http", "dynamic-ref", "relative-to-http-id", "file", "relative", "missing-local"],
+)
+def test_schema_with_a_reference_outside_itself_is_refused(api_a, org_a, schema_server, schema):
+    server, requests = schema_server
+    schema = json.loads(json.dumps(schema).replace("{server}", server))
+
+    response = register(api_a, {**REVIEW_V1, "payload_schema": schema})
+
+    assert response.status_code == 400, response.json()
+    errors = response.json()["errors"]
+    assert {(e["code"], e["field"]) for e in errors} == {("invalid_schema", "payload_schema")}
+    assert "never fetches" in errors[0]["message"]
+    assert requests == []
+    assert not own_types(org_a).exists()
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {
+            "type": "object",
+            "$defs": {"score": {"type": "integer", "maximum": 10}},
+            "properties": {"score": {"$ref": "#/$defs/score"}},
+        },
+        {
+            "type": "object",
+            "$defs": {"score": {"$anchor": "score", "type": "integer", "maximum": 10}},
+            "properties": {"score": {"$ref": "#score"}},
+        },
+        {
+            "$id": "https://schemas.example/review.json",
+            "type": "object",
+            "$defs": {"score": {"$id": "score.json", "type": "integer", "maximum": 10}},
+            "properties": {"score": {"$ref": "score.json"}},
+        },
+    ],
+    ids=["pointer", "anchor", "embedded-id"],
+)
+def test_schema_with_references_inside_itself_is_registered_and_used(
+    api_a, org_a, client_acme, event_body, schema
+):
+    assert register(api_a, {**REVIEW_V1, "payload_schema": schema}).status_code == 201
+
+    valid = api_a.post(
+        EVENTS, event_body(event_type=REVIEW_V1["name"], payload={"score": 7}), format="json"
+    )
+    invalid = api_a.post(
+        EVENTS,
+        event_body(event_type=REVIEW_V1["name"], idempotency_key="k2", payload={"score": 70}),
+        format="json",
+    )
+
+    assert valid.status_code == 202, valid.json()
+    assert invalid.status_code == 400
+    assert invalid.json()["errors"][0]["field"] == "payload.score"
+
+
+def test_schema_may_refer_to_a_json_schema_metaschema(api_a, org_a):
+    schema = {"type": "object", "properties": {"rule": {"$ref": DRAFT_2020_12}}}
+
+    assert register(api_a, {**REVIEW_V1, "payload_schema": schema}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"type": "object", "description": "a\u0000b"}, "NUL"),
+        (deep_schema(200), "levels deep"),
+    ],
+    ids=["nul", "deep"],
+)
+def test_schema_that_cannot_be_stored_or_checked_is_refused(api_a, org_a, schema, message):
+    response = register(api_a, {**REVIEW_V1, "payload_schema": schema})
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][0]["code"] == "invalid_schema"
+    assert message in response.json()["errors"][0]["message"]
+    assert not own_types(org_a).exists()
+
+
+def test_stored_schema_with_a_remote_ref_is_never_fetched_when_validating(
+    api_a, org_a, client_acme, event_body, row_counts, schema_server
+):
+    """A schema stored before registration refused outside references: a clean 400."""
+    server, requests = schema_server
+    EventType.objects.create(
+        organization=org_a,
+        name=REVIEW_V1["name"],
+        version=1,
+        payload_schema=with_ref(f"{server}/x.json"),
+    )
+    Organization.objects.filter(pk=org_a.pk).update(
+        event_types_version=F("event_types_version") + 1
+    )
+    bad = event_body(event_type=REVIEW_V1["name"], idempotency_key="r", payload={"score": 7})
+    good = event_body(idempotency_key="good", deliverable_id="LP-1")
+
+    single = api_a.post(EVENTS, bad, format="json")
+    batch = api_a.post(EVENTS, {"events": [good, bad]}, format="json")
+
+    assert single.status_code == 400, single.content
+    errors = single.json()["errors"]
+    assert [(e["code"], e["field"]) for e in errors] == [("schema_unresolvable", "event_type")]
+    assert "SECRET-CONTENT" not in single.content.decode()
+    assert [r["status"] for r in batch.json()["results"]] == ["accepted", "rejected"]
+    assert requests == []
+    assert row_counts() == {"events": 1, "deliverables": 1, "processing": 1}

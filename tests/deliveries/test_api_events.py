@@ -338,6 +338,14 @@ def test_body_that_is_not_an_object_is_a_400(api_a, client_acme, row_counts, bod
     assert row_counts()["events"] == 0
 
 
+def nested(depth: int) -> dict:
+    """A payload ``depth`` objects deep, with the url the schema requires."""
+    payload: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        payload = {"n": payload}
+    return {"url": "https://a.example/", **payload}
+
+
 BAD_EVENTS = {
     # name: (overrides, expected code, expected field)
     "missing event_type": ({"event_type": ...}, "required", "event_type"),
@@ -382,6 +390,90 @@ BAD_EVENTS = {
         "payload.deliverable_type",
     ),
     "unknown client": ({"client_id": "nobody"}, "unknown_client", "client_id"),
+    # References outside the documented pattern (ASCII letters, digits, '.', '_', ':', '-').
+    "deliverable_id with a slash": (
+        {"deliverable_id": "SLASH/../x"},
+        "invalid_reference",
+        "deliverable_id",
+    ),
+    "deliverable_id with percent": (
+        {"deliverable_id": "LP-50%"},
+        "invalid_reference",
+        "deliverable_id",
+    ),
+    "deliverable_id dot-dot": ({"deliverable_id": ".."}, "invalid_reference", "deliverable_id"),
+    "deliverable_id with emoji": (
+        {"deliverable_id": "LP-🚀"},
+        "invalid_reference",
+        "deliverable_id",
+    ),
+    "deliverable_id full-width": (
+        {"deliverable_id": "\uff2c\uff30-1"},
+        "invalid_reference",
+        "deliverable_id",
+    ),
+    "deliverable_id with bidi override": (
+        {"deliverable_id": "BAD\u202e1"},
+        "invalid_reference",
+        "deliverable_id",
+    ),
+    "deliverable_id with trailing newline": (
+        {"deliverable_id": "BAD-1\n"},
+        "invalid_reference",
+        "deliverable_id",
+    ),
+    "deliverable_id with inner space": (
+        {"deliverable_id": "LP 1"},
+        "invalid_reference",
+        "deliverable_id",
+    ),
+    "client_id with surrounding space": ({"client_id": " acme "}, "invalid_reference", "client_id"),
+    "deliverable_id with NUL": (
+        {"deliverable_id": "LP\x001"},
+        "invalid_reference",
+        "deliverable_id",
+    ),
+    # NUL anywhere: PostgreSQL refuses it in text and JSONB.
+    "idempotency_key with NUL": ({"idempotency_key": "k\x00"}, "invalid_text", "idempotency_key"),
+    "correlation_id with NUL": ({"correlation_id": "c\x00"}, "invalid_text", "correlation_id"),
+    "actor id with NUL": ({"actor": {"role": "cms", "id": "w\x00p"}}, "invalid_text", "actor.id"),
+    "payload value with NUL": (
+        {"payload": {"url": "https://a.example/", "notes": ["ok", "n\x00"]}},
+        "invalid_text",
+        "payload.notes.1",
+    ),
+    "payload key with NUL": (
+        {"payload": {"url": "https://a.example/", "k\x00": 1}},
+        "invalid_text",
+        "payload.k\\u0000",
+    ),
+    "payload nested too deep": ({"payload": nested(100)}, "too_deep", "payload"),
+    # Instants PostgreSQL or Python cannot hold.
+    "occurred_at offset beyond +15:59": (
+        {"occurred_at": "2026-11-21T10:00:00+16:00"},
+        "invalid_timezone",
+        "occurred_at",
+    ),
+    "occurred_at offset beyond -15:59": (
+        {"occurred_at": "2026-11-21T10:00:00-23:59"},
+        "invalid_timezone",
+        "occurred_at",
+    ),
+    "occurred_at in year 1": (
+        {"occurred_at": "0001-01-01T00:00:00+01:00"},
+        "out_of_range",
+        "occurred_at",
+    ),
+    "occurred_at in year 1 UTC": (
+        {"occurred_at": "0001-01-01T00:00:00Z"},
+        "out_of_range",
+        "occurred_at",
+    ),
+    "occurred_at in year 9999": (
+        {"occurred_at": "9999-12-31T23:00:00-05:00"},
+        "out_of_range",
+        "occurred_at",
+    ),
 }
 
 
@@ -415,6 +507,105 @@ def test_invalid_event_in_batch_is_rejected_beside_valid_ones(
     assert bad_result["status"] == "rejected"
     assert (code, field) in [(e["code"], e.get("field")) for e in bad_result["errors"]]
     assert row_counts() == {"events": 1, "deliverables": 1, "processing": 1}
+
+
+def post_raw(api, text: str):
+    """Post JSON text as it is: ``1e400`` has no Python value that json.dumps writes back."""
+    return api.post(EVENTS, text, content_type="application/json")
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400"])
+def test_number_beyond_a_double_is_a_400_naming_the_field(
+    api_a, client_acme, event_body, row_counts, number
+):
+    text = json.dumps(event_body()).replace('"html"', f'"n": {number}, "html"')
+
+    response = post_raw(api_a, text)
+
+    assert response.status_code == 400, response.content
+    assert_error_body(response, "invalid_number", "payload.n")
+    assert row_counts() == {"events": 0, "deliverables": 0, "processing": 0}
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_json_literals_are_a_400(api_a, client_acme, event_body, row_counts, literal):
+    text = json.dumps(event_body()).replace('"html"', f'"n": {literal}, "html"')
+
+    response = post_raw(api_a, text)
+
+    assert response.status_code == 400
+    assert_error_body(response, "parse_error")
+    assert row_counts() == {"events": 0, "deliverables": 0, "processing": 0}
+
+
+def test_body_nested_ten_thousand_levels_is_a_400(api_a, client_acme, row_counts):
+    text = '{"events": [' + '{"n": ' * 10_000 + "1" + "}" * 10_000 + "]}"
+
+    response = post_raw(api_a, text)
+
+    assert response.status_code == 400
+    assert_error_body(response, "parse_error")
+    assert row_counts() == {"events": 0, "deliverables": 0, "processing": 0}
+
+
+def test_payload_at_the_depth_limit_is_accepted(api_a, client_acme, event_body):
+    # The payload object is level 1: 63 objects below it reach the limit of 64.
+    response = post(api_a, event_body(payload=nested(64)))
+
+    assert response.status_code == 202, response.json()
+
+
+def test_batch_stores_good_events_and_rejects_each_bad_one_with_index_and_field(
+    api_a, org_a, client_acme, event_body, row_counts, unscoped
+):
+    events = [
+        event_body(idempotency_key="good-1", deliverable_id="LP-1"),
+        event_body(idempotency_key="nul\x00key", deliverable_id="LP-2"),
+        event_body(idempotency_key="slash", deliverable_id="SLASH/../x"),
+        event_body(idempotency_key="good-2", deliverable_id="LP-3"),
+        event_body(idempotency_key="offset", occurred_at="2026-11-21T10:00:00+16:00"),
+        event_body(idempotency_key="year-1", occurred_at="0001-01-01T00:00:00+01:00"),
+        event_body(idempotency_key="newline", deliverable_id="BAD-1\n"),
+        event_body(idempotency_key="huge", payload={"url": "https://a.example/", "n": "HUGE"}),
+        event_body(idempotency_key="good-3", deliverable_id="BAD-1"),
+    ]
+    text = json.dumps({"events": events}).replace('"HUGE"', "1e400")
+
+    response = post_raw(api_a, text)
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert [r["status"] for r in body["results"]] == [
+        "accepted",
+        "rejected",
+        "rejected",
+        "accepted",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+        "accepted",
+    ]
+    rejected = {
+        r["index"]: [(e["code"], e["field"]) for e in r["errors"]]
+        for r in body["results"]
+        if r["status"] == "rejected"
+    }
+    assert rejected == {
+        1: [("invalid_text", "idempotency_key")],
+        2: [("invalid_reference", "deliverable_id")],
+        4: [("invalid_timezone", "occurred_at")],
+        5: [("out_of_range", "occurred_at")],
+        6: [("invalid_reference", "deliverable_id")],
+        7: [("invalid_number", "payload.n")],
+    }
+    assert (body["accepted"], body["rejected"]) == (3, 6)
+    assert row_counts() == {"events": 3, "deliverables": 3, "processing": 3}
+    assert set(Deliverable.objects.values_list("deliverable_id", flat=True)) == {
+        "LP-1",
+        "LP-3",
+        "BAD-1",
+    }
 
 
 def test_all_contract_errors_of_an_event_are_reported_together(api_a, client_acme, event_body):
@@ -543,6 +734,44 @@ def test_event_list_rejects_a_bad_time_filter(api_a, four_events):
 
     assert response.status_code == 400
     assert_error_body(response, "invalid", "occurred_after")
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "field"),
+    [
+        ("occurred_after=0001-01-01T00:00:00%2B05:00", "out_of_range", "occurred_after"),
+        ("occurred_before=9999-12-31T23:00:00-05:00", "out_of_range", "occurred_before"),
+        ("received_after=2026-01-01T00:00:00%2B16:00", "invalid_timezone", "received_after"),
+        ("received_before=2026-01-01T00:00:00-16:30", "invalid_timezone", "received_before"),
+    ],
+)
+def test_event_list_rejects_a_time_filter_meshline_cannot_hold(
+    api_a, four_events, query, code, field
+):
+    response = api_a.get(f"{EVENTS}?{query}")
+
+    assert response.status_code == 400, response.content
+    assert_error_body(response, code, field)
+
+
+def forged_cursor(position: str) -> str:
+    """A cursor as DRF encodes one (base64 of its query string), around any position."""
+    from base64 import b64encode
+    from urllib.parse import quote, urlencode
+
+    return quote(b64encode(urlencode({"p": position}).encode()).decode())
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["garbage", forged_cursor("not-a-uuid"), forged_cursor("")],
+    ids=["undecodable", "position not a uuid", "empty position"],
+)
+def test_event_list_forged_cursor_is_a_400(api_a, four_events, cursor):
+    response = api_a.get(f"{EVENTS}?cursor={cursor}")
+
+    assert response.status_code == 400, response.content
+    assert_error_body(response, "invalid_cursor", "cursor")
 
 
 def test_event_list_cursor_pagination_walks_every_event_once(api_a, client_acme, event_body):
