@@ -190,6 +190,18 @@ class ApiKey(TenantModel):
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
 
+    def save(self, *args, **kwargs):
+        """Revocation is one-way: a leaked key that was revoked must never work again, so
+        a save that would clear or move ``revoked_at`` of a revoked key is refused."""
+        if not self._state.adding:
+            stored = ApiKey.objects.filter(pk=self.pk).values_list("revoked_at", flat=True).first()
+            if stored is not None and self.revoked_at != stored:
+                raise ValidationError(
+                    {"revoked_at": "This API key has been revoked; revocation cannot be undone."},
+                    code="revoked_api_key",
+                )
+        super().save(*args, **kwargs)
+
     def touch(self) -> None:
         """Record use, at most once per LAST_USED_RESOLUTION."""
         now = timezone.now()
