@@ -5,6 +5,8 @@ id; these use a real ticket of organization A, by its UUID, from organization B'
 and check the ticket did not change.
 """
 
+import re
+
 import pytest
 from django.test import Client as DjangoClient
 from django_scopes import scope
@@ -139,3 +141,42 @@ def test_an_outsider_with_finance_role_elsewhere_gets_404(org_a, org_b, a_ticket
         response = client.post(f"/o/org-a/tickets/{a_ticket.pk}/{action}", ACTIONS[action])
         assert response.status_code == 404
     assert unchanged(org_a, a_ticket)
+
+
+@pytest.mark.parametrize(
+    "page_url",
+    [
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "//evil.example/x",
+        "https://ok.example/\nx",
+    ],
+)
+def test_a_non_http_page_url_in_the_context_is_shown_as_text_not_a_link(
+    org_a, member, a_ticket, page_url
+):
+    with scope(organization=org_a):
+        Ticket.objects.filter(pk=a_ticket.pk).update(
+            context={"artifacts": ["jsonld"], "page_url": page_url}
+        )
+    page = signed_in(member).get(f"/o/org-a/tickets/{a_ticket.pk}/").content.decode()
+    assert "Failing artifacts" in page
+    assert 'rel="noopener noreferrer nofollow"' not in page
+    assert "<code>" in page
+    hrefs = re.findall(r'<a\b[^>]*\bhref="([^"]*)"', page)
+    assert hrefs and all(h.startswith(("/", "#", "?")) for h in hrefs), hrefs
+
+
+def test_an_http_page_url_in_the_context_is_a_link(org_a, member, a_ticket):
+    with scope(organization=org_a):
+        Ticket.objects.filter(pk=a_ticket.pk).update(
+            context={"artifacts": ["jsonld"], "page_url": "https://acme.example/lp/spring?a=1&b=2"}
+        )
+    page = signed_in(member).get(f"/o/org-a/tickets/{a_ticket.pk}/").content.decode()
+    assert (
+        '<a href="https://acme.example/lp/spring?a=1&amp;b=2" rel="noopener noreferrer nofollow">'
+        in page
+    )
