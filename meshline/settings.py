@@ -7,7 +7,15 @@ tasks executed in-process. Set DATABASE_URL and CELERY_BROKER_URL to run for rea
 import os
 from pathlib import Path
 
-from meshline.env import ConfigError, database_from_url, env_bool, env_int, env_list, env_str
+from meshline.env import (
+    ConfigError,
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_rate,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -79,6 +87,20 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# API rate limits are counted in the default cache. One process: local memory is enough.
+# Several web processes or hosts: point MESHLINE_CACHE_URL at Redis so that they share one
+# count per key (otherwise each process allows the full rate on its own).
+_CACHE_URL = env_str("MESHLINE_CACHE_URL")
+if _CACHE_URL and not _CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ConfigError(f"MESHLINE_CACHE_URL={_CACHE_URL!r} must be a redis:// or rediss:// URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+        if _CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -124,7 +146,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "meshline.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["meshline.throttling.ApiKeyRateThrottle"],
 }
+# Requests per API key (all endpoints together); over it the API answers 429 with
+# Retry-After. Counted in the default cache: see CACHES.
+MESHLINE_API_RATE = env_rate("MESHLINE_API_RATE", "1200/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Meshline API",
     "DESCRIPTION": "Submit deliverable lifecycle events and read back trails. "
