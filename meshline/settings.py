@@ -5,6 +5,7 @@ tasks executed in-process. Set DATABASE_URL and CELERY_BROKER_URL to run for rea
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from meshline.env import (
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
+    "axes",
     "meshline",
     "deliveries",
     "owners",
@@ -59,6 +61,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "meshline.tenancy.TenantMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "meshline.urls"
@@ -107,6 +111,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "meshline.signin.SignInThrottleBackend",  # first: refuses locked-out sign-ins
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in throttling (portal and admin), per account and address: see meshline/signin.py.
+AXES_FAILURE_LIMIT = env_int("MESHLINE_SIGNIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MESHLINE_SIGNIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "meshline.signin.locked_out"
+AXES_CLIENT_IP_CALLABLE = "meshline.signin.client_ip"
+AXES_VERBOSE = False
+# Reverse proxies in front of Meshline that append to X-Forwarded-For (0: none, use the
+# connection's address). Sign-in throttling counts per client address.
+MESHLINE_PROXY_COUNT = env_int("MESHLINE_PROXY_COUNT", 0, minimum=0)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "org-picker"
 LOGOUT_REDIRECT_URL = "login"
