@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "simple_history",
     "axes",
+    "csp",
     "meshline",
     "deliveries",
     "owners",
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -64,6 +66,46 @@ MIDDLEWARE = [
     # Last, as django-axes asks: turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
+
+# --- Transport and browser security ---------------------------------------------------
+# Production serves HTTPS only: MESHLINE_HTTPS=1 redirects http to https, marks the
+# session and CSRF cookies Secure and sends HSTS. Off by default so that `make demo` works
+# on http://127.0.0.1. `manage.py check --deploy` with .env.production.example is clean.
+MESHLINE_HTTPS = env_bool("MESHLINE_HTTPS", default=False)
+SECURE_SSL_REDIRECT = MESHLINE_HTTPS
+SESSION_COOKIE_SECURE = MESHLINE_HTTPS
+CSRF_COOKIE_SECURE = MESHLINE_HTTPS
+SECURE_HSTS_SECONDS = env_int(
+    "MESHLINE_HSTS_SECONDS", 365 * 24 * 3600 if MESHLINE_HTTPS else 0, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MESHLINE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("MESHLINE_HSTS_PRELOAD", default=False)
+# Behind a proxy that terminates TLS: trust its X-Forwarded-Proto (only if it always sets
+# it and clients cannot reach Meshline around it), or the SSL redirect loops forever.
+if env_bool("MESHLINE_TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp), on in every environment so that an inline script
+# or style breaks in development first. Portal pages use only static files: no inline
+# <script>, no on* handlers, no style= attributes (htmx's own indicator <style> is turned
+# off in portal/base.html). `data:` images: the blank favicon.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 ROOT_URLCONF = "meshline.urls"
 WSGI_APPLICATION = "meshline.wsgi.application"
