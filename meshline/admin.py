@@ -141,11 +141,18 @@ class ApiKeyAdmin(TenantAdmin):
 
     list_display = ["name", "organization", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_select_related = ["organization"]
-    readonly_fields = ["prefix", "digest", "created_at", "created_by", "last_used_at"]
+    # revoked_at is set by the action alone: typed in a form it could be cleared again.
+    readonly_fields = ["prefix", "digest", "created_at", "created_by", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        """A revoked key is history: shown, never edited (its scopes no longer matter)."""
+        if obj is not None and not obj.is_active:
+            return False
+        return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
         return False

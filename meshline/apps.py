@@ -6,4 +6,4 @@ class MeshlineConfig(AppConfig):
     verbose_name = "Organizations and access"
 
     def ready(self) -> None:
-        from meshline import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from meshline import checks, schema  # noqa: F401  (register deploy checks, OpenAPI auth)

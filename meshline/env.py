@@ -6,6 +6,7 @@ surfacing later as a confusing error deep inside Django or Celery.
 """
 
 import os
+import re
 from urllib.parse import parse_qs, unquote, urlparse
 
 
@@ -49,6 +50,22 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None or raw.strip() == "":
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+_RATE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate such as ``600/min`` (per s, min, hour or day), as DRF throttles read it."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if not _RATE.fullmatch(value):
+        raise ConfigError(
+            f"{name}={raw!r} is not a rate; write requests/period, e.g. 600/min or 10/s"
+        )
+    return value
 
 
 def database_from_url(url: str, *, base_dir: str) -> dict:

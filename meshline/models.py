@@ -73,6 +73,9 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
 
 
+CLOSING_ROLES = frozenset({Role.ADMIN, Role.ACCOUNT_MANAGER})
+
+
 class Membership(models.Model):
     """A user's access to one organization, with one role."""
 
@@ -97,6 +100,12 @@ class Membership(models.Model):
     def can_act(self) -> bool:
         """Viewers read; everyone else may change delivery state."""
         return self.role != Role.VIEWER
+
+    @property
+    def can_close_tickets(self) -> bool:
+        """Resolving or cancelling a ticket says the delivery problem is over: a call for
+        the people who deliver, not for finance (who may still acknowledge and reassign)."""
+        return self.role in CLOSING_ROLES
 
 
 class ApiScope(models.TextChoices):
@@ -147,6 +156,18 @@ class ApiKey(TenantModel):
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
+    def save(self, *args, **kwargs):
+        """Revocation is one-way: a leaked key that was revoked must never work again, so
+        a save that would clear or move ``revoked_at`` of a revoked key is refused."""
+        if not self._state.adding:
+            stored = ApiKey.objects.filter(pk=self.pk).values_list("revoked_at", flat=True).first()
+            if stored is not None and self.revoked_at != stored:
+                raise ValidationError(
+                    {"revoked_at": "This API key has been revoked; revocation cannot be undone."},
+                    code="revoked_api_key",
+                )
+        super().save(*args, **kwargs)
+
     @staticmethod
     def digest_for(secret: str) -> str:
         return hashlib.sha256(secret.encode()).hexdigest()
@@ -184,6 +205,19 @@ class ApiKey(TenantModel):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+    def may_close_tickets(self) -> bool:
+        """A key issued by a person acts with no more than that person's role: if its
+        creator may not resolve or cancel tickets (finance, viewer, or no longer a member),
+        neither may the key. Keys issued by an operator (no creator) have their scopes only."""
+        if self.created_by_id is None:
+            return True
+        role = (
+            Membership.objects.filter(organization=self.organization_id, user=self.created_by_id)
+            .values_list("role", flat=True)
+            .first()
+        )
+        return role in CLOSING_ROLES
 
     def revoke(self) -> None:
         if self.revoked_at is None:

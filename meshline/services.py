@@ -1,6 +1,7 @@
 """Tenancy workflows shared by the operator commands, the demo seed and the tests."""
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email, validate_slug
 from django.db import transaction
@@ -22,7 +23,9 @@ def create_organization(slug: str, name: str) -> tuple[Organization, bool]:
 def create_user(email: str, organization: Organization, role: str, password: str):
     """Create (or update) a user by email and give them ``role`` in the organization.
 
-    Admins become staff so that they can sign in to the tenant-aware Django admin.
+    Admins become staff so that they can sign in to the tenant-aware Django admin. The
+    password must pass AUTH_PASSWORD_VALIDATORS, as it would in a password-change form:
+    an operator command is no reason to accept "123".
     """
     validate_email(email)
     if role not in Role.values:
@@ -31,6 +34,7 @@ def create_user(email: str, organization: Organization, role: str, password: str
     user = User.objects.filter(username=email).first()
     if user is None:
         user = User(username=email, email=email)
+    validate_password(password, user)
     user.set_password(password)
     if role == Role.ADMIN:
         user.is_staff = True

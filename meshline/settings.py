@@ -5,9 +5,18 @@ tasks executed in-process. Set DATABASE_URL and CELERY_BROKER_URL to run for rea
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
-from meshline.env import ConfigError, database_from_url, env_bool, env_int, env_list, env_str
+from meshline.env import (
+    ConfigError,
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_rate,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -33,6 +42,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
+    "axes",
+    "csp",
     "meshline",
     "deliveries",
     "owners",
@@ -42,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -51,7 +63,49 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "meshline.tenancy.TenantMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Transport and browser security ---------------------------------------------------
+# Production serves HTTPS only: MESHLINE_HTTPS=1 redirects http to https, marks the
+# session and CSRF cookies Secure and sends HSTS. Off by default so that `make demo` works
+# on http://127.0.0.1. `manage.py check --deploy` with .env.production.example is clean.
+MESHLINE_HTTPS = env_bool("MESHLINE_HTTPS", default=False)
+SECURE_SSL_REDIRECT = MESHLINE_HTTPS
+SESSION_COOKIE_SECURE = MESHLINE_HTTPS
+CSRF_COOKIE_SECURE = MESHLINE_HTTPS
+SECURE_HSTS_SECONDS = env_int(
+    "MESHLINE_HSTS_SECONDS", 365 * 24 * 3600 if MESHLINE_HTTPS else 0, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MESHLINE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("MESHLINE_HSTS_PRELOAD", default=False)
+# Behind a proxy that terminates TLS: trust its X-Forwarded-Proto (only if it always sets
+# it and clients cannot reach Meshline around it), or the SSL redirect loops forever.
+if env_bool("MESHLINE_TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp), on in every environment so that an inline script
+# or style breaks in development first. Portal pages use only static files: no inline
+# <script>, no on* handlers, no style= attributes (htmx's own indicator <style> is turned
+# off in portal/base.html). `data:` images: the blank favicon.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 ROOT_URLCONF = "meshline.urls"
 WSGI_APPLICATION = "meshline.wsgi.application"
@@ -79,10 +133,41 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# API rate limits are counted in the default cache. One process: local memory is enough.
+# Several web processes or hosts: point MESHLINE_CACHE_URL at Redis so that they share one
+# count per key (otherwise each process allows the full rate on its own).
+_CACHE_URL = env_str("MESHLINE_CACHE_URL")
+if _CACHE_URL and not _CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ConfigError(f"MESHLINE_CACHE_URL={_CACHE_URL!r} must be a redis:// or rediss:// URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+        if _CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "meshline.signin.SignInThrottleBackend",  # first: refuses locked-out sign-ins
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in throttling (portal and admin), per account and address: see meshline/signin.py.
+AXES_FAILURE_LIMIT = env_int("MESHLINE_SIGNIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MESHLINE_SIGNIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "meshline.signin.locked_out"
+AXES_CLIENT_IP_CALLABLE = "meshline.signin.client_ip"
+AXES_VERBOSE = False
+# Reverse proxies in front of Meshline that append to X-Forwarded-For (0: none, use the
+# connection's address). Sign-in throttling counts per client address.
+MESHLINE_PROXY_COUNT = env_int("MESHLINE_PROXY_COUNT", 0, minimum=0)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "org-picker"
 LOGOUT_REDIRECT_URL = "login"
@@ -122,7 +207,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "meshline.schema.MeshlineAutoSchema",
     "EXCEPTION_HANDLER": "meshline.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["meshline.throttling.ApiKeyRateThrottle"],
 }
+# Requests per API key (all endpoints together); over it the API answers 429 with
+# Retry-After. Counted in the default cache: see CACHES.
+MESHLINE_API_RATE = env_rate("MESHLINE_API_RATE", "1200/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Meshline API",
     "DESCRIPTION": "Submit deliverable lifecycle events and read back trails. "

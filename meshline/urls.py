@@ -1,7 +1,8 @@
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from meshline import api, views
 
@@ -14,10 +15,14 @@ api_v1 = [
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
         name="api-schema",
     ),
+    # The split view serves its script from docs/?script, so the page needs no inline
+    # script under the CSP; Swagger UI sets inline styles, allowed on this page alone.
     path(
         "docs/",
-        SpectacularSwaggerView.as_view(
-            url_name="api-schema", authentication_classes=[], permission_classes=[]
+        csp_update({"style-src": ["'unsafe-inline'"]})(
+            SpectacularSwaggerSplitView.as_view(
+                url_name="api-schema", authentication_classes=[], permission_classes=[]
+            )
         ),
         name="api-docs",
     ),

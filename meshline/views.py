@@ -11,6 +11,8 @@ from django.views.decorators.http import require_GET
 from meshline import metrics as meshline_metrics
 from meshline.tenancy import organizations_for
 
+LOOPBACK = {"127.0.0.1", "::1"}
+
 
 @login_required
 def org_picker(request):
@@ -29,13 +31,20 @@ def healthz(request):
 
 @require_GET
 def metrics(request):
-    """Prometheus scrape endpoint: bearer MESHLINE_METRICS_TOKEN, or loopback when unset."""
+    """Prometheus scrape endpoint: ``Authorization: Bearer <MESHLINE_METRICS_TOKEN>``.
+
+    Whenever a token is configured it is required, from every address, loopback included.
+    Without one, only direct loopback connections are answered: that is for development
+    (``make demo``). Behind a reverse proxy every client arrives from the proxy's address,
+    so with MESHLINE_PROXY_COUNT set the loopback exception is off too, and
+    ``check --deploy`` warns while no token is set.
+    """
     token = settings.MESHLINE_METRICS_TOKEN
     if token:
         supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not constant_time_compare(supplied, token):
             return HttpResponse("metrics token required\n", status=401, content_type="text/plain")
-    elif request.META.get("REMOTE_ADDR") not in {"127.0.0.1", "::1"}:
+    elif settings.MESHLINE_PROXY_COUNT or request.META.get("REMOTE_ADDR") not in LOOPBACK:
         return HttpResponse(
             "set MESHLINE_METRICS_TOKEN to scrape from elsewhere\n",
             status=403,

@@ -104,6 +104,7 @@ def _ticket_context(request, ticket, with_history=True, **forms):
         or ReassignForm(organization=request.organization),
         "cancel_form": forms.get("cancel_form") or CancelForm(),
         "can_act": request.membership.can_act,
+        "can_close": request.membership.can_close_tickets,
     }
 
 
@@ -127,9 +128,11 @@ def _respond(request, ticket, error_forms=None, status=200):
     return redirect("ticket-detail", org_slug=request.organization.slug, ticket_id=ticket.pk)
 
 
-def _require_actor(request):
+def _require_actor(request, closing: bool = False):
     if not request.membership.can_act:
         raise PermissionDenied("Viewers cannot change tickets.")
+    if closing and not request.membership.can_close_tickets:
+        raise PermissionDenied("Your role cannot resolve or cancel tickets.")
     return tickets.Actor.for_user(request.user)
 
 
@@ -163,7 +166,7 @@ def ticket_reassign(request, org_slug, ticket_id):
 
 @require_POST
 def ticket_resolve(request, org_slug, ticket_id):
-    actor = _require_actor(request)
+    actor = _require_actor(request, closing=True)
     ticket = _get_ticket(request, ticket_id)
     form = ResolveForm(request.POST)
     if not form.is_valid():
@@ -179,7 +182,7 @@ def ticket_resolve(request, org_slug, ticket_id):
 
 @require_POST
 def ticket_cancel(request, org_slug, ticket_id):
-    actor = _require_actor(request)
+    actor = _require_actor(request, closing=True)
     ticket = _get_ticket(request, ticket_id)
     form = CancelForm(request.POST)
     if not form.is_valid():

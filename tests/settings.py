@@ -29,3 +29,5 @@ from meshline.settings import *  # noqa: E402, F403
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = "memory://"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Throttle counts (and anything else cached) stay in this process, whatever the environment.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -4,10 +4,11 @@ Rows are seeded in both organizations so that every "only A" assertion has somet
 B's to leave out.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.messages import get_messages
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_scopes import scope, scopes_disabled
@@ -15,7 +16,7 @@ from rest_framework.test import APIClient
 
 from deliveries.models import Client, Deliverable, Event, Tier
 from deliveries.services import ingest_events, process_event
-from meshline.models import Membership, Organization, Role
+from meshline.models import ApiKey, Membership, Organization, Role
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -382,3 +383,41 @@ def test_admin_pages_ask_who_administers_what_once(as_owner, seed, url):
     with CaptureQueriesContext(connection) as queries:
         assert as_owner.get(url).status_code == 200
     assert len(queries) <= 15, [q["sql"][:120] for q in queries.captured_queries]
+
+
+def test_a_revoked_key_cannot_be_unrevoked_by_saving_the_model(seed):
+    with scopes_disabled():
+        seed.key_a.revoke()
+        revoked_at = seed.key_a.revoked_at
+        key = ApiKey.objects.get(pk=seed.key_a.pk)
+        key.revoked_at = None
+        with pytest.raises(ValidationError, match="cannot be undone"):
+            key.save()
+        key.revoked_at = revoked_at + timedelta(days=1)
+        with pytest.raises(ValidationError, match="cannot be undone"):
+            key.save()
+        assert ApiKey.objects.get(pk=seed.key_a.pk).revoked_at == revoked_at
+    assert _api(seed.key_a_plaintext).get("/api/v1/clients").status_code == 401
+
+
+def test_revoked_at_is_read_only_in_the_admin_and_a_revoked_key_cannot_be_edited(as_owner, seed):
+    url = f"/admin/meshline/apikey/{seed.key_a.pk}/change/"
+    form = as_owner.get(url).context["adminform"].form
+    assert "revoked_at" not in form.fields
+    # Posting revoked_at to an active key's form does not revoke or set it.
+    data = {"organization": seed.org_a.pk, "name": "renamed", "scopes": '["events:read"]'}
+    assert as_owner.post(url, {**data, "revoked_at": ""}).status_code == 302
+    with scopes_disabled():
+        seed.key_a.refresh_from_db()
+        assert seed.key_a.name == "renamed"
+        seed.key_a.revoke()
+    # Once revoked: shown, not editable.
+    response = as_owner.get(url)
+    assert response.status_code == 200
+    assert not response.context["has_change_permission"]
+    assert as_owner.post(url, {**data, "name": "revived", "revoked_at": ""}).status_code == 403
+    with scopes_disabled():
+        seed.key_a.refresh_from_db()
+    assert seed.key_a.name == "renamed"
+    assert seed.key_a.revoked_at is not None
+    assert _api(seed.key_a_plaintext).get("/api/v1/clients").status_code == 401

@@ -79,7 +79,14 @@ def test_create_organization_requires_a_name():
 
 def test_create_user_creates_a_member_with_the_role(client, org_a):
     out = run(
-        "create_user", "ann@a.example", "--org", "org-a", "--role", "viewer", "--password", "pw-1"
+        "create_user",
+        "ann@a.example",
+        "--org",
+        "org-a",
+        "--role",
+        "viewer",
+        "--password",
+        "tulip-harbor-91",
     )
     assert out.strip() == "ann@a.example is viewer in org-a"
     user = get_user_model().objects.get(username="ann@a.example")
@@ -87,12 +94,21 @@ def test_create_user_creates_a_member_with_the_role(client, org_a):
     assert not user.is_staff
     assert Membership.objects.get(user=user).organization == org_a
     assert Membership.objects.get(user=user).role == Role.VIEWER
-    assert client.login(username="ann@a.example", password="pw-1")
+    assert client.login(username="ann@a.example", password="tulip-harbor-91")
     assert client.get("/o/org-a/").status_code == 200
 
 
 def test_create_user_again_resets_the_password_and_role(client, org_a):
-    run("create_user", "ann@a.example", "--org", "org-a", "--role", "viewer", "--password", "old")
+    run(
+        "create_user",
+        "ann@a.example",
+        "--org",
+        "org-a",
+        "--role",
+        "viewer",
+        "--password",
+        "old-lantern-31",
+    )
     run(
         "create_user",
         "ann@a.example",
@@ -101,17 +117,35 @@ def test_create_user_again_resets_the_password_and_role(client, org_a):
         "--role",
         "account_manager",
         "--password",
-        "new",
+        "new-compass-72",
     )
     assert get_user_model().objects.filter(username="ann@a.example").count() == 1
     assert Membership.objects.get(user__username="ann@a.example").role == Role.ACCOUNT_MANAGER
-    assert not client.login(username="ann@a.example", password="old")
-    assert client.login(username="ann@a.example", password="new")
+    assert not client.login(username="ann@a.example", password="old-lantern-31")
+    assert client.login(username="ann@a.example", password="new-compass-72")
 
 
 def test_create_user_adds_a_second_organization(org_a, org_b):
-    run("create_user", "ann@a.example", "--org", "org-a", "--role", "viewer", "--password", "pw")
-    run("create_user", "ann@a.example", "--org", "org-b", "--role", "finance", "--password", "pw")
+    run(
+        "create_user",
+        "ann@a.example",
+        "--org",
+        "org-a",
+        "--role",
+        "viewer",
+        "--password",
+        "tulip-harbor-91",
+    )
+    run(
+        "create_user",
+        "ann@a.example",
+        "--org",
+        "org-b",
+        "--role",
+        "finance",
+        "--password",
+        "tulip-harbor-91",
+    )
     roles = dict(
         Membership.objects.filter(user__username="ann@a.example").values_list(
             "organization__slug", "role"
@@ -121,11 +155,20 @@ def test_create_user_adds_a_second_organization(org_a, org_b):
 
 
 def test_create_user_admin_role_makes_staff(client, org_a):
-    run("create_user", "boss@a.example", "--org", "org-a", "--role", "admin", "--password", "pw")
+    run(
+        "create_user",
+        "boss@a.example",
+        "--org",
+        "org-a",
+        "--role",
+        "admin",
+        "--password",
+        "tulip-harbor-91",
+    )
     user = get_user_model().objects.get(username="boss@a.example")
     assert user.is_staff
     assert not user.is_superuser
-    assert client.login(username="boss@a.example", password="pw")
+    assert client.login(username="boss@a.example", password="tulip-harbor-91")
     assert client.get("/admin/deliveries/client/").status_code == 200
 
 
@@ -150,6 +193,48 @@ def test_create_user_rejects_an_unknown_role(org_a, role):
         run("create_user", "ann@a.example", "--org", "org-a", "--role", role, "--password", "x")
     assert not get_user_model().objects.exists()
     assert not Membership.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("short1", "too short"),
+        ("password123", "too common"),
+        ("8362950174", "entirely numeric"),
+        ("ann@a.example", "too similar"),
+    ],
+)
+def test_create_user_rejects_a_weak_password_and_stores_nothing(org_a, password, reason):
+    with pytest.raises(CommandError, match=reason):
+        run(
+            "create_user",
+            "ann@a.example",
+            "--org",
+            "org-a",
+            "--role",
+            "viewer",
+            "--password",
+            password,
+        )
+    assert not get_user_model().objects.exists()
+    assert not Membership.objects.exists()
+
+
+def test_create_user_keeps_the_old_password_when_the_new_one_is_weak(client, org_a):
+    run(
+        "create_user",
+        "ann@a.example",
+        "--org",
+        "org-a",
+        "--role",
+        "viewer",
+        "--password",
+        "tulip-harbor-91",
+    )
+    with pytest.raises(CommandError, match="too short"):
+        run("create_user", "ann@a.example", "--org", "org-a", "--role", "admin", "--password", "x")
+    assert client.login(username="ann@a.example", password="tulip-harbor-91")
+    assert Membership.objects.get(user__username="ann@a.example").role == Role.VIEWER
 
 
 def test_create_user_rejects_an_invalid_email(org_a):

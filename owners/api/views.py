@@ -1,7 +1,7 @@
 """Owners API v1: owner map (read) and dry run, roles and who is on duty, tickets."""
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status
+from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -100,8 +100,13 @@ class TicketViewSet(
             "owner_role", "assignee", "deliverable", *Ticket.source_relations()
         )
 
-    def _act(self, request, action_fn, **kwargs):
-        ticket = self.get_object()
+    def _act(self, request, action_fn, closing=False, **kwargs):
+        ticket = self.get_object()  # first: another tenant's ticket is a 404 for every key
+        if closing and not request.auth.may_close_tickets():
+            raise exceptions.PermissionDenied(
+                "This API key was issued by someone whose role cannot resolve tickets.",
+                code="role_cannot_close",
+            )
         try:
             ticket = action_fn(ticket, tickets.Actor.for_api_key(request.auth), **kwargs)
         except tickets.TicketError as exc:
@@ -123,4 +128,4 @@ class TicketViewSet(
     def resolve(self, request, pk=None):
         body = ResolveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        return self._act(request, tickets.resolve, **body.validated_data)
+        return self._act(request, tickets.resolve, closing=True, **body.validated_data)

@@ -164,3 +164,23 @@ def test_account_manager_works_a_demo_ticket_from_board_to_resolution(page, live
     ticket.refresh_from_db()
     assert ticket.status == TicketStatus.RESOLVED
     assert ticket.closed_note == "Client publishes JSON-LD through their tag manager"
+
+
+def test_the_portal_breaks_no_content_security_policy_rule(page, live_server, member, failing_page):
+    """Chromium reports every CSP violation on the console: the pages and an htmx swap
+    (acknowledge on the board) must produce none."""
+    violations = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    sign_in(page, live_server, member.email)
+    page.wait_for_url(re.compile(r"/o/org-a/$"))
+    for path in ("board/", "tickets/", f"tickets/{failing_page.pk}/", "deliverables/", "me/"):
+        page.goto(f"{live_server.url}/o/org-a/{path}")
+    page.goto(f"{live_server.url}/o/org-a/board/")
+    page.locator(f"#ticket-{failing_page.pk}").get_by_role("button", name="Acknowledge").click()
+    page.wait_for_selector(f"#ticket-{failing_page.pk} .state-acknowledged")
+    assert violations == []

@@ -10,8 +10,10 @@ from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from deliveries.models import Deliverable, Event
-from meshline.models import ApiScope
+from meshline.models import ApiScope, Membership, Role
+from meshline.services import create_user
 from owners.models import Ticket, TicketStatus
+from tests.conftest import PASSWORD
 from tests.owners.factories import make_policy, make_role, make_rule
 
 pytestmark = pytest.mark.django_db
@@ -378,3 +380,48 @@ def test_ticket_list_query_count_does_not_grow_with_rows(api_a, org_a, seeded, o
 
     assert (rows_few, rows_many) == (3, 30)
     assert many == few
+
+
+# --- the issuer's role --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("issuer_role", "allowed"),
+    [("finance", False), ("viewer", False), ("account_manager", True), ("admin", True)],
+)
+def test_a_key_issued_by_finance_cannot_resolve(make_key, org_a, seeded, issuer_role, allowed):
+
+    issuer = create_user(f"{issuer_role}@issuer.example", org_a, issuer_role, PASSWORD)
+    _, client = make_key(org_a, created_by=issuer)
+    url = f"/api/v1/tickets/{seeded.overdue.pk}"
+
+    assert client.post(f"{url}/acknowledge").status_code == 200  # acknowledging is allowed
+    response = client.post(f"{url}/resolve", {"note": "done"}, format="json")
+    with scope(organization=org_a):
+        status = Ticket.objects.get(pk=seeded.overdue.pk).status
+    if allowed:
+        assert response.status_code == 200
+        assert status == TicketStatus.RESOLVED
+    else:
+        assert response.status_code == 403
+        assert codes(response) == [("role_cannot_close", None)]
+        assert status == TicketStatus.ACKNOWLEDGED
+
+
+def test_a_key_whose_issuer_left_the_organization_cannot_resolve(make_key, org_a, seeded):
+
+    issuer = create_user("left@a.example", org_a, Role.ACCOUNT_MANAGER, PASSWORD)
+    _, client = make_key(org_a, created_by=issuer)
+    Membership.objects.filter(user=issuer).delete()
+    response = client.post(f"/api/v1/tickets/{seeded.overdue.pk}/resolve", {}, format="json")
+    assert response.status_code == 403
+
+
+def test_a_finance_issued_key_gets_404_on_another_tenants_ticket(make_key, org_a, seeded):
+
+    issuer = create_user("fin@a.example", org_a, "finance", PASSWORD)
+    _, client = make_key(org_a, created_by=issuer)
+    response = client.post(f"/api/v1/tickets/{seeded.b_ticket.pk}/resolve", {}, format="json")
+    assert response.status_code == 404
+    with scope(organization=seeded.b_ticket.organization):
+        assert Ticket.objects.get(pk=seeded.b_ticket.pk).status == TicketStatus.OPEN

@@ -25,6 +25,7 @@ from owners.models import (
     WebhookEndpoint,
 )
 from owners.services import notifications, rotas
+from tests.conftest import PASSWORD
 from tests.owners.factories import make_policy, make_role, make_rule
 
 pytestmark = pytest.mark.django_db
@@ -285,7 +286,7 @@ def test_channel_that_kept_failing_is_marked_failing_when_the_task_gives_up(
 @pytest.fixture
 def unreachable(org_a):
     """A member with no email address and no channel."""
-    user = create_user("nomail@a.example", org_a, Role.ACCOUNT_MANAGER, "x")
+    user = create_user("nomail@a.example", org_a, Role.ACCOUNT_MANAGER, PASSWORD)
     get_user_model().objects.filter(pk=user.pk).update(email="")
     user.refresh_from_db()
     return user

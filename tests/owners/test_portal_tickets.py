@@ -5,11 +5,16 @@ id; these use a real ticket of organization A, by its UUID, from organization B'
 and check the ticket did not change.
 """
 
+import re
+
 import pytest
 from django.test import Client as DjangoClient
 from django_scopes import scope
 
+from meshline.models import Role
+from meshline.services import create_user
 from owners.models import Ticket, TicketStatus
+from tests.conftest import PASSWORD
 from tests.owners.factories import make_role, make_rule
 
 pytestmark = pytest.mark.django_db
@@ -86,3 +91,92 @@ def test_acknowledging_from_the_board_renders_the_card_without_the_ticket_histor
     assert f'id="ticket-{a_ticket.pk}"' in response.content.decode()
     history = [q["sql"] for q in queries.captured_queries if "ticket_id" in q["sql"]]
     assert not [sql for sql in history if sql.startswith("SELECT") and "deliveries_event" in sql]
+
+
+@pytest.fixture
+def finance(org_a):
+
+    return create_user("finance@a.example", org_a, Role.FINANCE, PASSWORD)
+
+
+def test_finance_cannot_resolve_or_cancel_but_may_acknowledge(org_a, finance, a_ticket):
+    client = signed_in(finance)
+    base = f"/o/org-a/tickets/{a_ticket.pk}/"
+    page = client.get(base).content.decode()
+    assert f"{base}resolve" not in page
+    assert f"{base}cancel" not in page
+    assert f"{base}acknowledge" in page
+    for action in ("resolve", "cancel"):
+        assert client.post(f"{base}{action}", ACTIONS[action]).status_code == 403, action
+        assert (
+            client.post(f"{base}{action}", ACTIONS[action], HTTP_HX_REQUEST="true").status_code
+            == 403
+        )
+    assert unchanged(org_a, a_ticket)
+    # Acknowledging is still theirs (the board shows them a reassign link, not resolve).
+    assert client.post(f"{base}acknowledge").status_code == 302
+    board = client.get("/o/org-a/board/").content.decode()
+    assert "Resolve or reassign" not in board
+    with scope(organization=org_a):
+        assert Ticket.objects.get(pk=a_ticket.pk).status == TicketStatus.ACKNOWLEDGED
+
+
+@pytest.mark.parametrize("action", ["resolve", "cancel"])
+def test_an_account_manager_resolves_and_cancels(org_a, member, a_ticket, action):
+    """The control for the finance test: the same request from an account manager closes."""
+    client = signed_in(member)
+    base = f"/o/org-a/tickets/{a_ticket.pk}/"
+    assert f"{base}{action}" in client.get(base).content.decode()
+    assert client.post(f"{base}{action}", ACTIONS[action]).status_code == 302
+    with scope(organization=org_a):
+        status = Ticket.objects.get(pk=a_ticket.pk).status
+    assert status == {"resolve": TicketStatus.RESOLVED, "cancel": TicketStatus.CANCELLED}[action]
+
+
+def test_an_outsider_with_finance_role_elsewhere_gets_404(org_a, org_b, a_ticket):
+
+    outsider = create_user("finance@b.example", org_b, Role.FINANCE, PASSWORD)
+    client = signed_in(outsider)
+    for action in ("resolve", "cancel"):
+        response = client.post(f"/o/org-a/tickets/{a_ticket.pk}/{action}", ACTIONS[action])
+        assert response.status_code == 404
+    assert unchanged(org_a, a_ticket)
+
+
+@pytest.mark.parametrize(
+    "page_url",
+    [
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "//evil.example/x",
+        "https://ok.example/\nx",
+    ],
+)
+def test_a_non_http_page_url_in_the_context_is_shown_as_text_not_a_link(
+    org_a, member, a_ticket, page_url
+):
+    with scope(organization=org_a):
+        Ticket.objects.filter(pk=a_ticket.pk).update(
+            context={"artifacts": ["jsonld"], "page_url": page_url}
+        )
+    page = signed_in(member).get(f"/o/org-a/tickets/{a_ticket.pk}/").content.decode()
+    assert "Failing artifacts" in page
+    assert 'rel="noopener noreferrer nofollow"' not in page
+    assert "<code>" in page
+    hrefs = re.findall(r'<a\b[^>]*\bhref="([^"]*)"', page)
+    assert hrefs and all(h.startswith(("/", "#", "?")) for h in hrefs), hrefs
+
+
+def test_an_http_page_url_in_the_context_is_a_link(org_a, member, a_ticket):
+    with scope(organization=org_a):
+        Ticket.objects.filter(pk=a_ticket.pk).update(
+            context={"artifacts": ["jsonld"], "page_url": "https://acme.example/lp/spring?a=1&b=2"}
+        )
+    page = signed_in(member).get(f"/o/org-a/tickets/{a_ticket.pk}/").content.decode()
+    assert (
+        '<a href="https://acme.example/lp/spring?a=1&amp;b=2" rel="noopener noreferrer nofollow">'
+        in page
+    )
