@@ -3,12 +3,10 @@
 import logging
 
 from celery import shared_task
-from django_scopes import scopes_disabled
 
 from deliveries.models import EventCount
 from deliveries.services import processing, throughput
 from meshline.celery import TenantTask
-from meshline.models import Organization
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +18,7 @@ log = logging.getLogger(__name__)
     soft_time_limit=240,
     time_limit=300,
 )
-def process_events(*, organization_id: int, event_ids: list[str]) -> dict:
+def process_events(*, organization, event_ids: list[str]) -> dict:
     """Process each event in its own transaction; one failing event does not block the rest."""
     done = failed = 0
     for event_id in event_ids:
@@ -43,20 +41,11 @@ def sweep_unprocessed_events() -> dict:
 @shared_task(name="deliveries.compact_event_counts", acks_late=True, time_limit=120)
 def compact_event_counts() -> int:
     """Fan out: one compaction per organization with delta rows to fold."""
-    with scopes_disabled():
-        org_ids = list(
-            EventCount.objects.filter(compacted=False)
-            .order_by()  # no default ordering in the DISTINCT: one row per organization
-            .values_list("organization_id", flat=True)
-            .distinct()
-        )
-    for organization_id in org_ids:
-        compact_event_counts_for.apply_async(kwargs={"organization_id": organization_id})
-    return len(org_ids)
+    return compact_event_counts_for.fan_out(EventCount, compacted=False)
 
 
 @shared_task(
     base=TenantTask, name="deliveries.compact_event_counts_for", acks_late=True, time_limit=300
 )
-def compact_event_counts_for(*, organization_id: int) -> int:
-    return throughput.compact(Organization.objects.get(pk=organization_id))
+def compact_event_counts_for(*, organization) -> int:
+    return throughput.compact(organization)

@@ -1,33 +1,99 @@
-"""The Celery application, and the base task every tenant-owned task runs under."""
+"""The Celery application, and the base tasks every Meshline task runs under.
 
+``MeshlineTask`` (every task's base) knows how to publish itself the way Meshline always
+does: tolerating a broker outage (the database is the source of truth; sweepers re-queue
+what could not be published), after the surrounding transaction commits, or once per
+organization for a beat task's fan-out. ``TenantTask`` adds the organization's scope.
+"""
+
+import logging
 import os
 
 from celery import Celery, Task
+from django.db import transaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "meshline.settings")
+log = logging.getLogger(__name__)
 
-app = Celery("meshline")
+
+class MeshlineTask(Task):
+    """Base of every task in the app (``task_cls``): publishing helpers."""
+
+    abstract = True
+
+    def publish(self, **kwargs) -> bool:
+        """Enqueue now; False (logged, never raised) when the broker cannot be reached.
+
+        Only for work a sweeper re-queues from the database: an API request or a commit
+        must not fail because Redis is down.
+        """
+        try:
+            self.apply_async(kwargs=kwargs)
+        except Exception:  # broker down or misconfigured; the sweeper is the safety net
+            log.warning("%s: broker unreachable, left for the sweeper", self.name, exc_info=True)
+            return False
+        return True
+
+    def publish_on_commit(self, **kwargs) -> None:
+        """``publish`` once the current transaction commits (at once outside one)."""
+        transaction.on_commit(lambda: self.publish(**kwargs))
+
+    def fan_out(self, model, *conditions, **filters) -> int:
+        """Publish this (tenant) task once per organization owning a matching row.
+
+        ``model.objects.filter(*conditions, **filters)`` across tenants, e.g. every due
+        ticket: a beat task finds who has work, each organization's task does it in its
+        own scope.
+        """
+        from django_scopes import scopes_disabled
+
+        with scopes_disabled():
+            organization_ids = list(
+                model.objects.filter(*conditions, **filters)
+                .order_by()  # no default ordering in the DISTINCT: one row each
+                .values_list("organization_id", flat=True)
+                .distinct()
+            )
+        for organization_id in organization_ids:
+            self.publish(organization_id=organization_id)
+        return len(organization_ids)
+
+
+app = Celery("meshline", task_cls=MeshlineTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-class TenantTask(Task):
+class TenantTask(MeshlineTask):
     """Runs the task inside the django-scopes scope of the organization it names.
 
-    Tenant tasks take ``organization_id=`` by keyword; without it the task refuses to run,
-    so no task can touch tenant rows without saying whose rows they are.
+    Callers publish with ``organization_id=`` (ids, not objects, cross the broker); the task
+    function receives ``organization=``, loaded once here. Without it the task refuses to
+    run, so no task can touch tenant rows without saying whose rows they are.
     """
 
     abstract = True
+    # Celery checks published arguments against the function's signature, which takes
+    # ``organization`` where callers send ``organization_id``: __call__ does the check.
+    typing = False
 
     def __call__(self, *args, **kwargs):
         from django_scopes import scope
 
         from meshline.models import Organization
 
-        organization_id = kwargs.get("organization_id")
+        organization_id = kwargs.pop("organization_id", None)
         if organization_id is None:
             raise TypeError(f"{self.name} must be called with organization_id=")
         organization = Organization.objects.get(pk=organization_id)
         with scope(organization=organization):
-            return super().__call__(*args, **kwargs)
+            return super().__call__(*args, organization=organization, **kwargs)
+
+    def signature_from_request(self, request=None, args=None, kwargs=None, **options):
+        """A retry re-publishes the request's arguments: the organization goes back to its id."""
+        request = request or self.request
+        kwargs = dict(request.kwargs if kwargs is None else kwargs)
+        organization = kwargs.pop("organization", None)
+        if organization is not None:
+            kwargs["organization_id"] = organization.pk
+        return super().signature_from_request(request, args, kwargs, **options)

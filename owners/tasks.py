@@ -12,7 +12,6 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from meshline.celery import TenantTask
-from meshline.models import Organization
 from owners.models import ACTIVE_STATUSES, DeliveryStatus, Notification, Rota, Ticket
 from owners.services import escalation, notifications, rotas
 
@@ -27,37 +26,25 @@ class DeliveryFailed(Exception):
 @shared_task(name="owners.escalation_sweep", acks_late=True, time_limit=120)
 def escalation_sweep() -> int:
     """Fan out: one escalation task per organization that has a due ticket."""
-    now = timezone.now()
-    with scopes_disabled():
-        org_ids = list(
-            Ticket.objects.filter(status__in=ACTIVE_STATUSES, next_escalation_at__lte=now)
-            .order_by()  # no default ordering in the DISTINCT: one row per organization
-            .values_list("organization_id", flat=True)
-            .distinct()
-        )
-    for organization_id in org_ids:
-        escalate_tickets.apply_async(kwargs={"organization_id": organization_id})
-    return len(org_ids)
+    return escalate_tickets.fan_out(
+        Ticket, status__in=ACTIVE_STATUSES, next_escalation_at__lte=timezone.now()
+    )
 
 
 @shared_task(base=TenantTask, name="owners.escalate_tickets", acks_late=True, time_limit=300)
-def escalate_tickets(*, organization_id: int) -> int:
-    return escalation.escalate_due_tickets(Organization.objects.get(pk=organization_id))
+def escalate_tickets(*, organization) -> int:
+    return escalation.escalate_due_tickets(organization)
 
 
 @shared_task(name="owners.handoff_sweep", acks_late=True, time_limit=120)
 def handoff_sweep() -> int:
-    with scopes_disabled():
-        org_ids = list(Rota.objects.order_by().values_list("organization_id", flat=True).distinct())
-    for organization_id in org_ids:
-        record_handoffs.apply_async(kwargs={"organization_id": organization_id})
-    return len(org_ids)
+    return record_handoffs.fan_out(Rota)
 
 
 @shared_task(base=TenantTask, name="owners.record_handoffs", acks_late=True, time_limit=300)
-def record_handoffs(*, organization_id: int) -> int:
+def record_handoffs(*, organization) -> int:
     return sum(
-        rotas.record_handoffs(rota) for rota in Rota.objects.filter(organization=organization_id)
+        rotas.record_handoffs(rota) for rota in Rota.objects.filter(organization=organization)
     )
 
 
@@ -69,7 +56,7 @@ def record_handoffs(*, organization_id: int) -> int:
     time_limit=60,
     max_retries=NOTIFY_MAX_RETRIES,
 )
-def send_notification(self, *, organization_id: int, notification_id: int) -> bool:
+def send_notification(self, *, organization, notification_id: int) -> bool:
     """One attempt; on failure retry after 30 s, 60 s, 120 s, ... then mark failed."""
     if notifications.send(notification_id):
         return True
@@ -80,10 +67,10 @@ def send_notification(self, *, organization_id: int, notification_id: int) -> bo
 
 
 @shared_task(base=TenantTask, name="owners.send_notifications", acks_late=True, time_limit=120)
-def send_notifications(*, organization_id: int, notification_ids: list) -> int:
+def send_notifications(*, organization, notification_ids: list) -> int:
     """Fan out: one send_notification task per id. Lets the escalation sweep publish one
     message per chunk of tickets; sending and retries stay per notification."""
-    notifications.dispatch(organization_id, notification_ids)
+    notifications.dispatch(organization.pk, notification_ids)
     return len(notification_ids)
 
 
@@ -98,7 +85,5 @@ def resend_pending_notifications() -> int:
             ).values_list("organization_id", "pk")[:1000]
         )
     for organization_id, pk in rows:
-        send_notification.apply_async(
-            kwargs={"organization_id": organization_id, "notification_id": pk}
-        )
+        send_notification.publish(organization_id=organization_id, notification_id=pk)
     return len(rows)

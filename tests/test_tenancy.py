@@ -18,9 +18,9 @@ TENANT_MODELS = [Client, Deliverable, Event, EventProcessing, ApiKey]
 
 
 @celery_app.task(base=TenantTask, name="tests.visible_client_refs", shared=False)
-def visible_client_refs(*, organization_id: int) -> list[list[str]]:
+def visible_client_refs(*, organization) -> list[list[str]]:
     """What a tenant task sees when it queries without naming its organization."""
-    assert get_scope()["organization"].pk == organization_id
+    assert get_scope()["organization"] == organization
     return sorted([c.organization.slug, c.client_id] for c in Client.objects.all())
 
 

@@ -36,19 +36,10 @@ def dispatch_events(organization_id: int, event_ids: Iterable) -> bool:
     from deliveries.tasks import process_events
 
     ids = [str(event_id) for event_id in event_ids]
-    try:
-        for start in range(0, len(ids), DISPATCH_CHUNK):
-            process_events.apply_async(
-                kwargs={
-                    "organization_id": organization_id,
-                    "event_ids": ids[start : start + DISPATCH_CHUNK],
-                }
-            )
-    except Exception:  # broker down or misconfigured; the sweeper is the safety net
-        log.warning(
-            "dispatch: broker unreachable, %s events left for the sweeper", len(ids), exc_info=True
-        )
-        return False
+    for start in range(0, len(ids), DISPATCH_CHUNK):
+        chunk = ids[start : start + DISPATCH_CHUNK]
+        if not process_events.publish(organization_id=organization_id, event_ids=chunk):
+            return False  # the rest would fail the same way; all are left for the sweeper
     return True
 
 

@@ -37,15 +37,10 @@ def on_event_processed(event: Event, deliverable: Deliverable) -> None:
             from gates.tasks import evaluate_gate
 
             for gate_id in to_evaluate:
-                try:
-                    evaluate_gate.apply_async(
-                        kwargs={
-                            "organization_id": organization_id,
-                            "gate_id": gate_id,
-                            "event_id": event_id,
-                        }
-                    )
-                except Exception:  # broker down: gates.tasks.sweep_unevaluated re-queues
+                # Broker down: gates.tasks.sweep_unevaluated re-queues the rest.
+                if not evaluate_gate.publish(
+                    organization_id=organization_id, gate_id=gate_id, event_id=event_id
+                ):
                     return
 
         transaction.on_commit(enqueue)

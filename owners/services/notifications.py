@@ -160,22 +160,14 @@ def enqueue(organization_id, notification_ids: list) -> None:
     """
     if not notification_ids:
         return
+    from owners.tasks import send_notifications
+
     ids = list(notification_ids)
-
-    def send_later():
-        if len(ids) == 1:
-            dispatch(organization_id, ids)
-            return
-        from owners.tasks import send_notifications
-
-        try:
-            send_notifications.apply_async(
-                kwargs={"organization_id": organization_id, "notification_ids": ids}
-            )
-        except Exception:  # broker down: owners.tasks.resend_pending picks them up
-            log.warning("notify: broker unreachable; %d notifications left pending", len(ids))
-
-    transaction.on_commit(send_later)
+    # Broker down: owners.tasks.resend_pending_notifications picks them up.
+    if len(ids) == 1:
+        transaction.on_commit(lambda: dispatch(organization_id, ids))
+    else:
+        send_notifications.publish_on_commit(organization_id=organization_id, notification_ids=ids)
 
 
 def dispatch(organization_id, notification_ids: list) -> None:
@@ -183,12 +175,9 @@ def dispatch(organization_id, notification_ids: list) -> None:
     from owners.tasks import send_notification
 
     for pk in notification_ids:
-        try:
-            send_notification.apply_async(
-                kwargs={"organization_id": organization_id, "notification_id": pk}
-            )
-        except Exception:  # broker down: owners.tasks.resend_pending picks it up
-            log.warning("notify: broker unreachable; notification %s left pending", pk)
+        # Broker down: owners.tasks.resend_pending_notifications picks it up.
+        if not send_notification.publish(organization_id=organization_id, notification_id=pk):
+            return
 
 
 def ticket_body(ticket) -> dict:

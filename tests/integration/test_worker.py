@@ -171,7 +171,7 @@ def test_ingest_answers_and_stores_when_broker_is_unreachable(
     publisher.use(UNREACHABLE_BROKER)
     started = time.monotonic()
     with (
-        caplog.at_level(logging.WARNING, logger="deliveries.services.processing"),
+        caplog.at_level(logging.WARNING, logger="meshline.celery"),
         django_capture_on_commit_callbacks(execute=True),
     ):
         response = api_a.post("/api/v1/events", event_body(), format="json")
@@ -180,7 +180,7 @@ def test_ingest_answers_and_stores_when_broker_is_unreachable(
     assert response.status_code == 202, response.json()
     assert elapsed < INGEST_DEADLINE
     # The after-commit dispatch was attempted, failed, and said so.
-    assert "broker unreachable, 1 events left for the sweeper" in caplog.text
+    assert "deliveries.process_events: broker unreachable, left for the sweeper" in caplog.text
     assert _statuses([response.json()["id"]]) == {response.json()["id"]: ProcessingStatus.PENDING}
 
 
