@@ -674,6 +674,95 @@ def test_quality_sees_duplicated_paragraphs_without_end_tags():
         assert result.details["duplicated_paragraphs"] == 1, html
 
 
+# Cases the HTML5 parser (selectolax/Lexbor) reads the way browsers and crawlers do.
+
+SEO_HEAD = (
+    "<title>{title}</title>"
+    '<meta name="description" content="Waterproof trail shoes with grippy soles, built for wet '
+    'spring hikes and river crossings.">'
+    '<link rel="canonical" href="https://acme.example/lp/ridgeline-gtx">'
+    '<meta property="og:title" content="Ridgeline GTX">'
+    '<meta property="og:description" content="Waterproof trail shoes.">'
+    '<meta property="og:image" content="https://cdn.acme.example/img/ridgeline.jpg">'
+)
+
+
+def test_seo_tags_read_uppercase_markup_and_entity_encoded_text():
+    html = (
+        "<HTML><HEAD><TITLE>Boots &amp; Shoes &#8211; Acme</TITLE>"
+        '<META NAME="Description" CONTENT="Waterproof trail shoes with grippy soles, built for '
+        'wet spring hikes &amp; river crossings.">'
+        '<LINK REL="Canonical" HREF="https://acme.example/lp/ridgeline-gtx">'
+        '<META PROPERTY="og:title" CONTENT="Ridgeline GTX">'
+        '<META PROPERTY="og:description" CONTENT="Waterproof trail shoes.">'
+        '<META PROPERTY="og:image" CONTENT="https://cdn.acme.example/img/ridgeline.jpg">'
+        "</HEAD><BODY><H1>Trail shoes</H1></BODY></HTML>"
+    )
+    result = run("seo_tags_present", {"html": html})
+    assert verdict(result) == "pass", result.reasons
+    assert result.details == {"title": "Boots & Shoes \u2013 Acme"}
+    assert parse(html).metas["description"].endswith("hikes & river crossings.")
+
+
+def test_an_h1_left_open_before_a_paragraph_still_counts_as_the_h1():
+    html = SEO_HEAD.format(title="Trail shoes") + "<h1>Trail shoes<p>Grippy soles for wet rock."
+    result = run("seo_tags_present", {"html": html})
+    assert verdict(result) == "pass", result.reasons
+    assert parse(html).paragraphs == ["Grippy soles for wet rock."]
+
+
+def test_the_first_title_is_the_page_title_and_an_svg_icon_title_is_not_one():
+    two_titles = SEO_HEAD.format(title="Trail shoes") + "<title>Second</title><h1>Shoes</h1>"
+    assert parse(two_titles).title == "Trail shoes"
+    icon_only = SEO_HEAD.replace("<title>{title}</title>", "") + (
+        "<h1>Shoes</h1><svg viewBox='0 0 8 8'><title>Cart</title></svg>"
+    )
+    result = run("seo_tags_present", {"html": icon_only})
+    assert result.reasons == ["Missing <title>."]
+
+
+def test_malformed_markup_keeps_its_paragraph_text_and_drops_style_and_script():
+    html = (
+        "<!doctype html><div><p>Trail <b>shoes<i> grip</p><P CLASS=x>Wet <style>p{color:red}</style>rock"
+        "<table><tr><td>cell</table><p>Dries <script>track()</script>fast</div>"
+    )
+    assert parse(html).paragraphs == ["Trail shoes grip", "Wet rock", "Dries fast"]
+
+
+@pytest.mark.parametrize(
+    "script_type",
+    [" application/ld+json ", "Application/LD+JSON", "application/ld+json; charset=utf-8"],
+)
+def test_schema_check_reads_jsonld_whatever_the_type_attribute_casing_and_spacing(script_type):
+    block = '\n\t {"@context": "https://schema.org", "@type": "WebPage", "name": "Spring"}\n'
+    html = f'<SCRIPT TYPE="{script_type}">{block}</SCRIPT>'
+    result = run("schema_check", {"html": html})
+    assert verdict(result) == "pass", result.reasons
+    assert result.details == {"types": ["WebPage"]}
+
+
+def test_schema_check_reads_a_graph_that_is_one_object_and_an_array_of_graphs():
+    import json
+
+    single = {"@context": "https://schema.org", "@graph": {"@type": "Product", "name": "Shoe"}}
+    result = run("schema_check", {"html": _jsonld_page_raw(single)})
+    assert result.reasons == ["Product is missing required property 'offers'."]
+    graphs = [
+        {"@context": "https://schema.org", "@graph": [{"@type": "WebPage", "name": "Shoes"}]},
+        {"@context": "https://schema.org", "@graph": [{"@type": "Article", "headline": "Fit"}]},
+    ]
+    result = run("schema_check", {"html": _jsonld_page_raw(graphs)})
+    assert verdict(result) == "pass", result.reasons
+    assert result.details == {"types": ["Article", "WebPage"]}
+    assert json.loads(parse(_jsonld_page_raw(graphs)).jsonld[0]) == graphs
+
+
+def _jsonld_page_raw(data) -> str:
+    import json
+
+    return f'<script type="application/ld+json">{json.dumps(data)}</script>'
+
+
 def test_html_over_the_size_limit_is_an_error():
     result = run("schema_check", {"html": "<p>" + "x" * 2_000_001 + "</p>"})
     assert verdict(result) == "error"
