@@ -297,7 +297,7 @@ def test_quality_a_long_well_written_article_scores_full_marks():
 def test_quality_a_thin_duplicated_page_fails_and_says_why():
     result = run("content_quality_score", {"html": page("thin_duplicated.html")})
     assert verdict(result) == "fail"
-    assert result.reasons == ["Content quality 37.1 is below 60.0."]
+    assert result.reasons == ["Content quality 34.8 is below 60.0."]
     assert result.details["duplicated_paragraphs"] == 2
     assert result.details["points"]["uniqueness"] == 0.0
     assert result.details["points"]["headings"] == 0.0
@@ -314,11 +314,28 @@ def test_quality_ranks_the_article_above_the_landing_page_above_the_thin_page():
 
 def test_quality_threshold_and_target_come_from_the_parameters():
     html = page("product_landing.html")
-    assert run("content_quality_score", {"html": html}).details["score"] == 81.3
+    assert run("content_quality_score", {"html": html}).details["score"] == 81.5
     strict = run("content_quality_score", {"html": html}, threshold=90)
-    assert strict.reasons == ["Content quality 81.3 is below 90.0."]
+    assert strict.reasons == ["Content quality 81.5 is below 90.0."]
     short_target = run("content_quality_score", {"html": html}, threshold=90, target_words=100)
     assert verdict(short_target) == "pass"
+
+
+def test_quality_readability_is_the_standard_flesch_reading_ease_with_dictionary_syllables():
+    # idea (3), create (2) and area (3) syllables: a vowel-group count said 2, 1 and 2.
+    # 206.835 - 1.015 * 7 words / 1 sentence - 84.6 * 12 syllables / 7 words = 54.7
+    html = "<h1>Plans</h1><p>The idea was to create an area.</p>"
+    result = run("content_quality_score", {"html": html}, threshold=0)
+    assert result.details["words"] == 7
+    assert result.details["flesch_reading_ease"] == 54.7
+    assert result.details["points"]["readability"] == 27.4  # 30 points from 60 ("plain English")
+
+
+def test_quality_readability_of_a_page_without_paragraph_text_is_zero():
+    result = run("content_quality_score", {"html": "<h1>Plans</h1><p> </p>"}, threshold=0)
+    assert result.details["words"] == 0
+    assert result.details["flesch_reading_ease"] == 0.0
+    assert result.details["points"]["readability"] == 0.0
 
 
 def test_quality_score_supplied_in_the_payload_wins_over_the_html():
