@@ -5,9 +5,10 @@ Configuration is versioned (history and revert per row). The owner map's changel
 """
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
-from django.db import models
+from django.db import models, transaction
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django_scopes import scope
@@ -40,6 +41,7 @@ from owners.models import (
     WebhookEndpoint,
 )
 from owners.services import owner_map
+from owners.services.calendars import MAX_SEED_YEARS, HolidaySeedError, seed_holidays
 
 
 class TenantInline(TenantChoicesMixin, admin.TabularInline):
@@ -156,10 +158,70 @@ class HolidayInline(TenantInline):
     fields = ["date", "name"]
 
 
+class HolidaySeedForm(forms.Form):
+    """Country, region and years for the "seed public holidays" action."""
+
+    country = forms.CharField(max_length=2, help_text="ISO code, e.g. DE")
+    subdivision = forms.CharField(required=False, max_length=10, help_text="Region, e.g. BE")
+    years = forms.CharField(max_length=40, help_text="e.g. 2027 or 2027-2028")
+
+    def clean_years(self) -> list[int]:
+        text = self.cleaned_data["years"].replace(" ", "")
+        try:
+            if "-" in text:
+                first, last = (int(part) for part in text.split("-", 1))
+                years = list(range(first, last + 1))
+            else:
+                years = [int(part) for part in text.split(",") if part]
+        except ValueError:
+            raise forms.ValidationError(
+                "Years must be like 2027, 2027,2028 or 2027-2029."
+            ) from None
+        if not years or len(years) > MAX_SEED_YEARS or not all(1900 <= y <= 2100 for y in years):
+            raise forms.ValidationError(f"Give 1 to {MAX_SEED_YEARS} years between 1900 and 2100.")
+        return years
+
+
+class HolidaySeedActionForm(ActionForm):
+    """The changelist's action bar with the seeding inputs; HolidaySeedForm validates them.
+
+    Optional here: an invalid action form makes Django drop the action as "No action selected".
+    """
+
+    country = forms.CharField(required=False, max_length=2, label="Country")
+    subdivision = forms.CharField(required=False, max_length=10, label="Region")
+    years = forms.CharField(required=False, max_length=40, label="Years")
+
+
 @admin.register(BusinessCalendar)
 class BusinessCalendarAdmin(InheritOrganizationMixin, TenantHistoryAdmin):
     list_display = ["name", "timezone", "is_default", "client", "organization"]
     inlines = [HolidayInline]
+    action_form = HolidaySeedActionForm
+    actions = ["seed_public_holidays"]
+
+    @admin.action(description="Seed public holidays (country, region, years)")
+    def seed_public_holidays(self, request, queryset):
+        """Add the public holidays the selected calendars lack; re-running adds nothing."""
+        form = HolidaySeedForm(request.POST)
+        if not form.is_valid():
+            errors = "; ".join(f"{name}: {' '.join(e)}" for name, e in form.errors.items())
+            self.message_user(request, errors, messages.ERROR)
+            return
+        data = form.cleaned_data
+        added = 0
+        try:
+            with transaction.atomic():  # all selected calendars or none
+                for calendar in queryset:  # the admin's queryset: own organizations only
+                    added += seed_holidays(
+                        calendar, data["country"], data["subdivision"], data["years"]
+                    )
+        except HolidaySeedError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(
+            request, f"Added {added} holidays to {len(queryset)} calendar(s).", messages.SUCCESS
+        )
 
 
 class EscalationStepInline(TenantInline):

@@ -27,6 +27,8 @@ time to instants monotonic, so intervals that do not overlap on the wall never o
   starts before or inside the repeated hour and ends after it is up to one hour longer in real
   time (02:30-03:30 lasts two hours that day); one that ends inside it ends at the first pass.
 
+The rule lives in :func:`owners.localtime.first_instant`, shared with the rota schedules.
+
 An interval ending at ``time(0)`` ends at midnight at the end of its day (24:00); that is the
 only way to reach midnight, because ``time.max`` would leave a one-microsecond hole. All other
 ends must be after their start. Touching intervals (also across midnight) form one stretch.
@@ -60,6 +62,8 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from owners.localtime import first_instant
+
 __all__ = [
     "NO_BUSINESS_TIME_HORIZON_DAYS",
     "CalendarSpec",
@@ -81,7 +85,6 @@ NO_BUSINESS_TIME_HORIZON_DAYS = 400
 _DAY = timedelta(days=1)
 _MIDNIGHT = time(0)
 _ZERO = timedelta(0)
-_MICROSECOND = timedelta(microseconds=1)
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _DAY_CACHE_SIZE = 4096  # days memoized per spec (about 11 years); cleared when full
 
@@ -351,48 +354,14 @@ def _local_spans(tz: ZoneInfo, intervals: tuple[Interval, ...], day: date) -> tu
     """
     found: list[Span] = []
     for start, end in intervals:
-        span_start = _first_instant(tz, day, start)
+        span_start = first_instant(day, start, tz)
         if end == _MIDNIGHT:
-            span_end = _first_instant(tz, day + _DAY, _MIDNIGHT)
+            span_end = first_instant(day + _DAY, _MIDNIGHT, tz)
         else:
-            span_end = _first_instant(tz, day, end)
+            span_end = first_instant(day, end, tz)
         if span_end > span_start:
             found.append((span_start, span_end))
     return tuple(found)
-
-
-def _first_instant(tz: ZoneInfo, day: date, at: time) -> datetime:
-    """The first instant (UTC) at which the clock in ``tz`` reads ``day`` ``at`` or later.
-
-    Ambiguous wall times give their first occurrence (fold=0); wall times in a gap give the
-    transition. Monotonic in the wall time, which keeps disjoint intervals disjoint.
-    """
-    # fold=0 reads an ambiguous time as its first occurrence, a gap time with the pre-gap offset.
-    local = datetime(
-        day.year, day.month, day.day, at.hour, at.minute, at.second, at.microsecond, tzinfo=tz
-    )
-    instant = local.astimezone(UTC)
-    offset_after = instant.astimezone(tz).utcoffset()
-    if offset_after == local.utcoffset():
-        return instant  # the clock does read ``local`` at ``instant``
-    # A gap: fold=0 landed after the transition. Bisect to the transition, the first instant
-    # whose wall time is >= ``wall``, from ``wall - offset_after``, which is before it.
-    wall = datetime.combine(day, at)
-    low = (wall - (offset_after or _ZERO)).replace(tzinfo=UTC)
-    while _wall(low, tz) >= wall:  # pragma: no cover - defensive, for exotic zones
-        low -= timedelta(hours=1)
-    high = instant
-    while high - low > _MICROSECOND:
-        middle = low + (high - low) // 2
-        if _wall(middle, tz) >= wall:
-            high = middle
-        else:
-            low = middle
-    return high
-
-
-def _wall(instant: datetime, tz: ZoneInfo) -> datetime:
-    return instant.astimezone(tz).replace(tzinfo=None)
 
 
 def _as_utc(value: datetime, name: str) -> datetime:

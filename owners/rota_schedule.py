@@ -17,6 +17,8 @@ Time-zone rules (the same for handoffs, window edges and ``until``):
 * A local time that happens twice (fall-back, e.g. 02:30 on 2026-10-25 in Berlin) uses
   ``fold=0``, the first occurrence (still summer time, 00:30Z).
 
+Both rules are :func:`owners.localtime.first_instant`, shared with the business calendars.
+
 Who wins at an instant:
 
 1. Overrides, over every layer. An override with ``replaces=None`` applies for its whole window,
@@ -38,8 +40,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from functools import lru_cache
 from zoneinfo import ZoneInfo
+
+from owners.localtime import first_instant
 
 __all__ = [
     "DAILY",
@@ -251,31 +254,6 @@ def _require_aware(value: datetime, what: str) -> datetime:
 # --------------------------------------------------------------------------- local time
 
 
-@lru_cache(maxsize=32768)
-def _resolve(day: date, wall: time, tz: tzinfo) -> datetime:
-    """The UTC instant of local ``wall`` on local ``day``.
-
-    Nonexistent times (DST gap) map to the first valid instant after the gap; ambiguous ones use
-    fold=0 (the first occurrence). Cached because rotas ask for the same few instants repeatedly.
-    """
-    naive = datetime.combine(day, wall.replace(tzinfo=None, fold=0))
-    first = naive.replace(tzinfo=tz).astimezone(UTC)
-    if first.astimezone(tz).replace(tzinfo=None) == naive:
-        return first  # exists (fold=0 picks the first of two occurrences)
-    # In a gap: the transition lies between the two readings of ``naive``; local wall time is
-    # increasing there, so binary-search the first instant whose wall time is >= ``naive``.
-    other = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    low, high = min(first, other), max(first, other)
-    lo, hi = 0, (high - low) // _TICK  # predicate is false at lo, true at hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if (low + mid * _TICK).astimezone(tz).replace(tzinfo=None) >= naive:
-            hi = mid
-        else:
-            lo = mid
-    return low + hi * _TICK
-
-
 def _local_day(instant: datetime, tz: tzinfo) -> date:
     return instant.astimezone(tz).date()
 
@@ -304,7 +282,9 @@ class _Plan:
         self.people = layer.people
         self.windows = layer.windows
         self.first = self.handoff(0)
-        self.last = None if layer.until is None else _resolve(layer.until, layer.handoff_time, tz)
+        self.last = (
+            None if layer.until is None else first_instant(layer.until, layer.handoff_time, tz)
+        )
         self.ever = self.last is None or self.last > self.first  # can it cover anything?
 
     def handoff(self, k: int) -> datetime:
@@ -313,7 +293,7 @@ class _Plan:
             day = self.layer.start + timedelta(days=k * self.step)
         except OverflowError:
             return OPEN_END if k > 0 else OPEN_START
-        return _resolve(day, self.layer.handoff_time, self.tz)
+        return first_instant(day, self.layer.handoff_time, self.tz)
 
     def shift_index(self, t: datetime) -> int:
         """Index of the shift containing ``t`` (>= first), from the local date difference: O(1)."""
@@ -332,8 +312,8 @@ class _Plan:
                 if weekday in window.weekdays:
                     end_day = day + timedelta(days=1) if window.end <= window.start else day
                     yield (
-                        _resolve(day, window.start, self.tz),
-                        _resolve(end_day, window.end, self.tz),
+                        first_instant(day, window.start, self.tz),
+                        first_instant(end_day, window.end, self.tz),
                     )
 
     def in_window(self, t: datetime) -> bool:

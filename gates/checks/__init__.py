@@ -1,7 +1,7 @@
 """Built-in checks: pure functions of (event, deliverable, history, parameters) → verdict.
 
 A check never touches the database or the network: payload HTML is parsed (never
-executed) with the standard library's HTMLParser, no URL in a payload is fetched, and
+executed) with selectolax (Lexbor, an HTML5 parser), no URL in a payload is fetched, and
 images are bounded in bytes and pixels before they are decoded.
 """
 

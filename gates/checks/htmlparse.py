@@ -1,9 +1,21 @@
-"""A small, safe HTML reader: tags, attributes and text, via the standard library parser."""
+"""A small, safe HTML reader: title, metas, links, headings, paragraphs and JSON-LD.
+
+The page is parsed by selectolax's Lexbor engine, a full HTML5 tree builder: unclosed and
+implied end tags, uppercase markup, entities, ``<title>`` as raw text and foreign content
+(SVG) are handled the way browsers and crawlers handle them, not by our approximation of the
+standard. Nothing is executed and nothing is fetched: scripts are text to the parser.
+"""
 
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 MAX_HTML_BYTES = 2_000_000
+JSONLD_MIME = "application/ld+json"
+# Elements whose text is never page text (a <script> inside a <p> must neither add its code
+# to the paragraph nor drop the words around it).
+NOT_TEXT = ["script", "style", "template"]
+HEADINGS = "h1, h2, h3, h4, h5, h6"
 
 
 @dataclass
@@ -16,83 +28,47 @@ class Page:
     jsonld: list[str] = field(default_factory=list)
 
 
-class _Reader(HTMLParser):
-    TEXT_TAGS = {"title", "h1", "h2", "h3", "h4", "h5", "h6", "p"}
-    # HTML lets a paragraph's end tag be omitted: the paragraph ends where one of these
-    # starts, or where its parent element ends (the HTML standard's list, abridged).
-    ENDS_PARAGRAPH = {
-        "address", "article", "aside", "blockquote", "details", "div", "dl", "fieldset",
-        "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
-        "header", "hr", "main", "menu", "nav", "ol", "p", "pre", "section", "table", "ul",
-    }  # fmt: skip
-    PARAGRAPH_PARENTS = ENDS_PARAGRAPH | {"body", "html", "li", "td", "th", "dd", "dt"}
+def _attr(node: LexborNode, name: str) -> str:
+    # A bare attribute (<link href>) has the value None.
+    return node.attributes.get(name) or ""
 
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.page = Page()
-        self._open: str | None = None
-        self._buffer: list[str] = []
-        self._script: list[str] | None = None  # inside a <script>: its JSON-LD text, if any
-        self._script_jsonld = False
 
-    def handle_starttag(self, tag, attrs):
-        attributes = {name.lower(): (value or "") for name, value in attrs}
-        if tag == "meta":
-            key = attributes.get("name") or attributes.get("property")
-            if key:
-                self.page.metas.setdefault(key.lower(), attributes.get("content", "").strip())
-        elif tag == "link":
-            for rel in attributes.get("rel", "").lower().split():
-                self.page.links.setdefault(rel, attributes.get("href", "").strip())
-        elif tag == "script":
-            # Script text is never page text: a <script> inside a <p> must neither add its
-            # code to the paragraph nor drop the words before it.
-            self._script_jsonld = attributes.get("type", "").lower() == "application/ld+json"
-            self._script = []
-        elif tag in self.TEXT_TAGS:
-            if self._open == "p" and tag in self.ENDS_PARAGRAPH:
-                self._close_text()
-            self._open = tag
-            self._buffer = []
-        elif self._open == "p" and tag in self.ENDS_PARAGRAPH:
-            self._close_text()
+def _text(node: LexborNode) -> str:
+    return " ".join(node.text(deep=True).split())
 
-    def _close_text(self) -> None:
-        text = " ".join("".join(self._buffer).split())
-        if self._open == "title":
-            self.page.title = text if self.page.title is None else self.page.title
-        elif self._open == "p":
-            self.page.paragraphs.append(text)
-        elif self._open:
-            self.page.headings.append((self._open, text))
-        self._open = None
 
-    def close(self):
-        super().close()
-        if self._open == "p":  # the document ended inside a paragraph
-            self._close_text()
+def _is_jsonld(script: LexborNode) -> bool:
+    """``type`` compared as a MIME type: case, spaces and parameters (``; charset=``) ignored."""
+    return _attr(script, "type").split(";")[0].strip().lower() == JSONLD_MIME
 
-    def handle_endtag(self, tag):
-        if tag == "script":
-            if self._script_jsonld and self._script is not None:
-                self.page.jsonld.append("".join(self._script))
-            self._script_jsonld = False
-            self._script = None
-        elif tag == self._open or (self._open == "p" and tag in self.PARAGRAPH_PARENTS):
-            self._close_text()
 
-    def handle_data(self, data):
-        if self._script is not None:
-            if self._script_jsonld:
-                self._script.append(data)
-        elif self._open:
-            self._buffer.append(data)
+def _in_svg(node: LexborNode) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent.tag == "svg":
+            return True
+        parent = parent.parent
+    return False
 
 
 def parse(html: str) -> Page:
+    """Read what the SEO, schema and quality checks look at; first occurrence wins per key."""
     if len(html.encode()) > MAX_HTML_BYTES:
         raise ValueError(f"HTML is larger than {MAX_HTML_BYTES} bytes")
-    reader = _Reader()
-    reader.feed(html)
-    reader.close()
-    return reader.page
+    tree = LexborHTMLParser(html)
+    page = Page()
+    page.jsonld = [script.text(deep=True) for script in tree.css("script") if _is_jsonld(script)]
+    tree.strip_tags(NOT_TEXT)
+    for meta in tree.css("meta"):
+        key = _attr(meta, "name") or _attr(meta, "property")
+        if key:
+            page.metas.setdefault(key.lower(), _attr(meta, "content").strip())
+    for link in tree.css("link"):
+        for rel in _attr(link, "rel").lower().split():
+            page.links.setdefault(rel, _attr(link, "href").strip())
+    # An SVG icon's <title> is its accessible name, not the document's title.
+    title = next((node for node in tree.css("title") if not _in_svg(node)), None)
+    page.title = None if title is None else _text(title)
+    page.headings = [(node.tag, _text(node)) for node in tree.css(HEADINGS)]
+    page.paragraphs = [_text(node) for node in tree.css("p")]
+    return page

@@ -42,6 +42,22 @@ def _types(node: dict) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
+def _nodes(documents: list) -> list[dict]:
+    """Top-level nodes: each object, or the members of its @graph (an array or one object)."""
+    nodes = []
+    for item in documents:
+        if not isinstance(item, dict):
+            continue
+        graph = item.get("@graph")
+        if graph is None:
+            nodes.append(item)
+        else:
+            nodes.extend(
+                n for n in (graph if isinstance(graph, list) else [graph]) if isinstance(n, dict)
+            )
+    return nodes
+
+
 @register("schema_check")
 def schema_check(check_input: CheckInput) -> CheckResult:
     """JSON-LD present, valid JSON, an allowed @type, and that type's required properties."""
@@ -68,16 +84,12 @@ def schema_check(check_input: CheckInput) -> CheckResult:
                 f"(line {exc.lineno}, column {exc.colno})."
             )
             continue
+        documents = data if isinstance(data, list) else [data]
         # A top-level @context covers the nodes of its @graph (the Yoast/WordPress shape).
-        has_context = has_context or (isinstance(data, dict) and bool(data.get("@context")))
-        items = (
-            data
-            if isinstance(data, list)
-            else data.get("@graph", [data])
-            if isinstance(data, dict)
-            else []
+        has_context = has_context or any(
+            isinstance(item, dict) and item.get("@context") for item in documents
         )
-        nodes.extend(item for item in items if isinstance(item, dict))
+        nodes.extend(_nodes(documents))
     typed = [node for node in nodes if set(_types(node)) & allowed]
     if not typed and not problems:
         found = sorted({t for node in nodes for t in _types(node)}) or ["none"]

@@ -298,7 +298,7 @@ def test_quality_a_long_well_written_article_scores_full_marks():
 def test_quality_a_thin_duplicated_page_fails_and_says_why():
     result = run("content_quality_score", {"html": page("thin_duplicated.html")})
     assert verdict(result) == "fail"
-    assert result.reasons == ["Content quality 37.1 is below 60.0."]
+    assert result.reasons == ["Content quality 34.8 is below 60.0."]
     assert result.details["duplicated_paragraphs"] == 2
     assert result.details["points"]["uniqueness"] == 0.0
     assert result.details["points"]["headings"] == 0.0
@@ -315,11 +315,28 @@ def test_quality_ranks_the_article_above_the_landing_page_above_the_thin_page():
 
 def test_quality_threshold_and_target_come_from_the_parameters():
     html = page("product_landing.html")
-    assert run("content_quality_score", {"html": html}).details["score"] == 81.3
+    assert run("content_quality_score", {"html": html}).details["score"] == 81.5
     strict = run("content_quality_score", {"html": html}, threshold=90)
-    assert strict.reasons == ["Content quality 81.3 is below 90.0."]
+    assert strict.reasons == ["Content quality 81.5 is below 90.0."]
     short_target = run("content_quality_score", {"html": html}, threshold=90, target_words=100)
     assert verdict(short_target) == "pass"
+
+
+def test_quality_readability_is_the_standard_flesch_reading_ease_with_dictionary_syllables():
+    # idea (3), create (2) and area (3) syllables: a vowel-group count said 2, 1 and 2.
+    # 206.835 - 1.015 * 7 words / 1 sentence - 84.6 * 12 syllables / 7 words = 54.7
+    html = "<h1>Plans</h1><p>The idea was to create an area.</p>"
+    result = run("content_quality_score", {"html": html}, threshold=0)
+    assert result.details["words"] == 7
+    assert result.details["flesch_reading_ease"] == 54.7
+    assert result.details["points"]["readability"] == 27.4  # 30 points from 60 ("plain English")
+
+
+def test_quality_readability_of_a_page_without_paragraph_text_is_zero():
+    result = run("content_quality_score", {"html": "<h1>Plans</h1><p> </p>"}, threshold=0)
+    assert result.details["words"] == 0
+    assert result.details["flesch_reading_ease"] == 0.0
+    assert result.details["points"]["readability"] == 0.0
 
 
 def test_quality_score_supplied_in_the_payload_wins_over_the_html():
@@ -695,6 +712,95 @@ def test_quality_sees_duplicated_paragraphs_without_end_tags():
     for html in (closed, unclosed):
         result = run("content_quality_score", {"html": html}, threshold=0)
         assert result.details["duplicated_paragraphs"] == 1, html
+
+
+# Cases the HTML5 parser (selectolax/Lexbor) reads the way browsers and crawlers do.
+
+SEO_HEAD = (
+    "<title>{title}</title>"
+    '<meta name="description" content="Waterproof trail shoes with grippy soles, built for wet '
+    'spring hikes and river crossings.">'
+    '<link rel="canonical" href="https://acme.example/lp/ridgeline-gtx">'
+    '<meta property="og:title" content="Ridgeline GTX">'
+    '<meta property="og:description" content="Waterproof trail shoes.">'
+    '<meta property="og:image" content="https://cdn.acme.example/img/ridgeline.jpg">'
+)
+
+
+def test_seo_tags_read_uppercase_markup_and_entity_encoded_text():
+    html = (
+        "<HTML><HEAD><TITLE>Boots &amp; Shoes &#8211; Acme</TITLE>"
+        '<META NAME="Description" CONTENT="Waterproof trail shoes with grippy soles, built for '
+        'wet spring hikes &amp; river crossings.">'
+        '<LINK REL="Canonical" HREF="https://acme.example/lp/ridgeline-gtx">'
+        '<META PROPERTY="og:title" CONTENT="Ridgeline GTX">'
+        '<META PROPERTY="og:description" CONTENT="Waterproof trail shoes.">'
+        '<META PROPERTY="og:image" CONTENT="https://cdn.acme.example/img/ridgeline.jpg">'
+        "</HEAD><BODY><H1>Trail shoes</H1></BODY></HTML>"
+    )
+    result = run("seo_tags_present", {"html": html})
+    assert verdict(result) == "pass", result.reasons
+    assert result.details == {"title": "Boots & Shoes \u2013 Acme"}
+    assert parse(html).metas["description"].endswith("hikes & river crossings.")
+
+
+def test_an_h1_left_open_before_a_paragraph_still_counts_as_the_h1():
+    html = SEO_HEAD.format(title="Trail shoes") + "<h1>Trail shoes<p>Grippy soles for wet rock."
+    result = run("seo_tags_present", {"html": html})
+    assert verdict(result) == "pass", result.reasons
+    assert parse(html).paragraphs == ["Grippy soles for wet rock."]
+
+
+def test_the_first_title_is_the_page_title_and_an_svg_icon_title_is_not_one():
+    two_titles = SEO_HEAD.format(title="Trail shoes") + "<title>Second</title><h1>Shoes</h1>"
+    assert parse(two_titles).title == "Trail shoes"
+    icon_only = SEO_HEAD.replace("<title>{title}</title>", "") + (
+        "<h1>Shoes</h1><svg viewBox='0 0 8 8'><title>Cart</title></svg>"
+    )
+    result = run("seo_tags_present", {"html": icon_only})
+    assert result.reasons == ["Missing <title>."]
+
+
+def test_malformed_markup_keeps_its_paragraph_text_and_drops_style_and_script():
+    html = (
+        "<!doctype html><div><p>Trail <b>shoes<i> grip</p><P CLASS=x>Wet <style>p{color:red}</style>rock"
+        "<table><tr><td>cell</table><p>Dries <script>track()</script>fast</div>"
+    )
+    assert parse(html).paragraphs == ["Trail shoes grip", "Wet rock", "Dries fast"]
+
+
+@pytest.mark.parametrize(
+    "script_type",
+    [" application/ld+json ", "Application/LD+JSON", "application/ld+json; charset=utf-8"],
+)
+def test_schema_check_reads_jsonld_whatever_the_type_attribute_casing_and_spacing(script_type):
+    block = '\n\t {"@context": "https://schema.org", "@type": "WebPage", "name": "Spring"}\n'
+    html = f'<SCRIPT TYPE="{script_type}">{block}</SCRIPT>'
+    result = run("schema_check", {"html": html})
+    assert verdict(result) == "pass", result.reasons
+    assert result.details == {"types": ["WebPage"]}
+
+
+def test_schema_check_reads_a_graph_that_is_one_object_and_an_array_of_graphs():
+    import json
+
+    single = {"@context": "https://schema.org", "@graph": {"@type": "Product", "name": "Shoe"}}
+    result = run("schema_check", {"html": _jsonld_page_raw(single)})
+    assert result.reasons == ["Product is missing required property 'offers'."]
+    graphs = [
+        {"@context": "https://schema.org", "@graph": [{"@type": "WebPage", "name": "Shoes"}]},
+        {"@context": "https://schema.org", "@graph": [{"@type": "Article", "headline": "Fit"}]},
+    ]
+    result = run("schema_check", {"html": _jsonld_page_raw(graphs)})
+    assert verdict(result) == "pass", result.reasons
+    assert result.details == {"types": ["Article", "WebPage"]}
+    assert json.loads(parse(_jsonld_page_raw(graphs)).jsonld[0]) == graphs
+
+
+def _jsonld_page_raw(data) -> str:
+    import json
+
+    return f'<script type="application/ld+json">{json.dumps(data)}</script>'
 
 
 def test_html_over_the_size_limit_is_an_error():

@@ -1,7 +1,7 @@
 """The owners admin: an organization's admin sees, edits, versions and dry-runs only their own
 owner map, rotas, calendars and policies; every choice list is scoped."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from django_scopes import scope, scopes_disabled
@@ -483,3 +483,75 @@ def test_rota_layer_with_someone_from_another_organization_is_refused(as_owner, 
     assert "Not members of this organization" in response.content.decode()
     with scope(organization=org_a):
         assert a.rota.layers.count() == 1
+
+
+# --- seeding public holidays --------------------------------------------------------------
+
+CALENDARS = "/admin/owners/businesscalendar/"
+
+
+def _seed_holidays(client, calendars, **fields):
+    data = {
+        "action": "seed_public_holidays",
+        "_selected_action": [c.pk for c in calendars],
+        "country": "DE",
+        "subdivision": "BE",
+        "years": "2027",
+        **fields,
+    }
+    return client.post(CALENDARS, data, follow=True)
+
+
+def _holidays(calendar):
+    with scopes_disabled():
+        return dict(calendar.holidays.values_list("date", "name"))
+
+
+def test_seeding_berlin_2027_adds_the_librarys_holidays_once(as_owner, a):
+    import holidays
+
+    expected = holidays.country_holidays("DE", subdiv="BE", years=2027)
+    response = _seed_holidays(as_owner, [a.calendar])
+    assert f"Added {len(expected)} holidays to 1 calendar(s)." in response.content.decode()
+    seeded = _holidays(a.calendar)
+    assert set(seeded) == set(expected)
+    assert seeded[date(2027, 1, 1)] == expected[date(2027, 1, 1)]  # New Year
+    assert date(2027, 3, 26) in seeded  # Good Friday
+    assert date(2027, 3, 8) in seeded  # Women's Day: Berlin only, not national
+    again = _seed_holidays(as_owner, [a.calendar])
+    assert "Added 0 holidays to 1 calendar(s)." in again.content.decode()
+    assert _holidays(a.calendar) == seeded
+
+
+def test_seeding_keeps_a_hand_entered_holiday_and_adds_the_rest(as_owner, a):
+    with scopes_disabled():
+        a.calendar.holidays.create(
+            organization=a.calendar.organization, date=date(2027, 1, 1), name="Office closed"
+        )
+    _seed_holidays(as_owner, [a.calendar], subdivision="", years="2027")
+    seeded = _holidays(a.calendar)
+    assert seeded[date(2027, 1, 1)] == "Office closed"
+    assert date(2027, 3, 8) not in seeded  # national holidays only without a region
+
+
+def test_seeding_never_touches_another_organizations_calendar(as_owner, a, b):
+    response = _seed_holidays(as_owner, [a.calendar, b.calendar])
+    assert "to 1 calendar(s)." in response.content.decode()
+    assert _holidays(b.calendar) == {}
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"country": "XX"}, "No holiday calendar for country &#x27;XX&#x27;"),
+        ({"subdivision": "ZZ"}, "DE has no region &#x27;ZZ&#x27;"),
+        ({"country": ""}, "Country: This field is required."),
+        ({"years": "next year"}, "Years must be like 2027, 2027,2028 or 2027-2029."),
+        ({"years": "2020-2040"}, "Give 1 to 10 years between 1900 and 2100."),
+    ],
+)
+def test_seeding_with_bad_input_is_a_message_and_stores_nothing(as_owner, a, fields, message):
+    response = _seed_holidays(as_owner, [a.calendar], **fields)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert _holidays(a.calendar) == {}
