@@ -271,16 +271,40 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-# Publishing must never hang an API request when the broker is down: fail fast, and let
-# the sweeper dispatch the stored events once the broker is back.
+# Two opposite needs share one broker. Publishing (an API request, beat, a task that
+# dispatches) must never wait for a broker that is down: fail fast, the event is already
+# committed and the sweeper dispatches it once the broker is back.
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_CONNECTION_TIMEOUT = 1
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 1,
     "socket_timeout": 5,
     "max_retries": 0,
 }
+# The worker's consumer connection must outlive any outage: it reconnects forever, with
+# Celery's backoff (2 s, 4 s, ... capped at 30 s). Only connection owners (the worker's
+# consumer, beat) read these; publishers never retry (above).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# ... and must not die while it reconnects (a celery 5.7.0 bug; see the class).
+CELERY_WORKER_CONSUMER = "meshline.celery:Consumer"
+# In the worker process (meshline.celery swaps them in at celeryd_init) the transport keeps
+# the short timeouts but not "max_retries": 0, which would make every channel the consumer
+# opens after a reconnect give up on the first refused connection.
+MESHLINE_WORKER_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 10,
+    "socket_keepalive": True,
+}
+# Liveness: the worker touches this file every MESHLINE_WORKER_HEARTBEAT_SECONDS while its
+# consumer is connected; `manage.py worker_health` fails once it is older than
+# MESHLINE_WORKER_HEARTBEAT_MAX_AGE (README, "Running for real").
+MESHLINE_WORKER_HEARTBEAT_FILE = env_str(
+    "MESHLINE_WORKER_HEARTBEAT_FILE", "/tmp/meshline-worker.heartbeat"
+)
+MESHLINE_WORKER_HEARTBEAT_SECONDS = env_int("MESHLINE_WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
+MESHLINE_WORKER_HEARTBEAT_MAX_AGE = env_int("MESHLINE_WORKER_HEARTBEAT_MAX_AGE", 120, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-unprocessed-events": {
         "task": "deliveries.sweep_unprocessed_events",
