@@ -68,43 +68,40 @@ app.autodiscover_tasks()
 
 @celeryd_init.connect
 def _configure_worker(conf=None, instance=None, **kwargs):
-    """Only in ``celery worker``: the consumer's transport options, and the heartbeat file.
+    """Only in ``celery worker``: the consumer's transport, its options, the heartbeat file.
 
     The settings' transport options are the publishers' fail-fast ones; the worker's own
-    connection is meant to wait out an outage instead.
+    connection is meant to wait out an outage instead, on a Redis transport that survives
+    Celery's teardown of a lost connection (meshline/broker.py).
     """
+    from urllib.parse import urlsplit
+
     from django.conf import settings
 
     from meshline.worker_health import HeartbeatFile
 
     conf.broker_transport_options = settings.MESHLINE_WORKER_BROKER_TRANSPORT_OPTIONS
+    if urlsplit(conf.broker_url or "").scheme in ("redis", "rediss"):
+        conf.broker_transport = "meshline.broker:Transport"
     instance.app.steps["consumer"].add(HeartbeatFile)
 
 
 class Consumer(CeleryConsumer):
-    """The worker's consumer (setting CELERY_WORKER_CONSUMER), surviving a lost broker.
+    """The worker's consumer (setting CELERY_WORKER_CONSUMER), without mingle and gossip.
 
-    Celery 5.7.0, on losing the connection, first collects it (which detaches the kombu
-    transport: ``transport.client = None``) and then closes it. If a message is still
-    unacknowledged (an acks_late task running, or prefetched), closing its channel restores
-    it through the detached transport, and kombu's Redis channel raises
-    ``AttributeError: 'NoneType' object has no attribute 'hostname'``. Nothing catches that
-    one: "Unrecoverable error", the worker exits, and no one processes anything until a
-    person restarts it. By then ``self.connection`` is already None and the reconnect loop
-    only has to start; what the AttributeError skipped is the optional cancelling of
-    running tasks (off here) and a prefetch reduction we do not use. The message is not
-    lost: Redis keeps it in its unacked set (redelivered after the visibility timeout), and
-    the events it carried stay pending for the sweeper.
+    Both talk to the other workers over broadcast queues; after the broker comes back,
+    mingle's "hello" waited for replies that never came and the consumer never started
+    consuming again (tests/integration/test_broker_outage.py: the worker reconnected, said
+    "mingle: searching for neighbors" and processed nothing more). Meshline uses neither
+    (no task revocation to sync, no worker-event logical clock), so they are left out, as
+    ``celery worker --without-mingle --without-gossip`` would.
     """
 
-    def on_connection_error_after_connected(self, exc):
-        try:
-            super().on_connection_error_after_connected(exc)
-        except AttributeError:
-            log.warning(
-                "consumer: ignored an error closing the lost broker connection; reconnecting",
-                exc_info=True,
-            )
+    def __init__(self, *args, worker_options=None, **kwargs):
+        # The steps stay in the blueprint (others require them) but disabled, exactly as
+        # the command-line flags do it.
+        options = {**(worker_options or {}), "without_mingle": True, "without_gossip": True}
+        super().__init__(*args, worker_options=options, **kwargs)
 
 
 class TenantTask(MeshlineTask):

@@ -287,11 +287,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
-# ... and must not die while it reconnects (a celery 5.7.0 bug; see the class).
-CELERY_WORKER_CONSUMER = "meshline.celery:Consumer"
 # In the worker process (meshline.celery swaps them in at celeryd_init) the transport keeps
 # the short timeouts but not "max_retries": 0, which would make every channel the consumer
 # opens after a reconnect give up on the first refused connection.
+# ... without the steps that stopped it consuming after a reconnect (see the class).
+CELERY_WORKER_CONSUMER = "meshline.celery:Consumer"
 MESHLINE_WORKER_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 2,
     "socket_timeout": 10,

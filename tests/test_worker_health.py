@@ -85,7 +85,11 @@ def test_worker_process_gets_its_own_transport_options(settings):
     """The publishers' options fail fast; celeryd_init gives the worker patient ones."""
     assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["max_retries"] == 0
     assert settings.CELERY_BROKER_CONNECTION_MAX_RETRIES is None
-    conf = SimpleNamespace(broker_transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS)
+    conf = SimpleNamespace(
+        broker_url="redis://127.0.0.1:6379/0",
+        broker_transport=None,
+        broker_transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+    )
     worker = SimpleNamespace(app=SimpleNamespace(steps={"consumer": set()}))
 
     _configure_worker(conf=conf, instance=worker)
@@ -95,39 +99,34 @@ def test_worker_process_gets_its_own_transport_options(settings):
     assert worker.app.steps["consumer"] == {HeartbeatFile}
 
 
-def test_consumer_survives_celerys_teardown_error_on_a_lost_connection(monkeypatch, caplog):
-    """Celery 5.7.0 raises AttributeError closing a collected connection: not fatal here."""
-    from celery.worker.consumer import Consumer as CeleryConsumer
-
-    from meshline.celery import Consumer
-
-    def teardown_crash(self, exc):
-        raise AttributeError("'NoneType' object has no attribute 'hostname'")
-
-    monkeypatch.setattr(CeleryConsumer, "on_connection_error_after_connected", teardown_crash)
-    consumer = Consumer.__new__(Consumer)  # the handler needs no state once the parent raised
-
-    consumer.on_connection_error_after_connected(ConnectionError("Connection closed by server."))
-
-    assert "ignored an error closing the lost broker connection" in caplog.text
-
-
-def test_consumer_still_raises_other_errors_on_a_lost_connection(monkeypatch):
-    from celery.worker.consumer import Consumer as CeleryConsumer
-
-    from meshline.celery import Consumer
-
-    def other_bug(self, exc):
-        raise KeyError("not a teardown error")
-
-    monkeypatch.setattr(CeleryConsumer, "on_connection_error_after_connected", other_bug)
-
-    with pytest.raises(KeyError):
-        Consumer.__new__(Consumer).on_connection_error_after_connected(ConnectionError())
+@pytest.mark.parametrize(
+    ("url", "transport"),
+    [
+        ("redis://127.0.0.1:6379/0", "meshline.broker:Transport"),
+        ("rediss://broker.example:6380/0", "meshline.broker:Transport"),
+        ("amqp://guest@127.0.0.1:5672//", None),
+        ("memory://", None),
+    ],
+)
+def test_worker_on_redis_gets_the_transport_that_survives_a_lost_connection(
+    settings, url, transport
+):
+    conf = SimpleNamespace(broker_url=url, broker_transport=None, broker_transport_options={})
+    _configure_worker(
+        conf=conf, instance=SimpleNamespace(app=SimpleNamespace(steps={"consumer": set()}))
+    )
+    assert conf.broker_transport == transport
 
 
-def test_worker_uses_the_surviving_consumer(settings):
-    from meshline.celery import app
+def test_detached_channel_leaves_unacked_messages_to_redis():
+    """Celery 5.7 detaches the transport before closing a lost connection: restoring then
+    would crash the worker (AttributeError on the detached client's hostname). kombu's
+    QoS.restore_unacked_once returns early when the channel says not to restore."""
+    from meshline.broker import Channel
 
-    assert settings.CELERY_WORKER_CONSUMER == "meshline.celery:Consumer"
-    assert app.conf.worker_consumer == "meshline.celery:Consumer"
+    channel = Channel.__new__(Channel)
+    channel.connection = SimpleNamespace(client=None)
+    assert channel.do_restore is False
+
+    channel.connection = SimpleNamespace(client=SimpleNamespace(hostname="127.0.0.1"))
+    assert channel.do_restore is True

@@ -29,7 +29,7 @@ TRICKLE = 3  # events per post while Redis is down
 INGEST_DEADLINE = 3
 # The worker reconnects on a 2 s, 4 s, 6 s... backoff: after 3 s down it is back within ~4 s.
 RECONNECT_TIMEOUT = 15
-CONNECTED = "Connected to redis://"
+CONNECTED = "Connected to meshline.broker:Transport://"  # the worker's own transport
 
 
 def _free_port() -> int:
