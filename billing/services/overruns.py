@@ -1,8 +1,8 @@
 """Overrun detection, a processing step: work beyond the agreement in force becomes a
 proposed billable item, exactly once however often events are replayed.
 
-Each clause is counted over the events its agreement governed (from its start to its
-expiry or amendment, by ``occurred_at``). Under the agreement's row lock the step compares
+Each clause is counted over the processed events its agreement governed (from its start to
+its expiry or amendment, by ``occurred_at``), plus the event being processed. Under the agreement's row lock the step compares
 the excess with what was already proposed for that clause and proposes only the
 difference, keyed by (agreement, clause, event): a replay finds its key taken, and an
 event that arrives late cannot make the same excess billed twice.
@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from billing.models import BillableItem, BillingSettings, BillingTicketLink, ScopeAgreement
 from billing.services import agreements
 from billing.services.errors import BillingError
 from billing.services.money import line_amount
-from deliveries.models import Event, EventSource
+from deliveries.models import Event, EventSource, ProcessingStatus
 from deliveries.services import trail
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,13 @@ def detect(agreement: ScopeAgreement, event: Event, deliverable) -> list[Billabl
         if clause.event_type != event.event_type or clause.name not in agreement.limits:
             continue
         limit = Decimal(str(agreement.limits[clause.name]))
-        excess = clause.measure(_governed(agreement, clause.event_type)) - limit
+        # Counted: the events already processed, and this one. Each event is counted when it
+        # is processed (serialised by the lock above), so the item that tips over the limit
+        # names the event that did it, and an event arriving late still adds its share.
+        counted = _governed(agreement, clause.event_type).filter(
+            Q(processing__status=ProcessingStatus.PROCESSED) | Q(pk=event.pk)
+        )
+        excess = clause.measure(counted) - limit
         proposed = BillableItem.objects.filter(
             organization=agreement.organization_id, agreement=agreement, clause=clause.name
         ).aggregate(q=Sum("proposed_quantity"))["q"] or Decimal("0")
