@@ -138,6 +138,7 @@ def test_page_missing_jsonld_opens_one_ticket_for_the_seo_owner_then_the_fix_res
     assert ticket.resolved_at is not None
     assert ticket.closed_note.startswith("Schema.org JSON-LD passed on event")
     assert trail_types(org_a, "LP-2041") == [
+        "scope.agreement_signed",
         "gate.failed",
         "ticket.opened",
         "ticket.resolved",
