@@ -70,11 +70,40 @@ def on_event_processed(event: Event, deliverable) -> None:
         return
     if event.event_type not in BILLABLE_EVENT_TYPES:
         return
+    _sign_earlier_scopes(event, deliverable)
     agreement = agreements.in_force(event.organization_id, deliverable, event.occurred_at)
     if agreement is None:
         flag_exception(event, deliverable, "No scope agreement was in force when this happened.")
         return
     detect(agreement, event, deliverable)
+
+
+def _sign_earlier_scopes(event: Event, deliverable) -> None:
+    """Events are not processed in ``occurred_at`` order: a ``scope.accepted`` that happened
+    before this work may still be waiting. Record it now (idempotent by source event), so
+    the work counts against it instead of looking unscoped."""
+    waiting = (
+        Event.objects.filter(
+            organization=event.organization_id,
+            deliverable=deliverable,
+            event_type="scope.accepted",
+            occurred_at__lte=event.occurred_at,
+        )
+        .exclude(source=EventSource.MESHLINE)
+        .exclude(
+            pk__in=ScopeAgreement.objects.filter(
+                organization=event.organization_id, deliverable=deliverable
+            )
+            .exclude(source_event=None)
+            .values("source_event")
+        )
+        .order_by("occurred_at", "id")
+    )
+    for scope_event in waiting:
+        try:
+            agreements.agreement_from_event(scope_event, deliverable)
+        except BillingError as exc:
+            log.warning("scope.accepted %s not recorded: %s", scope_event.pk, exc)
 
 
 def _governed(agreement: ScopeAgreement, event_type: str):
