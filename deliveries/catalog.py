@@ -29,6 +29,10 @@ def _schema(required: list[str], properties: dict) -> dict:
 
 
 _INTERNAL = {"type": "object"}
+_INSTANT = {
+    "type": "string",
+    "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$",
+}
 
 CANONICAL_EVENT_TYPES: list[dict] = [
     {
@@ -62,6 +66,43 @@ CANONICAL_EVENT_TYPES: list[dict] = [
                     "additionalProperties": {"type": "number", "minimum": 0},
                 },
                 "signed_by": {"type": "string", "maxLength": 200},
+            },
+        ),
+    },
+    {
+        # v2: the same limits, plus what billing needs to price work beyond them.
+        "name": "scope.accepted",
+        "version": 2,
+        "description": "The client accepted a scope with its limits, rate card and validity.",
+        "advances_to": LifecycleState.SCOPED,
+        "payload_schema": _schema(
+            ["limits"],
+            {
+                "limits": {
+                    "type": "object",
+                    "properties": {
+                        "revisions": {"type": "integer", "minimum": 0},
+                        "asset_size_mb": {"type": "number", "minimum": 0},
+                        "hours": {"type": "number", "minimum": 0},
+                    },
+                    "additionalProperties": {"type": "number", "minimum": 0},
+                },
+                "signed_by": {"type": "string", "maxLength": 200},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "rates": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["rate"],
+                        "properties": {
+                            "rate": {"type": "string", "pattern": r"^\d{1,9}(\.\d{1,2})?$"},
+                            "unit": {"type": "string", "minLength": 1, "maxLength": 40},
+                        },
+                        "additionalProperties": False,
+                    },
+                },
+                "valid_from": _INSTANT,
+                "valid_until": _INSTANT,
             },
         ),
     },
@@ -207,6 +248,16 @@ CANONICAL_EVENT_TYPES: list[dict] = [
         ("ticket.resolved", "A ticket was resolved (written by Meshline)."),
         ("ticket.cancelled", "A ticket was cancelled (written by Meshline)."),
         ("rota.handoff", "Duty for a role passed to another person (written by Meshline)."),
+        ("scope.agreement_signed", "A scope agreement was signed (written by Meshline)."),
+        (
+            "billing.item_proposed",
+            "Work beyond scope became a billable item (written by Meshline).",
+        ),
+        ("billing.item_approved", "Finance approved a billable item (written by Meshline)."),
+        ("billing.item_rejected", "Finance rejected a billable item (written by Meshline)."),
+        ("billing.item_adjusted", "Finance adjusted a billable item (written by Meshline)."),
+        ("invoice.generated", "An invoice was finalised (written by Meshline)."),
+        ("credit_note.issued", "A credit note corrected an invoice (written by Meshline)."),
     ]
 ]
 

@@ -118,6 +118,8 @@ class ApiScope(models.TextChoices):
     OWNERS_READ = "owners:read", "Read the owner map, roles and who is on duty"
     TICKETS_READ = "tickets:read", "Read tickets"
     TICKETS_WRITE = "tickets:write", "Acknowledge and resolve tickets"
+    BILLING_READ = "billing:read", "Read agreements, billable items and invoices"
+    BILLING_WRITE = "billing:write", "Approve and reject billable items"
 
 
 ALL_API_SCOPES = [choice.value for choice in ApiScope]

@@ -20,13 +20,18 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "Events",
         "Clients",
         "Gates",
+        "Billing",
         "Rotas",
     ]
     assert [e.name for e in extensions.demo_configure.entries()] == [
         "owners.roles_rotas",
         "gates.gates",
+        "billing.settings",
     ]
-    assert [e.name for e in extensions.processing_steps.entries()] == ["gates.evaluate"]
+    assert [e.name for e in extensions.processing_steps.entries()] == [
+        "gates.evaluate",
+        "billing.overruns",
+    ]
 
 
 def test_every_point_is_listed_and_documented():

@@ -337,6 +337,7 @@ def test_trail_is_in_occurred_at_order_with_payloads(as_member, org_a, client_ac
     assert [e.event_type for e in events] == [
         "intake.received",
         "scope.accepted",
+        "scope.agreement_signed",  # billing signed the accepted scope
         "page.published",
     ]
     assert [e.occurred_at for e in events] == sorted(e.occurred_at for e in events)

@@ -319,7 +319,9 @@ CEILINGS = {
     "events": 5,  # keyset page (no COUNT), the clients to suggest
     "client": 6,  # the client, deliverables by state, recent deliverables
     "gates": 6,  # pass rates over 24 h and 7 days, the gates
-    "deliverable": 9,  # deliverable, events (COUNT, page), tickets, evaluations, artifacts
+    # deliverable, events (COUNT, page), tickets, evaluations, artifacts, billing
+    # (agreements, items)
+    "deliverable": 11,
     "picker": 3,  # session, user, organizations
 }
 

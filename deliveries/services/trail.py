@@ -16,7 +16,14 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deliveries.models import Deliverable, Event, EventProcessing, EventSource, ProcessingStatus
+from deliveries.models import (
+    Client,
+    Deliverable,
+    Event,
+    EventProcessing,
+    EventSource,
+    ProcessingStatus,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,8 @@ class Entry:
     actor_id: str = "meshline"
     occurred_at: datetime | None = None
     correlation_id: str = ""
+    # An entry about a client rather than one deliverable (an invoice): its client's trail.
+    client: Client | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -44,7 +53,11 @@ class Entry:
         return Event(
             organization=organization,
             event_type=self.event_type,
-            client_id=self.deliverable.client_id if self.deliverable is not None else None,
+            client_id=(
+                self.deliverable.client_id
+                if self.deliverable is not None
+                else (self.client.pk if self.client is not None else None)
+            ),
             deliverable=self.deliverable,
             correlation_id=self.correlation_id,
             idempotency_key=self.idempotency_key,
@@ -80,10 +93,20 @@ def record(
     actor_id: str = "meshline",
     occurred_at=None,
     correlation_id: str = "",
+    client=None,
 ) -> Event:
-    """Append one Meshline event (idempotent by ``key``) and return it."""
+    """Append one Meshline event (idempotent by ``key``) and return it. ``client`` places
+    an entry that concerns no single deliverable in that client's trail."""
     entry = Entry(
-        event_type, key, payload, deliverable, actor_role, actor_id, occurred_at, correlation_id
+        event_type,
+        key,
+        payload,
+        deliverable,
+        actor_role,
+        actor_id,
+        occurred_at,
+        correlation_id,
+        client,
     )
     existing = Event.objects.filter(
         organization=organization, idempotency_key=entry.idempotency_key

@@ -122,7 +122,12 @@ def test_page_missing_jsonld_opens_one_ticket_for_the_seo_owner_then_the_fix_res
     assert context["sla_deadline"] == ticket.resolve_due_at.isoformat()
     assert ticket.resolve_due_at > ticket.opened_at
     assert context["billing_flag"] is False
-    assert trail_types(org_a, "LP-2041") == ["gate.failed", "ticket.opened"]
+    # billing signs the accepted scope as an agreement (scope.agreement_signed) first.
+    assert trail_types(org_a, "LP-2041") == [
+        "scope.agreement_signed",
+        "gate.failed",
+        "ticket.opened",
+    ]
 
     # Fixing the page and publishing again resolves the ticket by itself.
     publish(org_a, published("LP-2041", page("product_landing.html"), at=earlier(5)))
@@ -133,6 +138,7 @@ def test_page_missing_jsonld_opens_one_ticket_for_the_seo_owner_then_the_fix_res
     assert ticket.resolved_at is not None
     assert ticket.closed_note.startswith("Schema.org JSON-LD passed on event")
     assert trail_types(org_a, "LP-2041") == [
+        "scope.agreement_signed",
         "gate.failed",
         "ticket.opened",
         "ticket.resolved",

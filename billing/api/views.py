@@ -1,0 +1,240 @@
+"""Billing API v1: agreements (and their verification), billable items (approve, reject),
+invoices (and their CSV)."""
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from billing.filters import AgreementFilter, InvoiceFilter, ItemFilter
+from billing.models import BillableItem, Invoice, InvoiceLine, ScopeAgreement
+from billing.services import BillingError, agreements, approvals, invoices
+from meshline.api import CursorPagination, TenantViewSet, UUIDLookupMixin, error_response
+from meshline.schema import error_response as error_doc
+
+CONFLICT = error_doc("The item's status does not allow this action.")
+
+
+class Pagination(CursorPagination):
+    ordering = "-id"
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 500
+
+
+class AgreementSerializer(serializers.ModelSerializer):
+    client = serializers.CharField(source="client.client_id")
+    deliverable = serializers.CharField(source="deliverable.deliverable_id", allow_null=True)
+    key_id = serializers.CharField(source="signing_key.key_id")
+    public_key_pem = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ScopeAgreement
+        fields = [
+            "id",
+            "client",
+            "deliverable",
+            "version",
+            "limits",
+            "rates",
+            "currency",
+            "valid_from",
+            "valid_until",
+            "accepted_by",
+            "accepted_at",
+            "source_event",
+            "canonical",
+            "digest",
+            "signature",
+            "key_id",
+            "public_key_pem",
+        ]
+
+    def get_public_key_pem(self, obj) -> str:
+        return agreements.public_key_pem(obj.signing_key)
+
+
+class DifferenceSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    signed = serializers.JSONField(allow_null=True)
+    current = serializers.JSONField(allow_null=True)
+
+
+class VerificationSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    digest_matches = serializers.BooleanField()
+    signature_valid = serializers.BooleanField()
+    differences = DifferenceSerializer(many=True)
+
+
+class AgreementViewSet(
+    UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
+):
+    """Signed scope agreements, newest first."""
+
+    queryset = ScopeAgreement.objects.none()
+    serializer_class = AgreementSerializer
+    filterset_class = AgreementFilter
+    pagination_class = Pagination
+    required_scopes = {"GET": "billing:read"}
+
+    def get_tenant_queryset(self):
+        return ScopeAgreement.objects.filter(organization=self.organization).select_related(
+            "client", "deliverable", "signing_key", "organization"
+        )
+
+    @extend_schema(responses=VerificationSerializer)
+    @action(detail=True, methods=["get"])
+    def verify(self, request, pk=None):
+        """Whether the agreement is unaltered since signing; each differing field named."""
+        return Response(agreements.verify(self.get_object()).as_dict())
+
+
+class BillableItemSerializer(serializers.ModelSerializer):
+    client = serializers.CharField(source="client.client_id")
+    deliverable = serializers.CharField(source="deliverable.deliverable_id")
+    event_ids = serializers.SerializerMethodField()
+    invoice = serializers.UUIDField(source="invoice_id", allow_null=True)
+
+    class Meta:
+        model = BillableItem
+        fields = [
+            "id",
+            "agreement",
+            "client",
+            "deliverable",
+            "clause",
+            "description",
+            "quantity",
+            "proposed_quantity",
+            "unit",
+            "rate",
+            "amount",
+            "currency",
+            "event_ids",
+            "evidence",
+            "occurred_at",
+            "proposed_at",
+            "status",
+            "first_approver",
+            "first_approved_at",
+            "approver",
+            "approved_at",
+            "rejected_by",
+            "rejection_reason",
+            "adjustments",
+            "invoice",
+        ]
+
+    def get_event_ids(self, obj) -> list[str]:
+        return sorted(str(e.pk) for e in obj.events.all())
+
+
+class RejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class BillableItemViewSet(
+    UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
+):
+    """Billable items beyond agreed scope, newest first; approve or reject them."""
+
+    queryset = BillableItem.objects.none()
+    serializer_class = BillableItemSerializer
+    filterset_class = ItemFilter
+    pagination_class = Pagination
+    required_scopes = {"GET": "billing:read", "POST": "billing:write"}
+
+    def get_tenant_queryset(self):
+        return (
+            BillableItem.objects.filter(organization=self.organization)
+            .select_related("client", "deliverable")
+            .prefetch_related("events")
+        )
+
+    def _act(self, request, fn, **kwargs):
+        item = self.get_object()  # first: another tenant's item is a 404
+        try:
+            item = fn(item, approvals.actor_for_api_key(request.auth), **kwargs)
+        except BillingError as exc:
+            code = status.HTTP_409_CONFLICT if exc.conflict else status.HTTP_400_BAD_REQUEST
+            return error_response([exc.as_dict()], code)
+        return Response(BillableItemSerializer(self.get_queryset().get(pk=item.pk)).data)
+
+    @extend_schema(request=None, responses={200: BillableItemSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        """Approve; above the organization's threshold a second, different approver is needed."""
+        return self._act(request, approvals.approve)
+
+    @extend_schema(request=RejectSerializer, responses={200: BillableItemSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        body = RejectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._act(request, approvals.reject, **body.validated_data)
+
+
+class InvoiceLineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = InvoiceLine
+        fields = ["position", "description", "quantity", "unit", "rate", "amount", "item"]
+
+
+class InvoiceSerializer(serializers.ModelSerializer):
+    client = serializers.CharField(source="client.client_id")
+    number = serializers.CharField(source="label")
+    lines = InvoiceLineSerializer(many=True)
+
+    class Meta:
+        model = Invoice
+        fields = [
+            "id",
+            "kind",
+            "number",
+            "client",
+            "period_start",
+            "period_end",
+            "currency",
+            "status",
+            "tax_rate",
+            "subtotal",
+            "tax",
+            "total",
+            "corrects",
+            "reason",
+            "digest",
+            "created_at",
+            "finalized_at",
+            "lines",
+        ]
+
+
+class InvoiceViewSet(
+    UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
+):
+    """Invoices and credit notes, newest first."""
+
+    queryset = Invoice.objects.none()
+    serializer_class = InvoiceSerializer
+    filterset_class = InvoiceFilter
+    pagination_class = Pagination
+    required_scopes = {"GET": "billing:read"}
+
+    def get_tenant_queryset(self):
+        return (
+            Invoice.objects.filter(organization=self.organization)
+            .select_related("client")
+            .prefetch_related("lines")
+        )
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"])
+    def csv(self, request, pk=None):
+        """The invoice's lines and totals as CSV."""
+        invoice = self.get_object()
+        response = HttpResponse(invoices.to_csv(invoice), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{invoice.label}.csv"'
+        return response

@@ -1,0 +1,282 @@
+"""Invoices: a draft from a client's approved items in a period; finalising numbers it
+(gapless, per organization), totals it by the money rule (billing.services.money), digests
+it and records ``invoice.generated``. Corrections are credit notes, never edits."""
+
+import csv
+import hashlib
+import io
+import json
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import (
+    BillableItem,
+    BillingSettings,
+    Invoice,
+    InvoiceCounter,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    ItemStatus,
+)
+from billing.services.errors import BillingError
+from billing.services.money import totals
+from deliveries.services import trail
+from owners.services.tickets import Actor
+
+
+def draft_invoice(
+    organization, client, period_start: datetime, period_end: datetime, actor: Actor, at=None
+) -> Invoice:
+    """A draft of the client's approved, uninvoiced items whose work happened in
+    [period_start, period_end). All must share one currency."""
+    at = at or timezone.now()
+    if period_end <= period_start:
+        raise BillingError("invalid_period", "The period must end after it starts.", "period_end")
+    with transaction.atomic():
+        items = list(
+            BillableItem.objects.select_for_update()
+            .filter(
+                organization=organization,
+                client=client,
+                status=ItemStatus.APPROVED,
+                invoice__isnull=True,
+                occurred_at__gte=period_start,
+                occurred_at__lt=period_end,
+            )
+            .order_by("occurred_at", "id")
+        )
+        if not items:
+            raise BillingError(
+                "nothing_to_invoice",
+                "No approved, uninvoiced items in this period.",
+                "period_start",
+            )
+        currencies = sorted({item.currency for item in items})
+        if len(currencies) > 1:
+            raise BillingError(
+                "currency_mismatch",
+                f"The items are in {', '.join(currencies)}; invoice one currency at a time.",
+                "currency",
+            )
+        settings = BillingSettings.for_organization(organization)
+        invoice = Invoice.objects.create(
+            organization=organization,
+            client=client,
+            period_start=period_start,
+            period_end=period_end,
+            currency=currencies[0],
+            tax_rate=settings.tax_rate,
+            created_by=actor.id,
+            created_at=at,
+        )
+        _add_lines(invoice, items, sign=1)
+        BillableItem.objects.filter(pk__in=[i.pk for i in items]).update(invoice=invoice)
+        _total(invoice)
+        invoice.save()
+    return invoice
+
+
+def _add_lines(invoice: Invoice, items, sign: int) -> None:
+    InvoiceLine.objects.bulk_create(
+        [
+            InvoiceLine(
+                organization=invoice.organization,
+                invoice=invoice,
+                item=item,
+                position=position,
+                description=item.description,
+                quantity=item.quantity * sign,
+                unit=item.unit,
+                rate=item.rate,
+                amount=item.amount * sign,
+            )
+            for position, item in enumerate(items, start=1)
+        ]
+    )
+
+
+def _total(invoice: Invoice) -> None:
+    amounts = list(invoice.lines.values_list("amount", flat=True))
+    invoice.subtotal, invoice.tax, invoice.total = totals(amounts, invoice.tax_rate)
+
+
+def document(invoice: Invoice) -> dict:
+    """The invoice as digested: number, client, period, lines with the events and signed
+    agreement behind each, totals."""
+    lines = invoice.lines.select_related("item__agreement").prefetch_related("item__events")
+    return {
+        "invoice_id": str(invoice.pk),
+        "kind": invoice.kind,
+        "number": invoice.label,
+        "organization": invoice.organization.slug,
+        "client": invoice.client.client_id,
+        "period_start": invoice.period_start.isoformat(),
+        "period_end": invoice.period_end.isoformat(),
+        "currency": invoice.currency,
+        "corrects": str(invoice.corrects_id) if invoice.corrects_id else None,
+        "lines": [
+            {
+                "position": line.position,
+                "description": line.description,
+                "quantity": str(line.quantity),
+                "unit": line.unit,
+                "rate": str(line.rate),
+                "amount": str(line.amount),
+                "item_id": str(line.item_id),
+                "agreement_id": str(line.item.agreement_id),
+                "agreement_digest": line.item.agreement.digest,
+                "event_ids": sorted(str(e.pk) for e in line.item.events.all()),
+            }
+            for line in lines
+        ],
+        "subtotal": str(invoice.subtotal),
+        "tax_rate": str(invoice.tax_rate),
+        "tax": str(invoice.tax),
+        "total": str(invoice.total),
+    }
+
+
+def _allocate_number(organization) -> int:
+    # The counter row is locked until the finalising transaction commits: a second
+    # finalisation waits, and a rolled-back one gives its number back. Hence gapless.
+    InvoiceCounter.objects.get_or_create(organization=organization)
+    counter = InvoiceCounter.objects.select_for_update().get(organization=organization)
+    number = counter.next_number
+    counter.next_number = number + 1
+    counter.save(update_fields=["next_number"])
+    return number
+
+
+def finalize(invoice: Invoice, actor: Actor, at=None) -> Invoice:
+    """Number, total, digest and freeze the invoice; its items become invoiced."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if invoice.status == InvoiceStatus.FINAL:
+            raise BillingError("invoice_final", "This invoice is already final.", conflict=True)
+        _total(invoice)
+        invoice.number = _allocate_number(invoice.organization)
+        invoice.finalized_at = at
+        invoice.digest = hashlib.sha256(
+            json.dumps(document(invoice), sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+        invoice.status = InvoiceStatus.FINAL
+        invoice.save()
+        if invoice.kind == InvoiceKind.INVOICE:
+            BillableItem.objects.filter(invoice=invoice).update(status=ItemStatus.INVOICED)
+        _record(invoice, actor, at)
+    return invoice
+
+
+def _record(invoice: Invoice, actor: Actor, at) -> None:
+    doc = document(invoice)
+    event_type = (
+        "invoice.generated" if invoice.kind == InvoiceKind.INVOICE else "credit_note.issued"
+    )
+    trail.record(
+        invoice.organization,
+        event_type,
+        key=f"billing:invoice:{invoice.pk}:final",
+        client=invoice.client,
+        actor_role=actor.role,
+        actor_id=actor.id,
+        occurred_at=at,
+        payload={
+            "invoice_id": str(invoice.pk),
+            "number": invoice.label,
+            "digest": invoice.digest,
+            "total": str(invoice.total),
+            "currency": invoice.currency,
+            "lines": [
+                {k: line[k] for k in ("item_id", "agreement_id", "agreement_digest", "event_ids")}
+                for line in doc["lines"]
+            ],
+        },
+    )
+
+
+def credit_note(invoice: Invoice, items, reason: str, actor: Actor, at=None) -> Invoice:
+    """A final credit note reversing some of a final invoice's items (each at most once)."""
+    at = at or timezone.now()
+    reason = (reason or "").strip()
+    if not reason:
+        raise BillingError("required", "Say why the invoice is corrected.", "reason")
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if invoice.status != InvoiceStatus.FINAL or invoice.kind != InvoiceKind.INVOICE:
+            raise BillingError("not_final", "Only a final invoice can be credited.", conflict=True)
+        on_invoice = set(invoice.lines.values_list("item_id", flat=True))
+        items = list(items)
+        if not items or any(item.pk not in on_invoice for item in items):
+            raise BillingError("invalid_items", "Pick items of this invoice.", "items")
+        credited = set(
+            InvoiceLine.objects.filter(
+                organization=invoice.organization,
+                invoice__corrects=invoice,
+                item__in=[i.pk for i in items],
+            ).values_list("item_id", flat=True)
+        )
+        if credited:
+            raise BillingError("already_credited", "An item was credited already.", "items")
+        note = Invoice.objects.create(
+            organization=invoice.organization,
+            kind=InvoiceKind.CREDIT_NOTE,
+            client=invoice.client,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            currency=invoice.currency,
+            tax_rate=invoice.tax_rate,
+            corrects=invoice,
+            reason=reason,
+            created_by=actor.id,
+            created_at=at,
+        )
+        _add_lines(note, sorted(items, key=lambda i: (i.occurred_at, i.pk)), sign=-1)
+        return finalize(note, actor, at)
+
+
+def to_csv(invoice: Invoice) -> str:
+    """The invoice's lines and totals, for a spreadsheet or an accounting import."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "invoice",
+            "position",
+            "description",
+            "quantity",
+            "unit",
+            "rate",
+            "amount",
+            "currency",
+            "item_id",
+            "agreement_id",
+        ]
+    )
+    doc = document(invoice)
+    for line in doc["lines"]:
+        writer.writerow(
+            [
+                doc["number"],
+                line["position"],
+                _safe(line["description"]),
+                line["quantity"],
+                line["unit"],
+                line["rate"],
+                line["amount"],
+                doc["currency"],
+                line["item_id"],
+                line["agreement_id"],
+            ]
+        )
+    for label in ("subtotal", "tax", "total"):
+        writer.writerow([doc["number"], "", label, "", "", "", doc[label], doc["currency"], "", ""])
+    return out.getvalue()
+
+
+def _safe(text: str) -> str:
+    # Spreadsheets run cells starting with = + - @ as formulas (CSV injection).
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text

@@ -1,0 +1,31 @@
+from django.urls import path
+
+from billing import views
+
+urlpatterns = [
+    path("billing/", views.queue, name="billing-queue"),
+    path("billing/items/<str:item_id>/", views.item_detail, name="billing-item"),
+    path("billing/items/<str:item_id>/approve", views.item_approve, name="billing-item-approve"),
+    path("billing/items/<str:item_id>/reject", views.item_reject, name="billing-item-reject"),
+    path("billing/items/<str:item_id>/adjust", views.item_adjust, name="billing-item-adjust"),
+    path("billing/agreements/", views.agreement_list, name="billing-agreements"),
+    path(
+        "billing/agreements/<str:agreement_id>/",
+        views.agreement_detail,
+        name="billing-agreement",
+    ),
+    path("billing/invoices/", views.invoice_list, name="billing-invoices"),
+    path("billing/invoices/new", views.invoice_create, name="billing-invoice-create"),
+    path("billing/invoices/<str:invoice_id>/", views.invoice_detail, name="billing-invoice"),
+    path(
+        "billing/invoices/<str:invoice_id>/finalize",
+        views.invoice_finalize,
+        name="billing-invoice-finalize",
+    ),
+    path(
+        "billing/invoices/<str:invoice_id>/credit",
+        views.invoice_credit,
+        name="billing-invoice-credit",
+    ),
+    path("billing/invoices/<str:invoice_id>/csv", views.invoice_csv, name="billing-invoice-csv"),
+]

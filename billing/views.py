@@ -1,0 +1,293 @@
+"""Portal pages of billing: the approval queue, items, agreements, invoices.
+
+Every member reads (account managers see what is pending per client); finance and admins
+decide and invoice. Outsiders never get here (TenantMiddleware answers 404).
+"""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Sum
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from billing.filters import ItemFilter
+from billing.forms import AdjustForm, InvoiceForm, ReasonForm
+from billing.models import (
+    OPEN_ITEM_STATUSES,
+    BillableItem,
+    Invoice,
+    ScopeAgreement,
+    SigningKey,
+)
+from billing.services import BillingError, agreements, approvals, invoices
+from meshline.ids import uuid_or_404
+from meshline.models import Role
+from owners.services.tickets import Actor
+
+DECIDING_ROLES = frozenset({Role.ADMIN, Role.FINANCE})
+QUEUE_SIZE = 100
+
+
+def _require_finance(request) -> Actor:
+    if request.membership.role not in DECIDING_ROLES:
+        raise PermissionDenied("Only finance and admins decide on billing.")
+    return Actor.for_user(request.user)
+
+
+def _items(request):
+    return BillableItem.objects.filter(organization=request.organization).select_related(
+        "client", "deliverable", "agreement"
+    )
+
+
+def queue(request, org_slug):
+    """Open items, oldest first, and what is pending per client."""
+    filterset = ItemFilter(request.GET, queryset=_items(request))
+    items = filterset.qs
+    if not request.GET.get("status"):
+        items = items.filter(status__in=OPEN_ITEM_STATUSES)
+    pending = (
+        BillableItem.objects.filter(
+            organization=request.organization, status__in=OPEN_ITEM_STATUSES
+        )
+        .values("client__client_id", "client__name", "currency")
+        .annotate(count=Count("id"), amount=Sum("amount"))
+        .order_by("client__name")
+    )
+    return render(
+        request,
+        "billing/queue.html",
+        {
+            "filter": filterset,
+            "items": list(items.order_by("proposed_at", "id")[:QUEUE_SIZE]),
+            "pending": list(pending),
+            "can_decide": request.membership.role in DECIDING_ROLES,
+        },
+    )
+
+
+def _get_item(request, item_id) -> BillableItem:
+    return get_object_or_404(_items(request), pk=uuid_or_404(item_id))
+
+
+def item_detail(request, org_slug, item_id, **forms):
+    item = _get_item(request, item_id)
+    return render(
+        request,
+        "billing/item_detail.html",
+        {
+            "item": item,
+            "events": list(item.events.order_by("occurred_at")),
+            "reject_form": forms.get("reject_form") or ReasonForm(),
+            "adjust_form": forms.get("adjust_form")
+            or AdjustForm(initial={"quantity": item.quantity, "rate": item.rate}),
+            "can_decide": request.membership.role in DECIDING_ROLES,
+        },
+        status=forms.get("status", 200),
+    )
+
+
+def _decide(request, org_slug, item_id, action):
+    actor = _require_finance(request)
+    item = _get_item(request, item_id)
+    try:
+        action(item, actor)
+    except BillingError as exc:
+        messages.error(request, str(exc))
+        return redirect("billing-item", org_slug=org_slug, item_id=item.pk)
+    next_url = request.POST.get("next")
+    if next_url and next_url.startswith(f"/o/{request.organization.slug}/"):
+        return redirect(next_url)
+    return redirect("billing-item", org_slug=org_slug, item_id=item.pk)
+
+
+@require_POST
+def item_approve(request, org_slug, item_id):
+    def act(item, actor):
+        item = approvals.approve(item, actor)
+        messages.success(request, f"{item.get_status_display()}: {item.description}")
+
+    return _decide(request, org_slug, item_id, act)
+
+
+@require_POST
+def item_reject(request, org_slug, item_id):
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        _require_finance(request)
+        return item_detail(request, org_slug, item_id, reject_form=form, status=400)
+    return _decide(
+        request,
+        org_slug,
+        item_id,
+        lambda item, actor: approvals.reject(item, actor, form.cleaned_data["reason"]),
+    )
+
+
+@require_POST
+def item_adjust(request, org_slug, item_id):
+    form = AdjustForm(request.POST)
+    if not form.is_valid():
+        _require_finance(request)
+        return item_detail(request, org_slug, item_id, adjust_form=form, status=400)
+    data = form.cleaned_data
+    return _decide(
+        request,
+        org_slug,
+        item_id,
+        lambda item, actor: approvals.adjust(
+            item, actor, quantity=data["quantity"], rate=data["rate"], reason=data["reason"]
+        ),
+    )
+
+
+def agreement_list(request, org_slug):
+    rows = (
+        ScopeAgreement.objects.filter(organization=request.organization)
+        .select_related("client", "deliverable")
+        .order_by("-accepted_at", "-version")[:200]
+    )
+    return render(request, "billing/agreement_list.html", {"agreements": list(rows)})
+
+
+def agreement_detail(request, org_slug, agreement_id):
+    """The agreement as a document, with its signature and a live verification."""
+    agreement = get_object_or_404(
+        ScopeAgreement.objects.filter(organization=request.organization).select_related(
+            "client", "deliverable", "signing_key", "organization"
+        ),
+        pk=uuid_or_404(agreement_id),
+    )
+    return render(
+        request,
+        "billing/agreement_document.html",
+        {
+            "agreement": agreement,
+            "verification": agreements.verify(agreement),
+            "public_key_pem": agreements.public_key_pem(agreement.signing_key),
+        },
+    )
+
+
+def _invoices(request):
+    return Invoice.objects.filter(organization=request.organization).select_related("client")
+
+
+def invoice_list(request, org_slug):
+    form = InvoiceForm(organization=request.organization)
+    return _invoice_list(request, form)
+
+
+def _invoice_list(request, form, status=200):
+    rows = _invoices(request).order_by("-created_at", "-id")[:200]
+    return render(
+        request,
+        "billing/invoice_list.html",
+        {
+            "invoices": list(rows),
+            "form": form,
+            "can_decide": request.membership.role in DECIDING_ROLES,
+        },
+        status=status,
+    )
+
+
+@require_POST
+def invoice_create(request, org_slug):
+    actor = _require_finance(request)
+    form = InvoiceForm(request.POST, organization=request.organization)
+    if not form.is_valid():
+        return _invoice_list(request, form, status=400)
+    data = form.cleaned_data
+    try:
+        invoice = invoices.draft_invoice(
+            request.organization, data["client"], data["period_start"], data["period_end"], actor
+        )
+    except BillingError as exc:
+        form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        return _invoice_list(request, form, status=400)
+    return redirect("billing-invoice", org_slug=org_slug, invoice_id=invoice.pk)
+
+
+def _get_invoice(request, invoice_id) -> Invoice:
+    return get_object_or_404(_invoices(request), pk=uuid_or_404(invoice_id))
+
+
+def invoice_detail(request, org_slug, invoice_id):
+    invoice = _get_invoice(request, invoice_id)
+    return render(
+        request,
+        "billing/invoice_detail.html",
+        {
+            "invoice": invoice,
+            "lines": list(invoice.lines.select_related("item__agreement")),
+            "credit_notes": list(invoice.credit_notes.all()),
+            "can_decide": request.membership.role in DECIDING_ROLES,
+            "credit_form": ReasonForm(),
+        },
+    )
+
+
+@require_POST
+def invoice_finalize(request, org_slug, invoice_id):
+    actor = _require_finance(request)
+    invoice = _get_invoice(request, invoice_id)
+    try:
+        invoice = invoices.finalize(invoice, actor)
+        messages.success(request, f"Issued {invoice.label}.")
+    except BillingError as exc:
+        messages.error(request, str(exc))
+    return redirect("billing-invoice", org_slug=org_slug, invoice_id=invoice.pk)
+
+
+@require_POST
+def invoice_credit(request, org_slug, invoice_id):
+    """A credit note for the ticked lines' items."""
+    actor = _require_finance(request)
+    invoice = _get_invoice(request, invoice_id)
+    ids = [uuid_or_404(value) for value in request.POST.getlist("items")]
+    items = BillableItem.objects.filter(organization=request.organization, pk__in=ids)
+    try:
+        note = invoices.credit_note(invoice, items, request.POST.get("reason", ""), actor)
+    except BillingError as exc:
+        messages.error(request, str(exc))
+        return redirect("billing-invoice", org_slug=org_slug, invoice_id=invoice.pk)
+    messages.success(request, f"Issued {note.label}.")
+    return redirect("billing-invoice", org_slug=org_slug, invoice_id=note.pk)
+
+
+def invoice_csv(request, org_slug, invoice_id):
+    invoice = _get_invoice(request, invoice_id)
+    response = HttpResponse(invoices.to_csv(invoice), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{invoice.label}.csv"'
+    return response
+
+
+def public_key(request, key_id):
+    """The public half of a signing key, for anyone verifying an agreement offline.
+    Public on purpose; found by fingerprint, so it names no organization."""
+    from django.http import Http404
+    from django_scopes import scopes_disabled
+
+    with scopes_disabled():
+        key = SigningKey.objects.filter(key_id=key_id).first()
+    if key is None:
+        raise Http404("No such key")
+    return HttpResponse(agreements.public_key_pem(key), content_type="application/x-pem-file")
+
+
+def deliverable_section(request, deliverable) -> dict:
+    """The deliverable page's billing block: its agreements and items."""
+    return {
+        "billing_agreements": list(
+            ScopeAgreement.objects.filter(
+                organization=deliverable.organization_id, deliverable=deliverable
+            ).order_by("-version")
+        ),
+        "billing_items": list(
+            BillableItem.objects.filter(
+                organization=deliverable.organization_id, deliverable=deliverable
+            ).order_by("-proposed_at")[:50]
+        ),
+    }
