@@ -207,6 +207,13 @@ CANONICAL_EVENT_TYPES: list[dict] = [
         ("ticket.resolved", "A ticket was resolved (written by Meshline)."),
         ("ticket.cancelled", "A ticket was cancelled (written by Meshline)."),
         ("rota.handoff", "Duty for a role passed to another person (written by Meshline)."),
+        ("flow.completed", "A flow run reached its outcome (written by Meshline)."),
+        ("flow.breached", "A flow run missed a due time (written by Meshline)."),
+        ("flow.exception", "A flow could not start: data missing (written by Meshline)."),
+        ("config.proposed", "A configuration change was proposed (written by Meshline)."),
+        ("config.applied", "A configuration change was applied (written by Meshline)."),
+        ("config.rejected", "A configuration change was rejected (written by Meshline)."),
+        ("config.rolled_back", "A configuration change was rolled back (written by Meshline)."),
     ]
 ]
 

@@ -118,6 +118,9 @@ class ApiScope(models.TextChoices):
     OWNERS_READ = "owners:read", "Read the owner map, roles and who is on duty"
     TICKETS_READ = "tickets:read", "Read tickets"
     TICKETS_WRITE = "tickets:write", "Acknowledge and resolve tickets"
+    FLOWS_READ = "flows:read", "Read flows, their runs and measures"
+    CHANGES_READ = "changes:read", "Read proposed and applied configuration changes"
+    CHANGES_APPROVE = "changes:approve", "Approve, reject and roll back changes (admin keys)"
 
 
 ALL_API_SCOPES = [choice.value for choice in ApiScope]

@@ -522,6 +522,7 @@ class TicketSource(models.TextChoices):
     INCIDENT = "incident", "Incident"
     TRIAGE = "triage", "Gate triage"
     ATTRIBUTION = "attribution", "Attribution forensics"
+    FLOW = "flow", "Flow breach or exception"
     MANUAL = "manual", "Manual"
 
 

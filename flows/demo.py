@@ -1,0 +1,155 @@
+"""Demo data for flows: the four template flows, runs in every state, a pending change.
+
+``configure`` installs the templates before the demo's events, so those events start and
+advance runs as they are processed. ``after_events`` adds a few events of its own (an MQL
+with and without its contact, a fresh brief still in time), breaches what is overdue, and
+leaves one proposal waiting for the second admin. Idempotent like the rest of the seed.
+"""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from deliveries.models import EventProcessing, ProcessingStatus
+from deliveries.services import ingest_events, process_event
+from flows.catalog import TEMPLATES
+from flows.models import Change, ChangeStatus, Flow
+from flows.services import changes, runs
+from meshline.models import Role
+from meshline.services import create_user
+from owners.models import OwnerRole
+
+SECOND_ADMIN = "lead@northwind.example"
+FLOW_OWNERS = {"brief-to-live": "seo-delivery-owner", "lead-to-brief": "account-manager"}
+
+
+def configure(organization, users) -> None:
+    from deliveries.demo import DEMO_PASSWORD
+
+    # Four-eyes needs two admins: the demo's admin proposes, this one approves.
+    create_user(SECOND_ADMIN, organization, Role.ADMIN, DEMO_PASSWORD)
+    for template in TEMPLATES:
+        role = OwnerRole.objects.filter(
+            organization=organization, slug=FLOW_OWNERS.get(template, "")
+        ).first()
+        runs.install(organization, template, owner_role=role)
+
+
+def _events(organization) -> list[dict]:
+    anchor = organization.created_at.replace(minute=0, second=0, microsecond=0)
+    now = timezone.now()
+
+    def event(event_type, ref, client, at, payload):
+        return {
+            "event_type": event_type,
+            "deliverable_id": ref,
+            "client_id": client,
+            "idempotency_key": f"demo-flows-{ref}-{event_type}",
+            "actor": {"role": "crm", "id": "hubspot"},
+            "occurred_at": at.isoformat(),
+            "payload": payload,
+        }
+
+    return [
+        # A qualified lead that went on to a brief and a scope: lead-to-brief completes.
+        event(
+            "crm.touch",
+            "BR-9001",
+            "acme",
+            anchor - timedelta(days=6),
+            {
+                "touch_id": "T-9001",
+                "stage": "mql",
+                "contact_email": "cmo@acme.example",
+                "deliverable_type": "brief",
+                "title": "Acme lead: loyalty programme",
+            },
+        ),
+        event(
+            "intake.received",
+            "BR-9001",
+            "acme",
+            anchor - timedelta(days=5),
+            {"requested_by": "cmo@acme.example"},
+        ),
+        event(
+            "scope.accepted",
+            "BR-9001",
+            "acme",
+            anchor - timedelta(days=4),
+            {"limits": {"revisions": 2, "hours": 10}},
+        ),
+        # A qualified lead without a contact: the flow cannot start, a person is asked.
+        event(
+            "crm.touch",
+            "BR-9002",
+            "globex",
+            anchor - timedelta(days=2),
+            {
+                "touch_id": "T-9002",
+                "stage": "mql",
+                "deliverable_type": "brief",
+                "title": "Globex lead: patient portal",
+            },
+        ),
+        # A brief that arrived an hour ago: brief-to-live is running, nothing is late.
+        event(
+            "intake.received",
+            "LP-9003",
+            "initech",
+            max(anchor, now - timedelta(hours=1)),
+            {
+                "requested_by": "marketing@initech.example",
+                "deliverable_type": "landing_page",
+                "title": "Initech launch page",
+            },
+        ),
+        # A change request delivered and approved: change-request completes.
+        event(
+            "change.requested",
+            "LP-9003",
+            "initech",
+            max(anchor, now - timedelta(minutes=50)),
+            {"summary": "Swap the hero image"},
+        ),
+        event(
+            "asset.approved",
+            "LP-9003",
+            "initech",
+            max(anchor, now - timedelta(minutes=20)),
+            {"asset_id": "LP-9003-hero"},
+        ),
+    ]
+
+
+def after_events(organization) -> None:
+    ingest_events(organization, _events(organization))
+    pending = EventProcessing.objects.filter(
+        organization=organization, status=ProcessingStatus.PENDING
+    ).values_list("event_id", flat=True)
+    for event_id in list(pending):
+        process_event(event_id)
+    runs.breach_due_runs(organization)
+    _propose_owner_change(organization)
+
+
+def _propose_owner_change(organization) -> None:
+    """The done-when story: the admin proposes a new owner for brief-to-live; the second
+    admin approves it (or not) in the portal, and can roll it back."""
+    flow = Flow.objects.filter(organization=organization, slug="brief-to-live").first()
+    role = OwnerRole.objects.filter(organization=organization, slug="creative-ops-lead").first()
+    if flow is None or role is None or flow.owner_role_id == role.pk:
+        return
+    if Change.objects.filter(
+        organization=organization, kind="flow", target_id=flow.pk, status=ChangeStatus.PROPOSED
+    ).exists():
+        return
+    from django.contrib.auth import get_user_model
+
+    admin = get_user_model().objects.get(username="admin@northwind.example")
+    changes.propose(
+        flow,
+        {"owner_role": role.pk},
+        admin,
+        reason="Creative ops owns late briefs from next week.",
+    )
