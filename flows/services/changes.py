@@ -244,17 +244,30 @@ def rollback(change: Change, user, *, at: datetime | None = None) -> Change:
             .objects.select_for_update()
             .get(organization=change.organization_id, pk=change.target_id)
         )
-        if target.history.order_by("-history_id").first().history_id != change.applied_history_id:
+        later = Change.objects.filter(
+            organization=change.organization_id,
+            kind=change.kind,
+            target_id=change.target_id,
+            status=ChangeStatus.APPLIED,
+            applied_history_id__gt=change.applied_history_id,
+        )
+        # Restoring the version before this change would silently undo a later one.
+        if later.exists() or values(target, change.proposed) != change.proposed:
             raise ChangeError(
                 "A later change edited this since; roll that one back first.", "superseded"
             )
-        previous = target.history.get(history_id=change.previous_history_id).instance
-        previous._change_reason = f"rollback of change {change.pk}"
-        previous.save()
+        # The fields this change touched, as the version before it had them; a field the
+        # change did not touch keeps its current value.
+        previous = target.history.get(history_id=change.previous_history_id)
+        for name in change.proposed:
+            attname = target._meta.get_field(name).attname
+            setattr(target, attname, getattr(previous, attname))
+        target._change_reason = f"rollback of change {change.pk}"
+        target.save()
         change.status = ChangeStatus.ROLLED_BACK
         change.rolled_back_by, change.rolled_back_at = user, at
         change.save()
-        _after(change, previous)
+        _after(change, target)
         _record(change, "rolled_back", user, at)
     return change
 
