@@ -30,6 +30,7 @@ class FlowsConfig(AppConfig):
             order=30,
         )
         ext.demo_configure.register("flows.templates", flows_demo.configure, order=30)
+        ext.demo_events.register("flows.leads_and_briefs", flows_demo.demo_events)
         ext.demo_after_events.register("flows.runs", flows_demo.after_events, order=30)
         ext.nav_links.register("flows.flows", ext.NavLink("Flows", "flow-list"), order=37)
         ext.nav_links.register("flows.changes", ext.NavLink("Changes", "change-list"), order=38)

@@ -1,17 +1,13 @@
 """Demo data for flows: the four template flows, runs in every state, a pending change.
 
 ``configure`` installs the templates before the demo's events, so those events start and
-advance runs as they are processed. ``after_events`` adds a few events of its own (an MQL
-with and without its contact, a fresh brief still in time), breaches what is overdue, and
+advance runs as they are processed; ``demo_events`` adds a few of its own (an MQL with and
+without its contact, a brief still in time); ``after_events`` breaches what is overdue and
 leaves one proposal waiting for the second admin. Idempotent like the rest of the seed.
 """
 
 from datetime import timedelta
 
-from django.utils import timezone
-
-from deliveries.models import EventProcessing, ProcessingStatus
-from deliveries.services import ingest_events, process_event
 from flows.catalog import TEMPLATES
 from flows.models import Change, ChangeStatus, Flow
 from flows.services import changes, runs
@@ -35,9 +31,9 @@ def configure(organization, users) -> None:
         runs.install(organization, template, owner_role=role)
 
 
-def _events(organization) -> list[dict]:
-    anchor = organization.created_at.replace(minute=0, second=0, microsecond=0)
-    now = timezone.now()
+def demo_events(organization) -> list[dict]:
+    """Events of their own, timed from the organization's creation (the first seed)."""
+    anchor = organization.created_at.replace(second=0, microsecond=0)
 
     def event(event_type, ref, client, at, payload):
         return {
@@ -92,12 +88,19 @@ def _events(organization) -> list[dict]:
                 "title": "Globex lead: patient portal",
             },
         ),
+        event(
+            "intake.received",
+            "BR-9002",
+            "globex",
+            anchor - timedelta(days=1),
+            {"requested_by": "it@globex.example"},
+        ),
         # A brief that arrived an hour ago: brief-to-live is running, nothing is late.
         event(
             "intake.received",
             "LP-9003",
             "initech",
-            max(anchor, now - timedelta(hours=1)),
+            anchor - timedelta(hours=1),
             {
                 "requested_by": "marketing@initech.example",
                 "deliverable_type": "landing_page",
@@ -109,26 +112,20 @@ def _events(organization) -> list[dict]:
             "change.requested",
             "LP-9003",
             "initech",
-            max(anchor, now - timedelta(minutes=50)),
+            anchor - timedelta(minutes=50),
             {"summary": "Swap the hero image"},
         ),
         event(
             "asset.approved",
             "LP-9003",
             "initech",
-            max(anchor, now - timedelta(minutes=20)),
+            anchor - timedelta(minutes=20),
             {"asset_id": "LP-9003-hero"},
         ),
     ]
 
 
 def after_events(organization) -> None:
-    ingest_events(organization, _events(organization))
-    pending = EventProcessing.objects.filter(
-        organization=organization, status=ProcessingStatus.PENDING
-    ).values_list("event_id", flat=True)
-    for event_id in list(pending):
-        process_event(event_id)
     runs.breach_due_runs(organization)
     _propose_owner_change(organization)
 

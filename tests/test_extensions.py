@@ -11,6 +11,7 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "deliveries.throughput",
         "owners.tickets",
         "gates.gates",
+        "flows.flows",
     ]
     assert [link.label for link in extensions.nav_links] == [
         "Dashboard",
@@ -20,13 +21,19 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "Events",
         "Clients",
         "Gates",
+        "Flows",
+        "Changes",
         "Rotas",
     ]
     assert [e.name for e in extensions.demo_configure.entries()] == [
         "owners.roles_rotas",
         "gates.gates",
+        "flows.templates",
     ]
-    assert [e.name for e in extensions.processing_steps.entries()] == ["gates.evaluate"]
+    assert [e.name for e in extensions.processing_steps.entries()] == [
+        "gates.evaluate",
+        "flows.advance_runs",
+    ]
 
 
 def test_every_point_is_listed_and_documented():
