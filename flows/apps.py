@@ -16,7 +16,11 @@ class FlowsConfig(AppConfig):
         ext.processing_steps.register("flows.advance_runs", runs.on_event_processed, order=30)
         ext.ticket_sources.register(
             "flows.link",
-            ext.TicketSource("flow_link", ("flow_link__run__flow",), FlowTicketLink.public_ids),
+            ext.TicketSource(
+                "flow_link",
+                ("flow_link__run__flow", "flow_link__run__deliverable"),
+                FlowTicketLink.public_ids,
+            ),
         )
         ext.trail_sections.register("flows.flow_runs", runs.trail_section)
         ext.deliverable_sections.register(

@@ -269,6 +269,9 @@ class FlowTicketLink(TenantModel):
     def public_ids(self) -> dict:
         return {
             "kind": f"flow_{self.kind}",
+            "gate": None,
+            "deliverable_id": self.run.deliverable.deliverable_id,
+            "evaluation_id": None,
             "flow": self.run.flow.slug,
             "run_id": str(self.run_id),
         }

@@ -1,5 +1,6 @@
 """Flows API v1: flows (with measures and runs), flow runs (filtered), governed changes."""
 
+from django_filters.utils import translate_validation
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -41,9 +42,12 @@ class FlowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSe
     def runs(self, request, slug=None):
         """This flow's runs, newest first (the flow-runs filters apply)."""
         flow = self.get_object()
-        queryset = FlowRunFilter(
+        filterset = FlowRunFilter(
             request.query_params, queryset=_runs(self.organization).filter(flow=flow)
-        ).qs
+        )
+        if not filterset.is_valid():  # as the filter backend answers on the list: a 400
+            raise translate_validation(filterset.errors)
+        queryset = filterset.qs
         paginator = RunPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(FlowRunSerializer(page, many=True).data)

@@ -69,10 +69,20 @@ def test_flow_runs_filter_by_state_breached_and_client(api_a, flow):
     assert [r["deliverable_id"] for r in runs_of_flow["results"]] == ["LP-1"]
 
 
-def test_bad_filter_is_a_400_in_the_error_shape(api_a, flow):
-    response = api_a.get("/api/v1/flow-runs?state=sideways")
+@pytest.mark.parametrize(
+    "path", ["/api/v1/flow-runs?state=sideways", "/api/v1/flows/brief-to-live/runs?state=sideways"]
+)
+def test_bad_filter_is_a_400_in_the_error_shape(api_a, flow, path):
+    response = api_a.get(path)
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "state"
+
+
+def test_tickets_api_names_the_run_that_opened_a_breach_ticket(api_a, flow):
+    [ticket] = api_a.get("/api/v1/tickets?source=flow").json()["results"]
+    assert ticket["opened_by"]["kind"] == "flow_breach"
+    assert ticket["opened_by"]["flow"] == "brief-to-live"
+    assert ticket["opened_by"]["deliverable_id"] == "LP-2"
 
 
 def test_flow_runs_query_count_does_not_grow_with_rows(api_a, org_a, flow, publish):

@@ -61,6 +61,9 @@ def test_breach_opens_exactly_one_ticket_for_the_flow_owner_with_the_runbook(
     assert ticket.context["runbook"] == "1. Chase the approver.\n2. Publish."
     assert ticket.opened_by() == {
         "kind": "flow_breach",
+        "gate": None,
+        "deliverable_id": "LP-1",
+        "evaluation_id": None,
         "flow": "brief-to-live",
         "run_id": str(run.pk),
     }
