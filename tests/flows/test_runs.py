@@ -193,3 +193,39 @@ def test_another_tenants_events_never_touch_this_tenants_runs(
     publish(org_b, intake())
     with scope(organization=org_a):
         assert not FlowRun.objects.filter(organization=org_a).exists()
+
+
+def _processing_queries(org, publish, *events) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        publish(org, *events)
+    return len(queries)
+
+
+def test_flows_that_do_not_concern_an_event_cost_no_query(org_a, client_acme, make_flow, publish):
+    """The processing path reads the active flows once per event, whatever their number."""
+    _processing_queries(org_a, publish, approved("LP-0"))  # warm the event-type cache
+    without = _processing_queries(org_a, publish, approved("LP-1"))
+    for index in range(10):
+        make_flow(
+            slug=f"unrelated-{index}",
+            trigger_event_type="crm.touch",
+            milestones=[],
+            outcome_event_type="scope.accepted",
+        )
+    with_ten = _processing_queries(org_a, publish, approved("LP-2"))
+    assert with_ten == without
+
+
+def test_advancing_a_run_costs_the_same_whatever_the_number_of_runs(
+    org_a, client_acme, make_flow, publish
+):
+    make_flow()
+    publish(org_a, intake("LP-1"), intake("LP-2"), intake("LP-3"))
+    _processing_queries(org_a, publish, approved("LP-3"))  # warm the event-type cache
+    one = _processing_queries(org_a, publish, approved("LP-1"))
+    publish(org_a, *(intake(f"LP-{n}") for n in range(10, 30)))
+    many = _processing_queries(org_a, publish, approved("LP-2"))
+    assert many == one
