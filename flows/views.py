@@ -1,6 +1,8 @@
 """Portal pages of the flows app: catalog, one flow (funnel, runs, propose a change),
 changes (diff, dry run, approve / reject / roll back)."""
 
+from urllib.parse import quote
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -9,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from deliveries.models import Client
 from flows.catalog import TEMPLATES
 from flows.filters import ChangeFilter, FlowRunFilter
 from flows.forms import DecisionForm, FlowChangeForm
@@ -76,13 +79,23 @@ def flow_detail(request, org_slug, flow_slug, form=None, status=200):
     )
     page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
     runs_url = reverse("flow-detail", args=[org_slug, flow.slug])
+    # ?client=: the measures and the funnel of that client's runs, like the list below.
+    client = None
+    if request.GET.get("client"):
+        client = Client.objects.filter(
+            organization=request.organization, client_id=request.GET["client"]
+        ).first()
     return render(
         request,
         "flows/flow_detail.html",
         {
             "flow": flow,
-            "measures": measures.per_flow(request.organization).get(flow.pk, measures.Measures()),
-            "funnel": measures.funnel(flow),
+            "measures": measures.per_flow(request.organization, client).get(
+                flow.pk, measures.Measures()
+            ),
+            "funnel": measures.funnel(flow, client),
+            "client": client,
+            "client_q": f"&client={quote(client.client_id)}" if client else "",
             "filter": filterset,
             "page": page,
             "runs_url": runs_url,

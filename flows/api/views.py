@@ -2,10 +2,12 @@
 
 from django_filters.utils import translate_validation
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.response import Response
 
+from deliveries.models import Client
 from flows.api.serializers import (
     ChangeSerializer,
     DecisionSerializer,
@@ -17,6 +19,10 @@ from flows.models import Change, Flow, FlowRun
 from flows.services import changes, measures
 from meshline.api import CursorPagination, TenantViewSet, UUIDLookupMixin, error_response
 from meshline.schema import error_response as error_doc
+
+
+class ClientQuerySerializer(serializers.Serializer):
+    client = serializers.CharField(required=False, help_text="Measures of this client only.")
 
 
 class FlowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
@@ -34,8 +40,28 @@ class FlowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSe
     def get_serializer_context(self):
         context = super().get_serializer_context()
         if self.organization is not None:
-            context["measures"] = measures.per_flow(self.organization)
+            context["measures"] = measures.per_flow(self.organization, self._client())
         return context
+
+    def _client(self):
+        """``?client=<client_id>``: measures of that client's runs only."""
+        ref = self.request.query_params.get("client")
+        if ref is None:
+            return None
+        client = Client.objects.filter(organization=self.organization, client_id=ref).first()
+        if client is None:
+            raise ValidationError(
+                {"client": [ErrorDetail(f"No client '{ref}' in this organization.", "not_found")]}
+            )
+        return client
+
+    @extend_schema(parameters=[ClientQuerySerializer])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(parameters=[ClientQuerySerializer])
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
 
     @extend_schema(responses=FlowRunSerializer(many=True))
     @action(detail=True, methods=["get"])

@@ -45,6 +45,25 @@ def test_flow_list_has_measures(api_a, flow):
     assert body["measures"]["mean_minutes_to_outcome"] == 90.0
 
 
+def test_flow_measures_per_client(api_a, org_a, flow, client_beta, publish):
+    from tests.flows.conftest import intake as intake_event
+
+    body = intake_event("BETA-1")
+    body["client_id"] = client_beta.client_id
+    publish(org_a, body)
+    [beta] = api_a.get(f"/api/v1/flows?client={client_beta.client_id}").json()
+    assert (beta["measures"]["started"], beta["measures"]["completed"]) == (1, 0)
+    acme = api_a.get("/api/v1/flows/brief-to-live?client=acme").json()
+    assert (acme["measures"]["started"], acme["measures"]["completed"]) == (2, 1)
+    response = api_a.get("/api/v1/flows?client=nobody")
+    assert response.status_code == 400
+    assert response.json()["errors"][0] == {
+        "code": "not_found",
+        "field": "client",
+        "message": "No client 'nobody' in this organization.",
+    }
+
+
 def test_flow_list_query_count_does_not_grow_with_flows(api_a, flow, make_flow):
     api_a.get("/api/v1/flows")  # the key's last use is written once a minute: not counted
     with CaptureQueriesContext(connection) as one:

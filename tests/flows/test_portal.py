@@ -206,3 +206,17 @@ def test_governed_flow_edit_in_the_admin_becomes_a_proposal(client, owner, org_a
         change = Change.objects.get(organization=org_a)
     assert flow.owner_role == roles["flow_owner"]
     assert change.proposed == {"owner_role": roles["fallback"].pk}
+
+
+def test_flow_page_measures_one_client(as_member, org_a, flow, client_beta, publish):
+    body = intake("BETA-1")
+    body["client_id"] = client_beta.client_id
+    publish(org_a, body)
+    page = as_member.get("/o/org-a/flows/brief-to-live/?client=beta").content.decode()
+    assert "Measures for Beta" in page
+    assert (
+        'href="/o/org-a/flows/brief-to-live/?client=beta"><span class="n">1</span> started' in page
+    )
+    assert 'href="/o/org-a/flows/brief-to-live/?state=completed&amp;client=beta"' in page
+    everyone = as_member.get("/o/org-a/flows/brief-to-live/").content.decode()
+    assert '<span class="n">3</span> started' in everyone
