@@ -214,6 +214,8 @@ CANONICAL_EVENT_TYPES: list[dict] = [
         ("config.applied", "A configuration change was applied (written by Meshline)."),
         ("config.rejected", "A configuration change was rejected (written by Meshline)."),
         ("config.rolled_back", "A configuration change was rolled back (written by Meshline)."),
+        ("incident.declared", "An incident paused non-essential flows (written by Meshline)."),
+        ("incident.ended", "An incident ended; paused flows resumed (written by Meshline)."),
     ]
 ]
 

@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from flows.models import Change, Flow, FlowRun
+from flows.models import Change, Flow, FlowRun, Incident
 from flows.services import changes
 from meshline.admin import ReadOnlyTenantAdmin, TenantHistoryAdmin
 from owners.admin import OwnerRuleAdmin
@@ -75,6 +75,12 @@ class FlowRunAdmin(ReadOnlyTenantAdmin):
 class ChangeAdmin(ReadOnlyTenantAdmin):
     list_display = ["__str__", "status", "proposed_by", "proposed_at", "decided_by"]
     list_filter = ["status", "kind"]
+    deletable = False
+
+
+@admin.register(Incident)
+class IncidentAdmin(ReadOnlyTenantAdmin):
+    list_display = ["title", "started_at", "ended_at", "declared_by"]
     deletable = False
 
 

@@ -38,3 +38,6 @@ class FlowsConfig(AppConfig):
         ext.demo_after_events.register("flows.runs", flows_demo.after_events, order=30)
         ext.nav_links.register("flows.flows", ext.NavLink("Flows", "flow-list"), order=37)
         ext.nav_links.register("flows.changes", ext.NavLink("Changes", "change-list"), order=38)
+        ext.nav_links.register(
+            "flows.incidents", ext.NavLink("Incidents", "incident-list"), order=39
+        )

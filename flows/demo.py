@@ -9,8 +9,8 @@ leaves one proposal waiting for the second admin. Idempotent like the rest of th
 from datetime import timedelta
 
 from flows.catalog import TEMPLATES
-from flows.models import Change, ChangeStatus, Flow
-from flows.services import changes, runs
+from flows.models import Change, ChangeStatus, Flow, Incident
+from flows.services import changes, incidents, runs
 from meshline.models import Role
 from meshline.services import create_user
 from owners.models import OwnerRole
@@ -107,7 +107,7 @@ def demo_events(organization) -> list[dict]:
                 "title": "Initech launch page",
             },
         ),
-        # A change request delivered and approved: change-request completes.
+        # A change request still being worked on: change-request is running.
         event(
             "change.requested",
             "LP-9003",
@@ -115,19 +115,25 @@ def demo_events(organization) -> list[dict]:
             anchor - timedelta(minutes=50),
             {"summary": "Swap the hero image"},
         ),
-        event(
-            "asset.approved",
-            "LP-9003",
-            "initech",
-            anchor - timedelta(minutes=20),
-            {"asset_id": "LP-9003-hero"},
-        ),
     ]
 
 
 def after_events(organization) -> None:
     runs.breach_due_runs(organization)
+    _past_incident(organization)
     _propose_owner_change(organization)
+
+
+def _past_incident(organization) -> None:
+    """A short CMS outage, declared and ended: the running runs got 20 minutes back."""
+    if Incident.objects.filter(organization=organization).exists():
+        return
+    from django.contrib.auth import get_user_model
+
+    lead = get_user_model().objects.get(username=SECOND_ADMIN)
+    start = organization.created_at.replace(second=0, microsecond=0) - timedelta(minutes=30)
+    incident = incidents.declare(organization, lead, "CMS publishing API down", at=start)
+    incidents.end(incident, lead, at=start + timedelta(minutes=20))
 
 
 def _propose_owner_change(organization) -> None:

@@ -31,3 +31,7 @@ class DecisionForm(forms.Form):
     note = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Note (optional)"
     )
+
+
+class IncidentForm(forms.Form):
+    title = forms.CharField(max_length=200, label="What is failing?")

@@ -5,7 +5,7 @@ A flow keeps its milestones in one JSON list so that one history row of the flow
 whole version of it: a rollback restores milestones, owner and flags together.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -166,9 +166,10 @@ class RunState(models.TextChoices):
     BREACHED = "breached", "Breached"
     COMPLETED = "completed", "Completed"
     EXCEPTION = "exception", "Exception (missing data)"
+    PAUSED = "paused", "Paused (incident)"
 
 
-OPEN_STATES = (RunState.RUNNING, RunState.BREACHED)
+OPEN_STATES = (RunState.RUNNING, RunState.BREACHED, RunState.PAUSED)
 
 
 class FlowRun(TenantModel):
@@ -197,6 +198,10 @@ class FlowRun(TenantModel):
     breached_on = models.CharField(max_length=64, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     missing_fields = models.JSONField(default=list, blank=True)
+    # Incident mode: while paused the run's clock stops; the time lost is credited, so its
+    # due times are measured from started_at + credited_seconds.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    credited_seconds = models.PositiveBigIntegerField(default=0)
     note = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -209,7 +214,7 @@ class FlowRun(TenantModel):
             # One open run per flow and deliverable: a repeated trigger joins it.
             models.UniqueConstraint(
                 fields=["organization", "flow", "deliverable"],
-                condition=Q(state__in=["running", "breached"]),
+                condition=Q(state__in=["running", "breached", "paused"]),
                 name="flow_run_one_open",
             ),
         ]
@@ -229,6 +234,11 @@ class FlowRun(TenantModel):
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    @property
+    def clock_start(self) -> datetime:
+        """Where due times count from: the trigger, moved on by time paused in incidents."""
+        return self.started_at + timedelta(seconds=self.credited_seconds)
 
     @property
     def duration(self):
@@ -275,6 +285,43 @@ class FlowTicketLink(TenantModel):
             "flow": self.run.flow.slug,
             "run_id": str(self.run_id),
         }
+
+
+# --- incident mode ------------------------------------------------------------------------
+
+
+class Incident(TenantModel):
+    """A declared systemic failure: non-essential flows' runs pause until it ends, and get
+    the time back. At most one open incident per organization."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    title = models.CharField(max_length=200)
+    declared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField()
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+    paused_runs = models.ManyToManyField(FlowRun, blank=True, related_name="incidents")
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=Q(ended_at__isnull=True),
+                name="one_open_incident",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
 
 
 # --- governed changes ---------------------------------------------------------------------

@@ -14,9 +14,9 @@ from django.views.decorators.http import require_POST
 from deliveries.models import Client
 from flows.catalog import TEMPLATES
 from flows.filters import ChangeFilter, FlowRunFilter
-from flows.forms import DecisionForm, FlowChangeForm
-from flows.models import Change, ChangeStatus, Flow, FlowRun
-from flows.services import changes, measures, runs
+from flows.forms import DecisionForm, FlowChangeForm, IncidentForm
+from flows.models import Change, ChangeStatus, Flow, FlowRun, Incident
+from flows.services import changes, incidents, measures, runs
 from meshline.ids import uuid_or_404
 from meshline.models import Role
 
@@ -218,3 +218,54 @@ def flows_panel(request, scope) -> dict:
         "measures": total,
         "flows_url": reverse("flow-list", args=[scope.organization.slug]),
     }
+
+
+def incident_list(request, org_slug, form=None, status=200):
+    """Incidents, newest first; admins declare one (pausing non-essential flows) or end it."""
+    rows = Incident.objects.filter(organization=request.organization).select_related(
+        "declared_by", "ended_by"
+    )
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "flows/incident_list.html",
+        {
+            "page": page,
+            "form": form or IncidentForm(),
+            "is_admin": request.membership.role == Role.ADMIN,
+            "open_incident": Incident.objects.filter(
+                organization=request.organization, ended_at__isnull=True
+            ).first(),
+        },
+        status=status,
+    )
+
+
+@require_POST
+def incident_declare(request, org_slug):
+    _require_admin(request)
+    form = IncidentForm(request.POST)
+    if not form.is_valid():
+        return incident_list(request, org_slug, form=form, status=400)
+    try:
+        incident = incidents.declare(request.organization, request.user, form.cleaned_data["title"])
+    except changes.ChangeError as exc:
+        form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        return incident_list(request, org_slug, form=form, status=400)
+    messages.warning(request, f"Incident declared: {incident.paused_runs.count()} run(s) paused.")
+    return redirect("incident-list", org_slug=org_slug)
+
+
+@require_POST
+def incident_end(request, org_slug, incident_id):
+    _require_admin(request)
+    incident = get_object_or_404(
+        Incident, organization=request.organization, pk=uuid_or_404(incident_id)
+    )
+    try:
+        incidents.end(incident, request.user)
+    except changes.ChangeError as exc:
+        messages.error(request, str(exc))
+        return redirect("incident-list", org_slug=org_slug)
+    messages.success(request, "Incident ended: paused runs resumed with the time credited.")
+    return redirect("incident-list", org_slug=org_slug)

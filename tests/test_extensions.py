@@ -23,6 +23,7 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "Gates",
         "Flows",
         "Changes",
+        "Incidents",
         "Rotas",
     ]
     assert [e.name for e in extensions.demo_configure.entries()] == [

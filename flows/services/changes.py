@@ -85,7 +85,7 @@ def target_of(change: Change):
     return MODELS[change.kind].objects.get(organization=change.organization_id, pk=change.target_id)
 
 
-def _is_admin(organization, user) -> bool:
+def is_admin(organization, user) -> bool:
     return Membership.objects.filter(organization=organization, user=user, role=Role.ADMIN).exists()
 
 
@@ -133,7 +133,7 @@ def needs_approval(target, candidate) -> bool:
 def propose(target, fields: dict, user, *, reason: str = "", at: datetime | None = None) -> Change:
     """Record a proposal; apply it at once only when it needs no second admin."""
     organization = target.organization
-    if not _is_admin(organization, user):
+    if not is_admin(organization, user):
         raise ChangeError("Only admins propose configuration changes.", "not_admin")
     candidate = _candidate(target, fields)
     kind = kind_of(target)
@@ -195,7 +195,7 @@ def reject(change: Change, user, *, note: str = "", at: datetime | None = None) 
 
 
 def _check_decider(change: Change, user) -> None:
-    if not _is_admin(change.organization, user):
+    if not is_admin(change.organization, user):
         raise ChangeError("Only admins approve or reject changes.", "not_admin")
     if change.status != ChangeStatus.PROPOSED:
         raise ChangeError(f"This change is already {change.status}.", "invalid_status")
@@ -233,7 +233,7 @@ def rollback(change: Change, user, *, at: datetime | None = None) -> Change:
     at = at or timezone.now()
     with transaction.atomic():
         change = _locked(change)
-        if not _is_admin(change.organization, user):
+        if not is_admin(change.organization, user):
             raise ChangeError("Only admins roll changes back.", "not_admin")
         if change.status != ChangeStatus.APPLIED:
             raise ChangeError(

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
 
 from flows.models import Flow, FlowRun, RunState
 
@@ -23,6 +23,8 @@ class Measures:
     breached: int = 0
     exceptions: int = 0
     durations: list[timedelta] = field(default_factory=list)
+    # The mean straight from SQL, when the durations were not fetched (the dashboard).
+    mean_duration: timedelta | None = None
 
     @property
     def completion_rate(self) -> float | None:
@@ -33,7 +35,9 @@ class Measures:
     @property
     def mean_minutes(self) -> float | None:
         if not self.durations:
-            return None
+            if self.mean_duration is None:
+                return None
+            return round(self.mean_duration.total_seconds() / 60, 1)
         total = sum(self.durations, timedelta())
         return round(total.total_seconds() / 60 / len(self.durations), 1)
 
@@ -58,6 +62,15 @@ class Measures:
         }
 
 
+COUNTS = {
+    "started": Count("pk"),
+    "running": Count("pk", filter=Q(state=RunState.RUNNING)),
+    "completed": Count("pk", filter=Q(state=RunState.COMPLETED)),
+    "breached": Count("pk", filter=Q(breached_at__isnull=False)),
+    "exceptions": Count("pk", filter=Q(state=RunState.EXCEPTION)),
+}
+
+
 def _runs(organization, client=None, since: datetime | None = None):
     runs = FlowRun.objects.filter(organization=organization)
     if client is not None:
@@ -71,13 +84,7 @@ def per_flow(organization, client=None, since: datetime | None = None) -> dict[i
     """Measures per flow id, in two queries whatever the number of flows and runs."""
     runs = _runs(organization, client, since)
     result: dict[int, Measures] = {}
-    for row in runs.values("flow_id").annotate(
-        started=Count("pk"),
-        running=Count("pk", filter=Q(state=RunState.RUNNING)),
-        completed=Count("pk", filter=Q(state=RunState.COMPLETED)),
-        breached=Count("pk", filter=Q(breached_at__isnull=False)),
-        exceptions=Count("pk", filter=Q(state=RunState.EXCEPTION)),
-    ):
+    for row in runs.values("flow_id").annotate(**COUNTS):
         flow_id = row.pop("flow_id")
         result[flow_id] = Measures(**row)
     for flow_id, started_at, completed_at in runs.filter(state=RunState.COMPLETED).values_list(
@@ -88,12 +95,16 @@ def per_flow(organization, client=None, since: datetime | None = None) -> dict[i
 
 
 def overall(organization, client=None, since: datetime | None = None) -> Measures:
-    total = Measures()
-    for measures in per_flow(organization, client, since).values():
-        for name in ("started", "running", "completed", "breached", "exceptions"):
-            setattr(total, name, getattr(total, name) + getattr(measures, name))
-        total.durations += measures.durations
-    return total
+    """Every flow together, in one query (the dashboard): the counts and the mean time to
+    outcome, averaged by the database; no p90 here."""
+    totals = _runs(organization, client, since).aggregate(
+        **COUNTS,
+        mean_duration=Avg(
+            ExpressionWrapper(F("completed_at") - F("started_at"), output_field=DurationField()),
+            filter=Q(state=RunState.COMPLETED),
+        ),
+    )
+    return Measures(**totals)
 
 
 def funnel(flow: Flow, client=None, since: datetime | None = None) -> list[dict]:

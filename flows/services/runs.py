@@ -12,7 +12,7 @@ from django.utils import timezone
 from deliveries.models import Event
 from deliveries.services import trail
 from flows.catalog import TEMPLATES
-from flows.models import Flow, FlowRun, FlowTicketLink, LinkKind, RunState
+from flows.models import Flow, FlowRun, FlowTicketLink, Incident, LinkKind, RunState
 from owners.models import Priority, TicketSource
 from owners.services import owner_map
 from owners.services.schedules import calendar_for, calendar_spec, deadline
@@ -51,7 +51,7 @@ def schedule(flow: Flow, run: FlowRun, spec) -> tuple[datetime | None, str]:
     if flow.outcome_event_type not in run.reached:
         pending.append((flow.outcome_event_type, flow.due_minutes, flow.due_kind))
     due = [
-        (deadline(spec, run.started_at, minutes, kind), event_type)
+        (deadline(spec, run.clock_start, minutes, kind), event_type)
         for event_type, minutes, kind in pending
         if minutes
     ]
@@ -140,8 +140,17 @@ def start(flow: Flow, event: Event, deliverable) -> FlowRun:
     )
     for other in earlier:
         _apply(flow, run, other.event_type, other.occurred_at)
+    if run.state == RunState.RUNNING and not flow.essential:
+        # Started during an incident: paused from its start, credited when it ends.
+        incident = Incident.objects.filter(
+            organization=event.organization, ended_at__isnull=True
+        ).first()
+        if incident is not None:
+            run.state, run.paused_at = RunState.PAUSED, max(event.occurred_at, incident.started_at)
     run.due_at, run.due_for = schedule(flow, run, spec_for(run))
     run.save(force_insert=True)
+    if run.state == RunState.PAUSED:
+        incident.paused_runs.add(run)
     if run.state == RunState.COMPLETED:
         _record_completed(run)
     return run

@@ -200,3 +200,14 @@ def test_another_tenant_gets_404_on_every_route(api_b, org_b, make_key, outsider
 def test_malformed_ids_are_json_404s(api_a, flow):
     assert api_a.get("/api/v1/flow-runs/not-a-uuid").status_code == 404
     assert api_a.get("/api/v1/changes/not-a-uuid").json()["errors"][0]["code"] == "not_found"
+
+
+def test_dashboard_panel_mean_matches_the_per_flow_mean(org_a, flow, client_acme):
+    from flows.services import measures
+
+    with scope(organization=org_a):
+        total = measures.overall(org_a)
+        [per] = measures.per_flow(org_a).values()
+    assert (total.started, total.completed, total.breached) == (2, 1, 1)
+    assert total.mean_minutes == per.mean_minutes == 90.0
+    assert total.completion_rate == 50.0

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django_scopes import scope
 
 from deliveries.demo import seed_demo
-from flows.models import Change, ChangeStatus, Flow, FlowRun, RunState
+from flows.models import Change, ChangeStatus, Flow, FlowRun, Incident, RunState
 from flows.services import changes, measures
 from owners.models import Ticket, TicketSource
 
@@ -25,7 +25,12 @@ def test_demo_has_template_flows_runs_in_every_state_and_a_pending_owner_change(
         states = set(
             FlowRun.objects.filter(organization=organization).values_list("state", flat=True)
         )
-        assert states == set(RunState.values)
+        # Every state but paused: the demo's incident has ended, its runs resumed.
+        assert states == set(RunState.values) - {RunState.PAUSED}
+        incident = Incident.objects.get(organization=organization)
+        assert incident.ended_at is not None
+        assert all(run.credited_seconds == 1200 for run in incident.paused_runs.all())
+        assert incident.paused_runs.exists()
 
         # A brief approved without its page going live breached brief-to-live: one ticket
         # per breached run, for the flow's owner, with its runbook; the funnel shows it.
