@@ -341,7 +341,7 @@ def _rule_dry_run(rule: OwnerRule, candidate: OwnerRule) -> list[dict]:
     items = []
     for ticket in Ticket.objects.filter(
         organization=organization, status__in=ACTIVE_STATUSES, rule_snapshot__id=rule.pk
-    ).select_related("owner_role", "calendar", "deliverable__client"):
+    ).select_related("owner_role", "calendar", "deliverable__client", "flow_link__run__flow"):
         deliverable = ticket.deliverable
         keys = (
             ticket.rule_snapshot.get("event_type") or "",
