@@ -258,6 +258,15 @@ CANONICAL_EVENT_TYPES: list[dict] = [
         ("billing.item_adjusted", "Finance adjusted a billable item (written by Meshline)."),
         ("invoice.generated", "An invoice was finalised (written by Meshline)."),
         ("credit_note.issued", "A credit note corrected an invoice (written by Meshline)."),
+        ("flow.completed", "A flow run reached its outcome (written by Meshline)."),
+        ("flow.breached", "A flow run missed a due time (written by Meshline)."),
+        ("flow.exception", "A flow could not start: data missing (written by Meshline)."),
+        ("config.proposed", "A configuration change was proposed (written by Meshline)."),
+        ("config.applied", "A configuration change was applied (written by Meshline)."),
+        ("config.rejected", "A configuration change was rejected (written by Meshline)."),
+        ("config.rolled_back", "A configuration change was rolled back (written by Meshline)."),
+        ("incident.declared", "An incident paused non-essential flows (written by Meshline)."),
+        ("incident.ended", "An incident ended; paused flows resumed (written by Meshline)."),
     ]
 ]
 

@@ -185,6 +185,8 @@ def seed_demo() -> dict:
         for configure in extensions.demo_configure:
             configure(organization, users)
         events = demo_events(anchor)
+        for more in extensions.demo_events:
+            events += more(organization)
         results = []
         for start in range(0, len(events), 500):
             results += ingest_events(organization, events[start : start + 500])

@@ -157,6 +157,12 @@ demo_configure: ExtensionPoint[Callable[[Any, dict], None]] = ExtensionPoint(
     """``configure(organization, users_by_email)`` while the demo organization is seeded,
     before its events are ingested (roles, rotas, gates...).""",
 )
+demo_events: ExtensionPoint[Callable[[Any], list[dict]]] = ExtensionPoint(
+    "demo_events",
+    """``events(organization) -> list[dict]``: event bodies an app adds to the demo's batch
+    (ingested and processed with it, so they count as the demo's own events). Times and
+    idempotency keys must be fixed for the organization, so a second seed adds nothing.""",
+)
 demo_after_events: ExtensionPoint[Callable[[Any], None]] = ExtensionPoint(
     "demo_after_events",
     """``after(organization)`` once the demo's events are processed (e.g. expire timers).""",
@@ -171,5 +177,6 @@ POINTS: tuple[ExtensionPoint, ...] = (
     resolve_guards,
     ticket_sources,
     demo_configure,
+    demo_events,
     demo_after_events,
 )

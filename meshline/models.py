@@ -120,6 +120,9 @@ class ApiScope(models.TextChoices):
     TICKETS_WRITE = "tickets:write", "Acknowledge and resolve tickets"
     BILLING_READ = "billing:read", "Read agreements, billable items and invoices"
     BILLING_WRITE = "billing:write", "Approve and reject billable items"
+    FLOWS_READ = "flows:read", "Read flows, their runs and measures"
+    CHANGES_READ = "changes:read", "Read proposed and applied configuration changes"
+    CHANGES_APPROVE = "changes:approve", "Approve, reject and roll back changes (admin keys)"
 
 
 ALL_API_SCOPES = [choice.value for choice in ApiScope]

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "deliveries",
     "owners",
     "gates",
+    "flows",
     "billing",
 ]
 
@@ -318,6 +319,7 @@ CELERY_BEAT_SCHEDULE = {
     "compact-event-counts": {"task": "deliveries.compact_event_counts", "schedule": 60},
     "sitemap-timers": {"task": "gates.timer_sweep", "schedule": 60},
     "unevaluated-gates": {"task": "gates.sweep_unevaluated", "schedule": 600},
+    "flow-breaches": {"task": "flows.breach_sweep", "schedule": 60},
     "resend-pending-notifications": {
         "task": "owners.resend_pending_notifications",
         "schedule": 300,

@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("owners.api.urls")),
     path("", include("gates.api.urls")),
     path("", include("billing.api.urls")),
+    path("", include("flows.api.urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
@@ -43,4 +44,5 @@ urlpatterns = [
     path("o/<slug:org_slug>/", include("gates.urls")),
     path("o/<slug:org_slug>/", include("billing.urls")),
     path("keys/", include("billing.public_urls")),
+    path("o/<slug:org_slug>/", include("flows.urls")),
 ]

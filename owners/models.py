@@ -523,6 +523,7 @@ class TicketSource(models.TextChoices):
     TRIAGE = "triage", "Gate triage"
     ATTRIBUTION = "attribution", "Attribution forensics"
     BILLING = "billing", "Billing exception"
+    FLOW = "flow", "Flow breach or exception"
     MANUAL = "manual", "Manual"
 
 

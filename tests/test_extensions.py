@@ -11,6 +11,7 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "deliveries.throughput",
         "owners.tickets",
         "gates.gates",
+        "flows.flows",
     ]
     assert [link.label for link in extensions.nav_links] == [
         "Dashboard",
@@ -21,16 +22,21 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "Clients",
         "Gates",
         "Billing",
+        "Flows",
+        "Changes",
+        "Incidents",
         "Rotas",
     ]
     assert [e.name for e in extensions.demo_configure.entries()] == [
         "owners.roles_rotas",
         "gates.gates",
         "billing.settings",
+        "flows.templates",
     ]
     assert [e.name for e in extensions.processing_steps.entries()] == [
         "gates.evaluate",
         "billing.overruns",
+        "flows.advance_runs",
     ]
 
 

@@ -46,10 +46,14 @@ class OnDutyQuerySerializer(serializers.Serializer):
 class TicketSourceSerializer(serializers.Serializer):
     """What opened a ticket, by public ids (the fields a kind does not have are null)."""
 
-    kind = serializers.CharField(help_text="gate_evaluation, gate_triage, ...")
+    kind = serializers.CharField(
+        help_text="gate_evaluation, gate_triage, flow_breach, flow_exception, ..."
+    )
     gate = serializers.CharField(allow_null=True, help_text="The gate's slug.")
     deliverable_id = serializers.CharField(allow_null=True)
     evaluation_id = serializers.UUIDField(allow_null=True)
+    flow = serializers.CharField(required=False, help_text="The flow's slug (flow kinds).")
+    run_id = serializers.UUIDField(required=False, help_text="The flow run (flow kinds).")
 
 
 # --- documentation of the dry run and on-duty answers (built by the services as dicts) -----

@@ -95,11 +95,14 @@ def open_ticket(
     context: dict | None = None,
     priority: str = Priority.P3,
     at: datetime | None = None,
+    owner_role=None,
 ) -> tuple[Ticket, bool]:
     """Open the ticket for ``(source, source_key)`` once; a retry returns the same ticket.
 
     The owner map picks the role from (event type, client tier, deliverable type); the rota
     picks the person; deadlines are in the client's (or organization's) business calendar.
+    ``owner_role`` (a flow's owner) takes the work instead of the map's role; the matching
+    rule still sets the deadlines and the escalation policy.
     """
     existing = Ticket.objects.filter(
         organization=organization, source=source, source_key=source_key
@@ -123,7 +126,8 @@ def open_ticket(
         rule.escalation_policy.snapshot() if rule.escalation_policy else {"steps": [], "repeat": 0}
     )
     steps = policy["steps"]
-    duty = who_is_on_duty(rule.owner_role, now)
+    role = owner_role or rule.owner_role
+    duty = who_is_on_duty(role, now)
     ticket = Ticket(
         organization=organization,
         source=source,
@@ -131,10 +135,14 @@ def open_ticket(
         title=title[:300],
         deliverable=deliverable,
         priority=priority,
-        owner_role=rule.owner_role,
+        owner_role=role,
         assignee=duty.primary,
         calendar=calendar,
-        rule_snapshot={**rule.snapshot(), "reasons": resolution.reasons},
+        rule_snapshot={
+            **rule.snapshot(),
+            "reasons": resolution.reasons
+            + ([f"Owned by {role.name}, the owner named by what opened it."] if owner_role else []),
+        },
         policy_snapshot=policy,
         context=context or {},
         opened_at=now,
@@ -154,7 +162,7 @@ def open_ticket(
                 MESHLINE,
                 at=now,
                 source=source,
-                owner_role=rule.owner_role.name,
+                owner_role=role.name,
                 assignee=duty.primary.email if duty.primary else None,
                 rule_id=rule.pk,
                 respond_due_at=ticket.respond_due_at.isoformat(),
@@ -164,7 +172,7 @@ def open_ticket(
                 notifications.notify(
                     ticket,
                     duty.primary,
-                    f"[{ticket.get_priority_display()}] New ticket for {rule.owner_role.name}: {ticket.title}",
+                    f"[{ticket.get_priority_display()}] New ticket for {role.name}: {ticket.title}",
                     dedupe_key=f"ticket:{ticket.pk}:opened:{duty.primary.pk}",
                 )
     except IntegrityError:  # opened concurrently by a retried task: return that one

@@ -163,7 +163,24 @@ def test_own_history_of_a_rule_is_shown_and_can_be_reverted(as_owner, a, b):
     response = as_owner.post(f"{base}{original.history_id}/", data)
 
     assert response.status_code == 302, response.context and response.context["errors"]
+    # Owner rules are governed (flows.services.changes): the revert is proposed, and a
+    # second admin's approval applies it.
+    from django.contrib.auth import get_user_model
+
+    from flows.models import Change
+    from flows.services import changes
+    from meshline.models import Role
+    from meshline.services import create_user
+
     with scope(organization=a.rule.organization):
+        a.rule.refresh_from_db()
+        assert a.rule.respond_minutes == 5
+        change = Change.objects.get(organization=a.rule.organization)
+        assert change.proposed == {"respond_minutes": 60}
+        second = create_user(
+            "second-admin@a.example", a.rule.organization, Role.ADMIN, "correct-horse-battery"
+        )
+        changes.approve(change, get_user_model().objects.get(pk=second.pk))
         a.rule.refresh_from_db()
         assert a.rule.respond_minutes == 60
         assert a.rule.history.count() == 3

@@ -1,0 +1,92 @@
+"""Admin of the flows app. Edits of governed rows (flows with billing, privacy or SLA flags,
+and owner rules) become proposals here instead of saves: four-eyes holds in the admin too."""
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+
+from flows.models import Change, Flow, FlowRun, Incident
+from flows.services import changes
+from meshline.admin import ReadOnlyTenantAdmin, TenantHistoryAdmin
+from owners.admin import OwnerRuleAdmin
+from owners.models import OwnerRule
+
+
+class GovernedAdminMixin:
+    """``save_model`` for an existing governed row proposes the edit instead of saving it."""
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        stored = type(obj).objects.get(pk=obj.pk)
+        names = changes.FIELDS[changes.kind_of(obj)]
+        edited = {
+            name: value
+            for name, value in changes.values(obj, names).items()
+            if changes.values(stored, [name])[name] != value
+        }
+        governed = changes.needs_approval(stored, obj)
+        if not governed:
+            return super().save_model(request, obj, form, change)
+        if not edited:
+            return None
+        try:
+            proposal = changes.propose(stored, edited, request.user, reason="Edited in the admin")
+        except changes.ChangeError as exc:
+            messages.error(request, f"Not saved: {exc}")
+            return None
+        url = reverse("change-detail", args=[stored.organization.slug, proposal.pk])
+        messages.warning(
+            request,
+            format_html(
+                'Not applied yet: <a href="{}">proposed</a>; a second admin must approve it.', url
+            ),
+        )
+        return None
+
+
+@admin.register(Flow)
+class FlowAdmin(GovernedAdminMixin, TenantHistoryAdmin):
+    list_display = [
+        "name",
+        "trigger_event_type",
+        "outcome_event_type",
+        "owner_role",
+        "affects_billing",
+        "affects_privacy",
+        "affects_client_sla",
+        "essential",
+        "is_active",
+        "organization",
+    ]
+    list_filter = ["is_active", "affects_billing", "affects_privacy", "affects_client_sla"]
+    list_select_related = ["owner_role", "organization"]
+
+
+@admin.register(FlowRun)
+class FlowRunAdmin(ReadOnlyTenantAdmin):
+    list_display = ["flow", "deliverable", "state", "started_at", "due_at", "breached_at"]
+    list_filter = ["state"]
+    list_select_related = ["flow", "deliverable"]
+    deletable = False
+
+
+@admin.register(Change)
+class ChangeAdmin(ReadOnlyTenantAdmin):
+    list_display = ["__str__", "status", "proposed_by", "proposed_at", "decided_by"]
+    list_filter = ["status", "kind"]
+    deletable = False
+
+
+@admin.register(Incident)
+class IncidentAdmin(ReadOnlyTenantAdmin):
+    list_display = ["title", "started_at", "ended_at", "declared_by"]
+    deletable = False
+
+
+admin.site.unregister(OwnerRule)
+
+
+@admin.register(OwnerRule)
+class GovernedOwnerRuleAdmin(GovernedAdminMixin, OwnerRuleAdmin):
+    pass

@@ -1,0 +1,328 @@
+"""Flow runs: started by a trigger, advanced by events, completed by the outcome, breached
+by the sweep. Everything here is idempotent: an event processed twice, or a sweep that
+overlaps another, changes nothing the first did not.
+"""
+
+import logging
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from deliveries.models import Event
+from deliveries.services import trail
+from flows.catalog import TEMPLATES
+from flows.models import Flow, FlowRun, FlowTicketLink, Incident, LinkKind, RunState
+from owners.models import Priority, TicketSource
+from owners.services import owner_map
+from owners.services.schedules import calendar_for, calendar_spec, deadline
+from owners.services.tickets import NoOwnerError, open_ticket
+
+log = logging.getLogger(__name__)
+
+
+def active_flows(organization) -> list[Flow]:
+    return list(Flow.objects.filter(organization=organization, is_active=True))
+
+
+def install(organization, template: str, *, slug: str | None = None, owner_role=None) -> Flow:
+    """Create a flow from a shipped template (idempotent per slug)."""
+    values = dict(TEMPLATES[template])
+    flow, _created = Flow.objects.get_or_create(
+        organization=organization,
+        slug=slug or template,
+        defaults={**values, "template": template, "owner_role": owner_role},
+    )
+    return flow
+
+
+# --- timers -------------------------------------------------------------------------------
+
+
+def schedule(flow: Flow, run: FlowRun, spec) -> tuple[datetime | None, str]:
+    """The earliest due time still ahead of a running run, and what it waits for."""
+    if run.state != RunState.RUNNING:
+        return None, ""
+    pending = [
+        (m["event_type"], m.get("due_minutes", 0), m.get("due_kind", "business"))
+        for m in flow.milestones
+        if m["event_type"] not in run.reached
+    ]
+    if flow.outcome_event_type not in run.reached:
+        pending.append((flow.outcome_event_type, flow.due_minutes, flow.due_kind))
+    due = [
+        (deadline(spec, run.clock_start, minutes, kind), event_type)
+        for event_type, minutes, kind in pending
+        if minutes
+    ]
+    if not due:
+        return None, ""
+    return min(due)
+
+
+def spec_for(run: FlowRun):
+    return calendar_spec(calendar_for(run.organization, run.client))
+
+
+def breach_owner(flow: Flow, run: FlowRun, rules=None):
+    """The role a breach of ``run`` goes to: the flow's owner, else the owner map's."""
+    if flow.owner_role_id:
+        return flow.owner_role
+    resolution = owner_map.resolve(
+        run.organization,
+        run.due_for or flow.outcome_event_type,
+        run.client.tier,
+        run.deliverable.type,
+        rules=rules,
+    )
+    return resolution.rule.owner_role if resolution.rule else None
+
+
+# --- the processing step ------------------------------------------------------------------
+
+
+def on_event_processed(event: Event, deliverable) -> None:
+    """Processing step: start, advance or complete this deliverable's runs.
+
+    Runs under the deliverable's row lock (taken by processing), so two events of one
+    deliverable never advance its runs at the same time.
+    """
+    flows = [f for f in active_flows(event.organization) if event.event_type in f.event_types]
+    if not flows:
+        return
+    latest: dict[int, FlowRun] = {}
+    for run in FlowRun.objects.filter(
+        organization=event.organization, deliverable=deliverable, flow__in=flows
+    ).order_by("started_at"):
+        latest[run.flow_id] = run  # the newest run per flow
+    client = deliverable.client
+    for flow in flows:
+        run = latest.get(flow.pk)
+        if run is not None and run.is_open:
+            _advance(flow, run, event)
+        elif flow.triggered_by(event.event_type, client.tier, deliverable.type, event.payload):
+            start(flow, event, deliverable)
+        elif (
+            run is not None
+            and run.state == RunState.COMPLETED
+            and event.occurred_at >= run.started_at
+        ):
+            _advance(flow, run, event)  # a late milestone of a closed run: the funnel counts it
+
+
+def start(flow: Flow, event: Event, deliverable) -> FlowRun:
+    """Start a run at its trigger; apply events of the deliverable that arrived first."""
+    run = FlowRun(
+        organization=event.organization,
+        flow=flow,
+        deliverable=deliverable,
+        client=deliverable.client,
+        trigger_event=event,
+        started_at=event.occurred_at,
+    )
+    missing = flow.missing_fields(event.payload)
+    if missing:
+        run.state = RunState.EXCEPTION
+        run.missing_fields = missing
+        run.save(force_insert=True)
+        _open_ticket(run, LinkKind.EXCEPTION, event.event_type, timezone.now())
+        return run
+    earlier = (
+        Event.objects.filter(
+            organization=event.organization,
+            deliverable=deliverable,
+            event_type__in=flow.event_types - {flow.trigger_event_type},
+            occurred_at__gte=event.occurred_at,
+        )
+        .exclude(pk=event.pk)
+        .order_by("occurred_at")
+        .only("event_type", "occurred_at")
+    )
+    for other in earlier:
+        _apply(flow, run, other.event_type, other.occurred_at)
+    if run.state == RunState.RUNNING and not flow.essential:
+        # Started during an incident: paused from its start, credited when it ends.
+        incident = Incident.objects.filter(
+            organization=event.organization, ended_at__isnull=True
+        ).first()
+        if incident is not None:
+            run.state, run.paused_at = RunState.PAUSED, max(event.occurred_at, incident.started_at)
+    run.due_at, run.due_for = schedule(flow, run, spec_for(run))
+    run.save(force_insert=True)
+    if run.state == RunState.PAUSED:
+        incident.paused_runs.add(run)
+    if run.state == RunState.COMPLETED:
+        _record_completed(run)
+    return run
+
+
+def _apply(flow: Flow, run: FlowRun, event_type: str, at: datetime) -> bool:
+    """Mark what ``event_type`` reaches; True if the run completed just now."""
+    changed = False
+    if event_type in flow.milestone_types() or event_type == flow.outcome_event_type:
+        changed = run.reach(event_type, at)
+    if event_type == flow.outcome_event_type and run.is_open:
+        run.state = RunState.COMPLETED
+        run.completed_at = at
+        run.due_at, run.due_for = None, ""
+        return True
+    return changed
+
+
+def _advance(flow: Flow, run: FlowRun, event: Event) -> None:
+    locked = FlowRun.objects.select_for_update().get(pk=run.pk)
+    was_open = locked.is_open
+    if not _apply(flow, locked, event.event_type, event.occurred_at):
+        return  # a duplicate, or an event this run already has: nothing moves
+    if locked.state == RunState.RUNNING:
+        locked.due_at, locked.due_for = schedule(flow, locked, spec_for(locked))
+    locked.save()
+    if was_open and locked.state == RunState.COMPLETED:
+        _record_completed(locked)
+
+
+def _record_completed(run: FlowRun) -> None:
+    trail.record(
+        run.organization,
+        "flow.completed",
+        key=f"flow-run:{run.pk}:completed",
+        deliverable=run.deliverable,
+        occurred_at=run.completed_at,
+        payload={
+            "flow": run.flow.slug,
+            "run_id": str(run.pk),
+            "minutes": int(run.duration.total_seconds() // 60),
+            "breached": run.breached_at is not None,
+        },
+    )
+
+
+# --- breaches -----------------------------------------------------------------------------
+
+
+def breach_due_runs(organization, now: datetime | None = None, limit: int = 5000) -> int:
+    """Breach every running run of the organization past its due time; count them.
+
+    Claimed one by one with ``FOR UPDATE SKIP LOCKED`` and re-checked under the lock (as
+    the escalation sweep does), so overlapping sweeps never breach a run twice.
+    """
+    now = now or timezone.now()
+    ids = list(
+        FlowRun.objects.filter(organization=organization, state=RunState.RUNNING, due_at__lte=now)
+        .order_by("due_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    done = 0
+    for pk in ids:
+        with transaction.atomic():
+            claim = FlowRun.objects.filter(
+                organization=organization, pk=pk, state=RunState.RUNNING, due_at__lte=now
+            ).select_related("flow__owner_role", "deliverable", "client", "organization")
+            if connection.features.has_select_for_update_skip_locked:
+                claim = claim.select_for_update(skip_locked=True, of=("self",))
+            run = claim.first()
+            if run is None:
+                continue  # another sweep has it, or an event moved it on
+            breach(run, now)
+            done += 1
+    return done
+
+
+def breach(run: FlowRun, now: datetime) -> None:
+    """Mark the run breached (once) and open its one ticket with the runbook."""
+    run.state = RunState.BREACHED
+    run.breached_at = run.due_at
+    run.breached_on = run.due_for
+    run.due_at, run.due_for = None, ""
+    run.save()
+    _open_ticket(run, LinkKind.BREACH, run.breached_on, now)
+
+
+def _open_ticket(run: FlowRun, kind: str, event_type: str, now: datetime) -> None:
+    flow = run.flow
+    if kind == LinkKind.BREACH:
+        title = f"{flow.name} breached for {run.deliverable.deliverable_id}: {event_type} overdue"
+        context = {"breached_at": run.breached_at.isoformat(), "waiting_for": event_type}
+    else:
+        title = (
+            f"{flow.name} cannot start for {run.deliverable.deliverable_id}: "
+            f"missing {', '.join(run.missing_fields)}"
+        )
+        context = {"missing_fields": run.missing_fields}
+    context.update({"flow": flow.slug, "run_id": str(run.pk), "runbook": flow.runbook})
+    try:
+        ticket, created = open_ticket(
+            run.organization,
+            source=TicketSource.FLOW,
+            source_key=f"flow-run:{run.pk}:{kind}",
+            title=title,
+            event_type=event_type,
+            deliverable=run.deliverable,
+            context=context,
+            priority=Priority.P2 if flow.affects_client_sla else Priority.P3,
+            at=now,
+            owner_role=flow.owner_role,
+        )
+    except NoOwnerError as exc:
+        # Nobody to route to: the run says why, and the owner map's warnings show the gap.
+        log.warning("flow run %s: %s", run.pk, exc)
+        FlowRun.objects.filter(pk=run.pk).update(note=str(exc)[:2000])
+        return
+    if created:
+        FlowTicketLink.objects.create(
+            organization=run.organization, ticket=ticket, run=run, kind=kind
+        )
+    trail.record(
+        run.organization,
+        "flow.breached" if kind == LinkKind.BREACH else "flow.exception",
+        key=f"flow-run:{run.pk}:{kind}",
+        deliverable=run.deliverable,
+        occurred_at=run.breached_at if kind == LinkKind.BREACH else run.started_at,
+        payload={"flow": flow.slug, "run_id": str(run.pk), "ticket_id": str(ticket.pk), **context},
+    )
+
+
+def reschedule_open_runs(flow: Flow) -> int:
+    """After the flow changed: recompute every running run's due time."""
+    runs = list(
+        FlowRun.objects.filter(
+            organization=flow.organization_id, flow=flow, state=RunState.RUNNING
+        ).select_related("client", "organization")
+    )
+    specs: dict = {}
+    for run in runs:
+        if run.client_id not in specs:
+            specs[run.client_id] = spec_for(run)
+        run.due_at, run.due_for = schedule(flow, run, specs[run.client_id])
+    FlowRun.objects.bulk_update(runs, ["due_at", "due_for"])
+    return len(runs)
+
+
+def for_deliverable(deliverable) -> list[FlowRun]:
+    return list(
+        FlowRun.objects.filter(organization=deliverable.organization_id, deliverable=deliverable)
+        .select_related("flow")
+        .order_by("started_at")
+    )
+
+
+def portal_section(request, deliverable) -> dict:
+    return {
+        "flow_runs": for_deliverable(deliverable),
+        "deliverable_ref": deliverable.deliverable_id,
+    }
+
+
+def trail_section(deliverable) -> list[dict]:
+    return [
+        {
+            "id": str(run.pk),
+            "flow": run.flow.slug,
+            "state": run.state,
+            "started_at": run.started_at.isoformat(),
+            "due_at": run.due_at.isoformat() if run.due_at else None,
+            "breached_at": run.breached_at.isoformat() if run.breached_at else None,
+            "completed_at": run.completed_at.isoformat() if run.completed_at else None,
+        }
+        for run in for_deliverable(deliverable)
+    ]
