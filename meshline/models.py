@@ -118,6 +118,8 @@ class ApiScope(models.TextChoices):
     OWNERS_READ = "owners:read", "Read the owner map, roles and who is on duty"
     TICKETS_READ = "tickets:read", "Read tickets"
     TICKETS_WRITE = "tickets:write", "Acknowledge and resolve tickets"
+    REPORTING_READ = "reporting:read", "Read reports, forensic reports and exports"
+    REPORTING_WRITE = "reporting:write", "Import search performance exports"
 
 
 ALL_API_SCOPES = [choice.value for choice in ApiScope]

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "owners",
     "gates",
     "billing",
+    "reporting",
 ]
 
 MIDDLEWARE = [
@@ -298,5 +299,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "owners.resend_pending_notifications",
         "schedule": 300,
     },
+    # Yesterday's attribution and exports; hourly, since "yesterday" turns over at each
+    # organization's own midnight and a re-run of a day is harmless (idempotent per day).
+    "reporting-nightly": {"task": "reporting.nightly", "schedule": 3600},
 }
 DEFAULT_FROM_EMAIL = env_str("MESHLINE_FROM_EMAIL", "Meshline <meshline@localhost>")

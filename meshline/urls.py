@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("deliveries.api.urls")),
     path("", include("owners.api.urls")),
     path("", include("gates.api.urls")),
+    path("", include("reporting.api.urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
@@ -40,4 +41,5 @@ urlpatterns = [
     path("o/<slug:org_slug>/", include("deliveries.urls")),
     path("o/<slug:org_slug>/", include("owners.urls")),
     path("o/<slug:org_slug>/", include("gates.urls")),
+    path("o/<slug:org_slug>/", include("reporting.urls")),
 ]
