@@ -113,8 +113,8 @@ def compute_day(organization, day: date, *, now: datetime | None = None) -> DayR
         SearchPerformance.objects.filter(**org, date=day, deliverable__isnull=False)
         .values("deliverable_id")
         .annotate(
-            impressions=Sum("impressions"),
-            clicks=Sum("clicks"),
+            day_impressions=Sum("impressions"),
+            day_clicks=Sum("clicks"),
             weighted=Sum(F("position") * F("impressions")),
             positioned=Sum("impressions", filter=Q(position__isnull=False)),
         )
@@ -123,7 +123,8 @@ def compute_day(organization, day: date, *, now: datetime | None = None) -> DayR
         position = row["weighted"] / row["positioned"] if row["positioned"] else None
         for model in AttributionModel.values:
             f = fact(row["deliverable_id"], model)
-            f.impressions, f.clicks, f.position = row["impressions"], row["clicks"], position
+            f.impressions, f.clicks = row["day_impressions"], row["day_clicks"]
+            f.position = position
     touches = CrmTouch.objects.filter(**org, occurred_at__gte=start, occurred_at__lt=end)
     for row in touches.values("deliverable_id", "touch_type").annotate(n=Count("pk")):
         for model in AttributionModel.values:

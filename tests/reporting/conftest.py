@@ -61,7 +61,7 @@ NOW = datetime(2026, 4, 10, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-def pages(org_a, client_acme, publish):
+def pages(org_a, client_acme, publish):  # noqa: F811
     """Three published landing pages of organization A."""
     publish(
         org_a,
