@@ -186,6 +186,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# Where the default storage writes files (the reporting exports); never served statically:
+# the portal and API hand them out after checking the tenant.
+MEDIA_ROOT = env_str("MESHLINE_MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 
 LOGGING = {
     "version": 1,
