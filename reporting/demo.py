@@ -9,7 +9,7 @@ the seed again replaces the search days and adds no touch or revenue twice.
 import random
 from datetime import datetime, time, timedelta
 
-from deliveries.models import Deliverable, EventProcessing, ProcessingStatus
+from deliveries.models import Deliverable, EventProcessing, EventSource, ProcessingStatus
 from deliveries.services import ingest_events, process_event
 from reporting.models import ExportFormat
 from reporting.normalize import normalize_url, site_of
@@ -95,8 +95,9 @@ def after_events(organization) -> None:
                         },
                     )
                 )
+    # As the CRM connector delivers them (webhook), not as the seed's own API submissions.
     for start in range(0, len(events), 500):
-        ingest_events(organization, events[start : start + 500])
+        ingest_events(organization, events[start : start + 500], source=EventSource.WEBHOOK)
     pending = EventProcessing.objects.filter(
         organization=organization, status=ProcessingStatus.PENDING
     ).values_list("event_id", flat=True)

@@ -8,7 +8,7 @@ Definitions (what the tests compute by hand; days are the organization's local d
   last touch to the latest, linear 1/n to each touch. A row with no such touch (or no
   contact) is credited wholly to the deliverable its event named, under every model.
 - As of day X, a deliverable is an attribution mismatch when it had impressions on days
-  X - window + 1 .. X and no touch on those days.
+  X - window + 1 .. X and no touch on those days (nor since: a later touch resolves it).
 """
 
 from collections import defaultdict
@@ -194,8 +194,9 @@ def reconcile_mismatches(organization, day: date, window: int, *, now: datetime)
         CrmTouch.objects.filter(
             organization=organization,
             deliverable_id__in=with_impressions,
+            # No upper bound: a touch that arrived after ``day`` would resolve the mismatch at
+            # once, so re-running a past day must not open (and close) it again.
             occurred_at__gte=day_start(organization, window_start),
-            occurred_at__lt=day_start(organization, day + timedelta(days=1)),
         ).values_list("deliverable_id", flat=True)
     )
     open_now = {
