@@ -292,8 +292,8 @@ def mismatch_rate(organization) -> dict:
     open_count = AttributionMismatch.objects.filter(
         organization=organization, status=MismatchStatus.OPEN
     ).count()
-    if latest is None:
-        return {"open": open_count, "with_impressions": 0, "rate": None}
+    # Always the same queries (the dashboard's query budget): no data counts from today.
+    latest = latest or local_day(organization, timezone.now())
     with_impressions = (
         SearchPerformance.objects.filter(
             organization=organization,
