@@ -11,6 +11,7 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "deliveries.throughput",
         "owners.tickets",
         "gates.gates",
+        "reporting.attribution",
     ]
     assert [link.label for link in extensions.nav_links] == [
         "Dashboard",
@@ -21,12 +22,16 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "Clients",
         "Gates",
         "Rotas",
+        "Reporting",
     ]
     assert [e.name for e in extensions.demo_configure.entries()] == [
         "owners.roles_rotas",
         "gates.gates",
     ]
-    assert [e.name for e in extensions.processing_steps.entries()] == ["gates.evaluate"]
+    assert [e.name for e in extensions.processing_steps.entries()] == [
+        "gates.evaluate",
+        "reporting.intake",
+    ]
 
 
 def test_every_point_is_listed_and_documented():
