@@ -229,6 +229,69 @@ CANONICAL_EVENT_TYPES: list[dict] = [
             },
         ),
     },
+    {
+        "name": "search_export.processed",
+        "version": 2,
+        "description": "Search numbers for one page of the deliverable and one day, as "
+        "Search Console's search-analytics export has them.",
+        "advances_to": "",
+        "payload_schema": _schema(
+            ["date", "impressions", "clicks"],
+            {
+                "date": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+                "impressions": {"type": "integer", "minimum": 0},
+                "clicks": {"type": "integer", "minimum": 0},
+                "url": _URL,
+                "ctr": {"type": "number", "minimum": 0, "maximum": 1},
+                "position": {"type": "number", "minimum": 0},
+            },
+        ),
+    },
+    {
+        "name": "crm.touch",
+        "version": 2,
+        "description": "A CRM touch (visit, MQL, SQL, opportunity, closed-won) tied to the "
+        "deliverable, with its contact, landing URL and campaign parameters.",
+        "advances_to": "",
+        "payload_schema": _schema(
+            ["touch_id"],  # a superset of version 1: its senders keep working
+            {
+                "touch_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                "touch_type": {
+                    "type": "string",
+                    "enum": ["visit", "mql", "sql", "opportunity", "closed_won"],
+                },
+                "contact_id": {"type": "string", "maxLength": 200},
+                "account_id": {"type": "string", "maxLength": 200},
+                "landing_url": _URL,
+                "utm": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string", "maxLength": 200},
+                },
+                "channel": {"type": "string", "maxLength": 100},
+                "amount": {"type": "number", "minimum": 0},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            },
+        ),
+    },
+    {
+        "name": "revenue.recognized",
+        "version": 1,
+        "description": "Revenue was recognised for an invoice or opportunity the deliverable "
+        "contributed to.",
+        "advances_to": "",
+        "payload_schema": _schema(
+            ["reference", "amount", "currency", "date"],
+            {
+                "reference": {"type": "string", "minLength": 1, "maxLength": 200},
+                "amount": {"type": "number", "minimum": 0, "maximum": 1e12},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "date": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+                "contact_id": {"type": "string", "maxLength": 200},
+                "account_id": {"type": "string", "maxLength": 200},
+            },
+        ),
+    },
 ] + [
     {
         "name": name,

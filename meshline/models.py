@@ -123,6 +123,8 @@ class ApiScope(models.TextChoices):
     FLOWS_READ = "flows:read", "Read flows, their runs and measures"
     CHANGES_READ = "changes:read", "Read proposed and applied configuration changes"
     CHANGES_APPROVE = "changes:approve", "Approve, reject and roll back changes (admin keys)"
+    REPORTING_READ = "reporting:read", "Read reports, forensic reports and exports"
+    REPORTING_WRITE = "reporting:write", "Import search performance exports"
 
 
 ALL_API_SCOPES = [choice.value for choice in ApiScope]

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "gates",
     "flows",
     "billing",
+    "reporting",
 ]
 
 MIDDLEWARE = [
@@ -186,6 +187,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# Where the default storage writes files (the reporting exports); never served statically:
+# the portal and API hand them out after checking the tenant.
+MEDIA_ROOT = env_str("MESHLINE_MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 
 LOGGING = {
     "version": 1,
@@ -324,5 +328,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "owners.resend_pending_notifications",
         "schedule": 300,
     },
+    # Yesterday's attribution and exports; hourly, since "yesterday" turns over at each
+    # organization's own midnight and a re-run of a day is harmless (idempotent per day).
+    "reporting-nightly": {"task": "reporting.nightly", "schedule": 3600},
 }
 DEFAULT_FROM_EMAIL = env_str("MESHLINE_FROM_EMAIL", "Meshline <meshline@localhost>")

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("gates.api.urls")),
     path("", include("billing.api.urls")),
     path("", include("flows.api.urls")),
+    path("", include("reporting.api.urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
@@ -45,4 +46,5 @@ urlpatterns = [
     path("o/<slug:org_slug>/", include("billing.urls")),
     path("keys/", include("billing.public_urls")),
     path("o/<slug:org_slug>/", include("flows.urls")),
+    path("o/<slug:org_slug>/", include("reporting.urls")),
 ]

@@ -12,6 +12,7 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "owners.tickets",
         "gates.gates",
         "flows.flows",
+        "reporting.attribution",
     ]
     assert [link.label for link in extensions.nav_links] == [
         "Dashboard",
@@ -21,11 +22,12 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "Events",
         "Clients",
         "Gates",
-        "Billing",
         "Flows",
         "Changes",
         "Incidents",
+        "Billing",
         "Rotas",
+        "Reporting",
     ]
     assert [e.name for e in extensions.demo_configure.entries()] == [
         "owners.roles_rotas",
@@ -37,6 +39,7 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "gates.evaluate",
         "billing.overruns",
         "flows.advance_runs",
+        "reporting.intake",
     ]
 
 

@@ -305,9 +305,11 @@ def assert_flat(few: CaptureQueriesContext, many: CaptureQueriesContext) -> None
 # Measured on PostgreSQL; each page's count is the same with a few rows and with many.
 CEILINGS = {
     # client options, scope, throughput (counts, chart, processing), tickets panel
-    # (totals, by role, by person, MTTR), gates panel, flows panel (one aggregate)
-    "dashboard": 17,
-    "dashboard-client": 18,  # + looking up the client
+    # (totals, by role, by person, MTTR), gates panel, flows panel (one aggregate),
+    # attribution panel (reporting settings, latest search day, open mismatches,
+    # deliverables with impressions)
+    "dashboard": 21,
+    "dashboard-client": 22,  # + looking up the client
     "board": 6,  # one query per column (open, acknowledged, resolved)
     "tickets": 5,  # COUNT, then the page
     "ticket": 6,  # the ticket, its history, the members to reassign to
@@ -320,7 +322,8 @@ CEILINGS = {
     "client": 6,  # the client, deliverables by state, recent deliverables
     "gates": 6,  # pass rates over 24 h and 7 days, the gates
     # deliverable, events (COUNT, page), tickets, evaluations, artifacts, billing
-    # (agreements, items), flow runs
+    # (agreements, items), flow runs, and the Revenue section (reporting settings,
+    # attributed revenue, search totals)
     "deliverable": 12,
     "picker": 3,  # session, user, organizations
 }

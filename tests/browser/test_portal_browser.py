@@ -134,7 +134,8 @@ def test_account_manager_works_a_demo_ticket_from_board_to_resolution(page, live
         )
     assert ticket.status == TicketStatus.OPEN
     with scopes_disabled():
-        # Gate tickets and the flows' breach and exception tickets the demo opens.
+        # What the demo opens: gate failures, flows' breaches and exceptions, billing's
+        # scope overruns, reporting's attribution mismatches.
         open_tickets = Ticket.objects.filter(
             organization__slug=DEMO_SLUG, status=TicketStatus.OPEN
         ).count()

@@ -1,0 +1,2 @@
+"""Reporting workflows: intake (search rows, touches, revenue), attribution, exports and
+the forensic report. Views, tasks and commands call these."""

@@ -1,0 +1,116 @@
+"""Deliverable ROI over a period, from the stored daily facts: what the Reporting page
+lists and what the daily export writes, from one queryset so the two always agree."""
+
+from datetime import date
+
+from django.db.models import (
+    Count,
+    DecimalField,
+    F,
+    FloatField,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce
+
+from deliveries.models import Deliverable
+from owners.models import ACTIVE_STATUSES, Ticket
+from reporting.models import TouchType
+
+TOUCH_FIELDS = [f"touches_{value}" for value in TouchType.values]
+SORTS = {
+    "impressions": "impressions",
+    "clicks": "clicks",
+    "touches": "touches",
+    "revenue": "attributed_revenue",
+    "deliverable": "deliverable_id",
+}
+
+
+def roi_queryset(
+    organization,
+    model: str,
+    since: date,
+    until: date,
+    *,
+    client=None,
+    deliverable_type: str = "",
+    active_only: bool = True,
+):
+    """Deliverables annotated with their period totals under ``model``.
+
+    ``active_only`` keeps deliverables with at least one fact in the period (the portal);
+    the export passes False to write every deliverable, zeros included.
+    """
+    in_period = Q(
+        attribution_facts__model=model,
+        attribution_facts__date__gte=since,
+        attribution_facts__date__lte=until,
+    )
+
+    def total(name, output=None):
+        return Coalesce(
+            Sum(f"attribution_facts__{name}", filter=in_period),
+            Value(0),
+            output_field=output or IntegerField(),
+        )
+
+    queryset = Deliverable.objects.filter(organization=organization)
+    if client is not None:
+        queryset = queryset.filter(client=client)
+    if deliverable_type:
+        queryset = queryset.filter(type=deliverable_type)
+    queryset = queryset.annotate(
+        fact_days=Count("attribution_facts", filter=in_period),
+        impressions=total("impressions"),
+        clicks=total("clicks"),
+        weighted_position=Sum(
+            F("attribution_facts__position") * F("attribution_facts__impressions"),
+            filter=in_period & Q(attribution_facts__position__isnull=False),
+            output_field=FloatField(),
+        ),
+        positioned=Sum(
+            "attribution_facts__impressions",
+            filter=in_period & Q(attribution_facts__position__isnull=False),
+        ),
+        attributed_revenue=total(
+            "attributed_revenue", DecimalField(max_digits=18, decimal_places=4)
+        ),
+        **{name: total(name) for name in TOUCH_FIELDS},
+    ).annotate(touches=sum((F(name) for name in TOUCH_FIELDS[1:]), F(TOUCH_FIELDS[0])))
+    if active_only:
+        queryset = queryset.filter(fact_days__gt=0)
+    return queryset.select_related("client")
+
+
+def with_status(queryset):
+    """Adds the open ticket count and the latest gate outcome (export columns)."""
+    from gates.models import GateEvaluation
+
+    open_tickets = (
+        Ticket.objects.filter(deliverable=OuterRef("pk"), status__in=ACTIVE_STATUSES)
+        .order_by()
+        .values("deliverable")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    latest_gate = (
+        GateEvaluation.objects.filter(deliverable=OuterRef("pk"))
+        .order_by("-evaluated_at")
+        .values("outcome")[:1]
+    )
+    return queryset.annotate(
+        open_tickets=Coalesce(Subquery(open_tickets, output_field=IntegerField()), Value(0)),
+        gate_status=Coalesce(Subquery(latest_gate), Value("")),
+    )
+
+
+def ratios(row) -> tuple[float, float | None]:
+    """(CTR, impression-weighted position) of an annotated row."""
+    ctr = row.clicks / row.impressions if row.impressions else 0.0
+    position = row.weighted_position / row.positioned if row.positioned else None
+    return round(ctr, 6), (round(position, 3) if position is not None else None)

@@ -1,0 +1,161 @@
+"""Attribution against hand-computed values, window edges, mismatches and their tickets."""
+
+import csv
+import io
+from datetime import date
+from decimal import Decimal
+
+import pyarrow.parquet as pq
+import pytest
+from django_scopes import scope
+
+from owners.models import Ticket, TicketSource, TicketStatus
+from reporting.models import AttributionFact, AttributionMismatch, MismatchStatus
+from reporting.services import attribution, exports, roi
+from tests.reporting.conftest import NOW, revenue, search, touch
+
+R = date(2026, 4, 1)
+
+
+def revenue_by_model(org, day=R):
+    with scope(organization=org):
+        facts = AttributionFact.objects.filter(organization=org, date=day)
+        return {
+            (f.model, f.deliverable.deliverable_id): f.attributed_revenue
+            for f in facts
+            if f.attributed_revenue
+        }
+
+
+@pytest.fixture
+def journey(org_a, pages, publish):
+    """Contact c-1 touches LP-1 (on R-30, the window's first day), LP-2 and LP-3, and once
+    LP-3 on R-31 (outside); then INV-1 of 900 EUR is recognised on R (recorded on LP-2)."""
+    publish(
+        org_a,
+        touch("LP-3", "T-out", "2026-03-01T23:59:00Z"),
+        touch("LP-1", "T-1", "2026-03-02T00:00:00Z"),
+        touch("LP-2", "T-2", "2026-03-20T10:00:00Z"),
+        touch("LP-3", "T-3", "2026-03-25T10:00:00Z"),
+        revenue("LP-2", "INV-1", 900, "2026-04-01"),
+    )
+
+
+def test_first_last_and_linear_against_hand_computed_values(org_a, journey):
+    with scope(organization=org_a):
+        attribution.compute_day(org_a, R, now=NOW)
+    assert revenue_by_model(org_a) == {
+        ("first_touch", "LP-1"): Decimal("900.0000"),
+        ("last_touch", "LP-3"): Decimal("900.0000"),
+        ("linear", "LP-1"): Decimal("300.0000"),
+        ("linear", "LP-2"): Decimal("300.0000"),
+        ("linear", "LP-3"): Decimal("300.0000"),
+    }
+
+
+def test_shorter_window_drops_the_early_touch(org_a, journey):
+    from reporting.models import ReportingSettings
+
+    with scope(organization=org_a):
+        ReportingSettings.objects.create(organization=org_a, window_days=12)  # from 03-20
+        attribution.compute_day(org_a, R, now=NOW)
+    assert revenue_by_model(org_a) == {
+        ("first_touch", "LP-2"): Decimal("900.0000"),
+        ("last_touch", "LP-3"): Decimal("900.0000"),
+        ("linear", "LP-2"): Decimal("450.0000"),
+        ("linear", "LP-3"): Decimal("450.0000"),
+    }
+
+
+def test_revenue_without_touches_goes_to_its_own_deliverable(org_a, pages, publish):
+    publish(org_a, revenue("LP-2", "INV-9", 120, "2026-04-01", contact="nobody"))
+    with scope(organization=org_a):
+        attribution.compute_day(org_a, R, now=NOW)
+    assert revenue_by_model(org_a) == {
+        (model, "LP-2"): Decimal("120.0000") for model in ("first_touch", "last_touch", "linear")
+    }
+
+
+def test_recomputing_a_day_replaces_it(org_a, journey):
+    with scope(organization=org_a):
+        for _ in range(3):
+            attribution.compute_day(org_a, R, now=NOW)
+        assert AttributionFact.objects.filter(organization=org_a, date=R).count() == 5
+
+
+def mismatches(org):
+    with scope(organization=org):
+        return [
+            (m.deliverable.deliverable_id, m.status, m.ticket.status if m.ticket else None)
+            for m in AttributionMismatch.objects.filter(organization=org).order_by("detected_on")
+        ]
+
+
+def test_mismatch_opens_one_ticket_and_a_touch_resolves_it(org_a, pages, publish, owner_map):
+    publish(org_a, search("LP-1", "2026-03-05", 100, 3))
+    with scope(organization=org_a):
+        attribution.compute_day(org_a, date(2026, 3, 5), now=NOW)
+        attribution.compute_day(org_a, date(2026, 3, 6), now=NOW)  # still one mismatch
+        ticket = Ticket.objects.get(organization=org_a)
+        assert ticket.source == TicketSource.ATTRIBUTION
+        assert ticket.owner_role.slug == "account-manager"
+        assert ticket.opened_by()["kind"] == "attribution_mismatch"
+        assert "Missing tag firing" in ticket.context["remediation"]
+    assert mismatches(org_a) == [("LP-1", MismatchStatus.OPEN, TicketStatus.OPEN)]
+    publish(org_a, touch("LP-1", "T-late", "2026-03-07T10:00:00Z"))
+    assert mismatches(org_a) == [("LP-1", MismatchStatus.RESOLVED, TicketStatus.RESOLVED)]
+
+
+def test_window_edges_for_mismatches(org_a, pages, publish, owner_map):
+    # LP-1: impressions on X-30 only (outside the 30-day window ending X): no mismatch.
+    # LP-2: impressions on X, touch on X-29 (the window's first day): no mismatch.
+    # LP-3: impressions on X-29, touch on X-30 (outside): a mismatch.
+    x = "2026-03-31"
+    publish(
+        org_a,
+        search("LP-1", "2026-03-01", 50, 1),
+        search("LP-2", x, 50, 1),
+        touch("LP-2", "T-2", "2026-03-02T00:00:00Z"),
+        search("LP-3", "2026-03-02", 50, 1),
+        touch("LP-3", "T-3", "2026-03-01T23:59:59Z"),
+    )
+    with scope(organization=org_a):
+        result = attribution.compute_day(org_a, date(2026, 3, 31), now=NOW)
+    assert result.mismatches_opened == 1
+    assert mismatches(org_a) == [("LP-3", MismatchStatus.OPEN, TicketStatus.OPEN)]
+
+
+def test_export_rows_equal_the_portal_numbers(org_a, journey, publish, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    publish(org_a, search("LP-1", "2026-04-01", 400, 20), search("LP-3", "2026-04-01", 10, 0))
+    with scope(organization=org_a):
+        attribution.compute_day(org_a, R, now=NOW)
+        csv_export = exports.run_export(org_a, R, "csv")
+        parquet_export = exports.run_export(org_a, R, "parquet")
+        portal = {
+            row.deliverable_id: (row.impressions, row.clicks, row.touches, row.attributed_revenue)
+            for row in roi.roi_queryset(org_a, "last_touch", R, R, active_only=False)
+        }
+        with csv_export.file.open("rb") as f:
+            lines = list(csv.DictReader(io.TextIOWrapper(f, encoding="utf-8")))
+        table = pq.read_table(parquet_export.file.path)
+    assert csv_export.rows == parquet_export.rows == 3
+    exported = {
+        r["deliverable_id"]: (
+            int(r["impressions"]),
+            int(r["clicks"]),
+            sum(int(r[name]) for name in roi.TOUCH_FIELDS),
+            Decimal(r["attributed_revenue"]),
+        )
+        for r in lines
+    }
+    assert exported == portal
+    assert portal["LP-1"] == (400, 20, 0, Decimal(0))
+    assert portal["LP-3"] == (10, 0, 0, Decimal("900"))
+    assert lines[0]["ctr"] == "0.05"
+    assert table.schema == exports.parquet_schema()
+    assert table.column("impressions").to_pylist() == [400, 0, 10]
+    # Re-running the day replaces the file and the row, never adds one.
+    with scope(organization=org_a):
+        again = exports.run_export(org_a, R, "csv")
+        assert again.pk == csv_export.pk
