@@ -12,6 +12,7 @@ from django_scopes import scope
 
 from deliveries.models import Client, EventProcessing, ProcessingStatus, Tier
 from deliveries.services import ingest_events, process_event
+from deliveries.services.ingest import Status
 from meshline import extensions
 from meshline.models import ApiKey, Role
 from meshline.services import create_organization, create_user
@@ -201,8 +202,8 @@ def seed_demo() -> dict:
             _key, api_key = ApiKey.generate(organization, "demo-cli")
     return {
         "organization": organization,
-        "accepted": sum(r.status == "accepted" for r in results),
-        "duplicates": sum(r.status == "duplicate" for r in results),
-        "rejected": [r for r in results if r.status == "rejected"],
+        "accepted": sum(r.status == Status.ACCEPTED for r in results),
+        "duplicates": sum(r.status == Status.DUPLICATE for r in results),
+        "rejected": [r for r in results if r.status == Status.REJECTED],
         "api_key": api_key,
     }

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from deliveries.models import Client, Tier
 from deliveries.services import ingest_events
+from deliveries.services.ingest import Status
 from gates.models import CheckName, Gate, GateEvaluation, GateMode, Outcome, SitemapTimer
 from gates.services import expire_sitemap_timers
 from meshline.services import create_organization
@@ -171,7 +172,7 @@ def run(slug: str = "gate-smoke", timeout: float = 30) -> list[Case]:
 
         def submit(events):
             results = ingest_events(organization, events)
-            rejected = [r.as_dict() for r in results if r.status == "rejected"]
+            rejected = [r.as_dict() for r in results if r.status == Status.REJECTED]
             if rejected:
                 raise RuntimeError(f"smoke events rejected: {rejected}")
 
