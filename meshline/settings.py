@@ -230,6 +230,7 @@ SPECTACULAR_SETTINGS = {
         "LifecycleStateEnum": "deliveries.models.LifecycleState",
         "TierEnum": "deliveries.models.Tier",
         "DeliverableTypeEnum": "deliveries.models.DeliverableType",
+        "CheckNameEnum": "gates.models.CheckName",
     },
 }
 
