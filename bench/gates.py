@@ -65,7 +65,7 @@ PAGE_CHECKS = [
 
 def gate_specs() -> dict:
     """gate_smoke's gates, one per check: {check name: (event types, parameters)}."""
-    from gates.smoke import GATE_SPECS
+    from devtools.smoke import GATE_SPECS
 
     return {str(check): spec for check, spec in GATE_SPECS.items()}
 
@@ -182,10 +182,10 @@ def build_organization() -> dict:
     from django_scopes import scope
 
     from deliveries.models import Client, Tier
+    from devtools.demo import owners as owners_demo
     from gates.models import Gate, GateMode
     from meshline.models import ApiKey, Role
     from meshline.services import create_organization, create_user
-    from owners import demo as owners_demo
 
     call_command("migrate", interactive=False, verbosity=0)
     organization, _ = create_organization("bench-gates", "Bench Gates Agency")

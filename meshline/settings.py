@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "owners",
     "gates",
     "billing",
+    # Demo seeding, the gate smoke harness and the large-org generator (manage.py commands).
+    "devtools",
 ]
 
 MIDDLEWARE = [

@@ -88,9 +88,9 @@ def generate(
     seed=7,
     log=print,
 ) -> dict:
-    from deliveries.demo import DEMO_PASSWORD, DEMO_USERS
-    from gates import demo as gates_demo
-    from owners import demo as owners_demo
+    from devtools.demo import DEMO_PASSWORD, DEMO_USERS
+    from devtools.demo import gates as gates_demo
+    from devtools.demo import owners as owners_demo
 
     rng = random.Random(seed)
     started = time.perf_counter()
