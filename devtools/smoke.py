@@ -23,10 +23,11 @@ from PIL import Image, ImageDraw
 from deliveries.models import Client, Tier
 from deliveries.services import ingest_events
 from deliveries.services.ingest import Status
+from devtools.factories import OwnerRoleFactory, OwnerRuleFactory
 from gates.models import CheckName, Gate, GateEvaluation, GateMode, Outcome, SitemapTimer
 from gates.services import expire_sitemap_timers
 from meshline.services import create_organization
-from owners.models import OwnerRole, OwnerRule, Ticket
+from owners.models import OwnerRule, Ticket
 
 CLIENT = "smoke-client"
 # One enforced gate per built-in check: (event types, parameters). bench/gates.py uses them too.
@@ -82,15 +83,13 @@ def _setup(organization):
         client_id=CLIENT,
         defaults={"name": "Smoke Client", "tier": Tier.STANDARD},
     )
-    role, _ = OwnerRole.objects.get_or_create(
-        organization=organization,
-        slug="seo-delivery-owner",
-        defaults={"name": "SEO Delivery Owner"},
+    role = OwnerRoleFactory(
+        organization=organization, slug="seo-delivery-owner", name="SEO Delivery Owner"
     )
     if not OwnerRule.objects.filter(
         organization=organization, event_type="", client_tier="", deliverable_type=""
     ).exists():
-        OwnerRule.objects.create(organization=organization, owner_role=role, position=1000)
+        OwnerRuleFactory(organization=organization, owner_role=role, position=1000)
     for check, (event_types, parameters) in GATE_SPECS.items():
         Gate.objects.update_or_create(
             organization=organization,
@@ -156,215 +155,184 @@ def _evaluated(organization, refs, checks, at_least: int = 1):
     return predicate
 
 
+class _Harness:
+    """One run's state: its organization, references, clock, cases and late steps."""
+
+    def __init__(self, organization, timeout: float):
+        self.organization = organization
+        self.timeout = timeout
+        self.run_id = timezone.now().strftime("%Y%m%d%H%M%S%f")
+        self.now = timezone.now()
+        self.cases: list[Case] = []
+        self.late: list[str] = []  # steps whose verdicts had not arrived when the wait ran out
+
+    def ref(self, name: str) -> str:
+        return f"SMOKE-{name}-{self.run_id}"
+
+    def submit(self, events) -> None:
+        results = ingest_events(self.organization, events)
+        rejected = [r.as_dict() for r in results if r.status == Status.REJECTED]
+        if rejected:
+            raise RuntimeError(f"smoke events rejected: {rejected}")
+
+    def publish(self, name: str, key: str, payload: dict, at) -> None:
+        ref = self.ref(name)
+        self.submit([_event("page.published", ref, f"{ref}-{key}", payload, at)])
+
+    def wait(self, step: str, predicate) -> None:
+        if not _settled(predicate, self.timeout):
+            self.late.append(step)
+
+    def expect(self, check, name: str, case: str, expected: str) -> None:
+        """Add a case comparing ``outcome/ticket status`` of ``check`` on ``name``."""
+        got, status, detail = _verdict(self.organization, check, self.ref(name))
+        self.cases.append(Case(check, case, expected, f"{got}/{status or '-'}", status, detail))
+
+
+PAGE_CHECKS = (
+    CheckName.SCHEMA_CHECK,
+    CheckName.SEO_TAGS_PRESENT,
+    CheckName.SCHEMA_VERSION,
+    CheckName.CONTENT_QUALITY_SCORE,
+    CheckName.SCREENSHOT_REGRESSION,
+)
+GOOD_PAGE = {
+    "url": "https://smoke.example/spring",
+    "html": GOOD_HTML,
+    "schema_version": 2,
+    "quality_score": 90,
+}
+BAD_PAGE = {
+    "url": "https://smoke.example/broken",
+    "html": BAD_HTML,
+    "schema_version": 1,
+    "quality_score": 10,
+}
+
+
+def _pages(h: _Harness) -> dict:
+    """A good page passes every page check; a bad one fails each and opens a ticket."""
+    page = {**GOOD_PAGE, "screenshot": _png("white"), "baseline_screenshot": _png("white")}
+    bad_page = {
+        **BAD_PAGE,
+        "screenshot": _png("white", box=True),
+        "baseline_screenshot": _png("white"),
+    }
+    h.publish("good", "pub", page, h.now)
+    h.publish("bad", "pub", bad_page, h.now)
+    h.wait("page verdicts", _evaluated(h.organization, [h.ref("good"), h.ref("bad")], PAGE_CHECKS))
+    for check in PAGE_CHECKS:
+        h.expect(check, "good", "good page", f"{Outcome.PASS}/-")
+        h.expect(check, "bad", "bad page", f"{Outcome.FAIL}/open")
+    return page
+
+
+def _republish(h: _Harness, page: dict) -> None:
+    """Fixing the page and publishing again resolves the schema_check ticket."""
+    h.publish("bad", "fixed", page, h.now + timedelta(minutes=5))
+    h.wait(
+        "republished page",
+        _evaluated(h.organization, [h.ref("bad")], [CheckName.SCHEMA_CHECK], 2),
+    )
+    ticket = Ticket.objects.filter(
+        organization=h.organization,
+        deliverable__deliverable_id=h.ref("bad"),
+        context__check=CheckName.SCHEMA_CHECK,
+    ).first()
+    h.cases.append(
+        Case(
+            CheckName.SCHEMA_CHECK,
+            "fixed and republished",
+            "resolved",
+            ticket.status if ticket else "no ticket",
+        )
+    )
+
+
+def _sitemap(h: _Harness, page: dict) -> None:
+    """Listed in time passes; a deadline that passed fails when timers expire."""
+    good = h.ref("good")
+    sitemap = {"sitemap_url": "https://smoke.example/sitemap.xml", "urls": [GOOD_PAGE["url"]]}
+    h.submit(
+        [_event("sitemap.submitted", good, f"{good}-sitemap", sitemap, h.now + timedelta(hours=1))]
+    )
+    h.wait("sitemap", _evaluated(h.organization, [good], [CheckName.SITEMAP_SYNC]))
+    h.expect(CheckName.SITEMAP_SYNC, "good", "listed within 24 h", "pass/-")
+    late_page = {**page, "url": f"https://smoke.example/late-{h.run_id}"}
+    h.publish("late", "pub", late_page, h.now - timedelta(hours=25))
+    h.wait(  # the page's processing starts its timer
+        "late page's timer",
+        lambda: SitemapTimer.objects.filter(
+            organization=h.organization, deliverable__deliverable_id=h.ref("late")
+        ).exists(),
+    )
+    expire_sitemap_timers(h.organization, now=h.now)
+    h.expect(CheckName.SITEMAP_SYNC, "late", "not listed after 24 h", "fail/open")
+
+
+def _scope(h: _Harness) -> None:
+    """An asset within the accepted size passes; a larger one fails, billable."""
+    scope_payload = {"limits": {"asset_size_mb": 2, "revisions": 1}}
+    for name, size in (("small", 500_000), ("large", 9_000_000)):
+        ref = h.ref(name)
+        h.submit(
+            [
+                _event("scope.accepted", ref, f"{ref}-scope", scope_payload, h.now),
+                _event(
+                    "asset.uploaded",
+                    ref,
+                    f"{ref}-asset",
+                    {"asset_id": "hero", "size_bytes": size},
+                    h.now + timedelta(minutes=1),
+                ),
+            ]
+        )
+    h.wait(
+        "scope verdicts",
+        _evaluated(h.organization, [h.ref("small"), h.ref("large")], [CheckName.SCOPE_LIMITS]),
+    )
+    h.expect(CheckName.SCOPE_LIMITS, "small", "asset within scope", "pass/-")
+    evaluation = GateEvaluation.objects.filter(
+        organization=h.organization,
+        gate__check_name=CheckName.SCOPE_LIMITS,
+        deliverable__deliverable_id=h.ref("large"),
+    ).first()
+    got = (
+        f"{evaluation.outcome}/{'billable' if evaluation.billing_flag else 'not billable'}"
+        if evaluation
+        else "none"
+    )
+    h.cases.append(
+        Case(
+            CheckName.SCOPE_LIMITS,
+            "asset over scope",
+            "fail/billable",
+            got,
+            evaluation.ticket.status if evaluation and evaluation.ticket else "",
+            "; ".join(evaluation.reasons)[:80] if evaluation else "",
+        )
+    )
+
+
 def run(slug: str = "gate-smoke", timeout: float = 30) -> list[Case]:
+    """Run every step in a dedicated organization; one Case per expectation."""
     organization, _ = create_organization(slug, "Gate smoke harness")
-    run_id = timezone.now().strftime("%Y%m%d%H%M%S%f")
-    now = timezone.now()
-    cases: list[Case] = []
-    late: list[str] = []  # steps whose verdicts had not arrived when the wait ran out
-
-    def wait(step: str, predicate) -> None:
-        if not _settled(predicate, timeout):
-            late.append(step)
-
+    h = _Harness(organization, timeout)
     with scope(organization=organization):
         _setup(organization)
-
-        def submit(events):
-            results = ingest_events(organization, events)
-            rejected = [r.as_dict() for r in results if r.status == Status.REJECTED]
-            if rejected:
-                raise RuntimeError(f"smoke events rejected: {rejected}")
-
-        def ref(name):
-            return f"SMOKE-{name}-{run_id}"
-
-        page = {
-            "url": "https://smoke.example/spring",
-            "html": GOOD_HTML,
-            "schema_version": 2,
-            "quality_score": 90,
-            "screenshot": _png("white"),
-            "baseline_screenshot": _png("white"),
-        }
-        bad_page = {
-            "url": "https://smoke.example/broken",
-            "html": BAD_HTML,
-            "schema_version": 1,
-            "quality_score": 10,
-            "screenshot": _png("white", box=True),
-            "baseline_screenshot": _png("white"),
-        }
-        submit([_event("page.published", ref("good"), f"{ref('good')}-pub", page, now)])
-        submit([_event("page.published", ref("bad"), f"{ref('bad')}-pub", bad_page, now)])
-        page_checks = (
-            CheckName.SCHEMA_CHECK,
-            CheckName.SEO_TAGS_PRESENT,
-            CheckName.SCHEMA_VERSION,
-            CheckName.CONTENT_QUALITY_SCORE,
-            CheckName.SCREENSHOT_REGRESSION,
-        )
-        wait("page verdicts", _evaluated(organization, [ref("good"), ref("bad")], page_checks))
-        for check in page_checks:
-            for name, expected, ticket in (
-                ("good", Outcome.PASS, ""),
-                ("bad", Outcome.FAIL, "open"),
-            ):
-                got, status, detail = _verdict(organization, check, ref(name))
-                cases.append(
-                    Case(
-                        check,
-                        f"{name} page",
-                        f"{expected}/{ticket or '-'}",
-                        f"{got}/{status or '-'}",
-                        status,
-                        detail,
-                    )
-                )
-        # Fixing the page and publishing again resolves the schema_check ticket.
-        submit(
-            [
-                _event(
-                    "page.published",
-                    ref("bad"),
-                    f"{ref('bad')}-fixed",
-                    page,
-                    now + timedelta(minutes=5),
-                )
-            ]
-        )
-        wait(
-            "republished page", _evaluated(organization, [ref("bad")], [CheckName.SCHEMA_CHECK], 2)
-        )
-        ticket = Ticket.objects.filter(
-            organization=organization,
-            deliverable__deliverable_id=ref("bad"),
-            context__check=CheckName.SCHEMA_CHECK,
-        ).first()
-        cases.append(
-            Case(
-                CheckName.SCHEMA_CHECK,
-                "fixed and republished",
-                "resolved",
-                ticket.status if ticket else "no ticket",
-            )
-        )
-        # Sitemap: listed in time passes; a deadline that passed fails when timers expire.
-        submit(
-            [
-                _event(
-                    "sitemap.submitted",
-                    ref("good"),
-                    f"{ref('good')}-sitemap",
-                    {
-                        "sitemap_url": "https://smoke.example/sitemap.xml",
-                        "urls": ["https://smoke.example/spring"],
-                    },
-                    now + timedelta(hours=1),
-                )
-            ]
-        )
-        wait("sitemap", _evaluated(organization, [ref("good")], [CheckName.SITEMAP_SYNC]))
-        got, status, detail = _verdict(organization, CheckName.SITEMAP_SYNC, ref("good"))
-        cases.append(
-            Case(
-                CheckName.SITEMAP_SYNC,
-                "listed within 24 h",
-                "pass/-",
-                f"{got}/{status or '-'}",
-                status,
-                detail,
-            )
-        )
-        late_url = f"https://smoke.example/late-{run_id}"
-        submit(
-            [
-                _event(
-                    "page.published",
-                    ref("late"),
-                    f"{ref('late')}-pub",
-                    {**page, "url": late_url},
-                    now - timedelta(hours=25),
-                )
-            ]
-        )
-        wait(  # the page's processing starts its timer
-            "late page's timer",
-            lambda: SitemapTimer.objects.filter(
-                organization=organization, deliverable__deliverable_id=ref("late")
-            ).exists(),
-        )
-        expire_sitemap_timers(organization, now=now)
-        got, status, detail = _verdict(organization, CheckName.SITEMAP_SYNC, ref("late"))
-        cases.append(
-            Case(
-                CheckName.SITEMAP_SYNC,
-                "not listed after 24 h",
-                "fail/open",
-                f"{got}/{status or '-'}",
-                status,
-                detail,
-            )
-        )
-        # Scope: an asset within the accepted size passes; a larger one fails, billable.
-        scope_payload = {"limits": {"asset_size_mb": 2, "revisions": 1}}
-        for name, size in (("small", 500_000), ("large", 9_000_000)):
-            submit(
-                [
-                    _event("scope.accepted", ref(name), f"{ref(name)}-scope", scope_payload, now),
-                    _event(
-                        "asset.uploaded",
-                        ref(name),
-                        f"{ref(name)}-asset",
-                        {"asset_id": "hero", "size_bytes": size},
-                        now + timedelta(minutes=1),
-                    ),
-                ]
-            )
-        wait(
-            "scope verdicts",
-            _evaluated(organization, [ref("small"), ref("large")], [CheckName.SCOPE_LIMITS]),
-        )
-        got, status, detail = _verdict(organization, CheckName.SCOPE_LIMITS, ref("small"))
-        cases.append(
-            Case(
-                CheckName.SCOPE_LIMITS,
-                "asset within scope",
-                "pass/-",
-                f"{got}/{status or '-'}",
-                status,
-                detail,
-            )
-        )
-        evaluation = GateEvaluation.objects.filter(
-            organization=organization,
-            gate__check_name=CheckName.SCOPE_LIMITS,
-            deliverable__deliverable_id=ref("large"),
-        ).first()
-        got = (
-            f"{evaluation.outcome}/{'billable' if evaluation.billing_flag else 'not billable'}"
-            if evaluation
-            else "none"
-        )
-        cases.append(
-            Case(
-                CheckName.SCOPE_LIMITS,
-                "asset over scope",
-                "fail/billable",
-                got,
-                evaluation.ticket.status if evaluation and evaluation.ticket else "",
-                "; ".join(evaluation.reasons)[:80] if evaluation else "",
-            )
-        )
-    if late:  # say why the cases after them fail: the pipeline, not the gates
-        cases.append(
+        page = _pages(h)
+        _republish(h, page)
+        _sitemap(h, page)
+        _scope(h)
+    if h.late:  # say why the cases after them fail: the pipeline, not the gates
+        h.cases.append(
             Case(
                 "pipeline",
                 "verdicts within the timeout",
                 "yes",
                 "timed out",
-                detail=f"no verdicts after {timeout:g} s for: {', '.join(late)}; "
+                detail=f"no verdicts after {timeout:g} s for: {', '.join(h.late)}; "
                 "is a worker consuming the queue?",
             )
         )
-    return cases
+    return h.cases
