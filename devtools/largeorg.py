@@ -27,7 +27,7 @@ from deliveries.models import (
     Tier,
 )
 from deliveries.services import throughput
-from deliveries.services.ingest import EVENT_FIELDS
+from deliveries.services.ingest import EVENT_FIELDS, PROCESSING_FIELDS
 from gates.models import Gate, GateEvaluation, GateMode, Outcome
 from meshline.ids import uuid7
 from meshline.models import Role
@@ -88,15 +88,6 @@ def _write(model, fields, rows, batch=5000) -> int:
     return count + len(chunk)
 
 
-PROCESSING_FIELDS = [
-    "event_id",
-    "organization_id",
-    "status",
-    "attempts",
-    "enqueued_at",
-    "processed_at",
-    "last_error",
-]
 DELIVERABLE_FIELDS = [
     "organization_id",
     "client_id",
