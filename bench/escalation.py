@@ -259,7 +259,7 @@ def insert_tickets(world: dict, rng: random.Random, count: int, due_sets: list, 
     from django.db import connection, transaction
 
     from meshline.ids import uuid7
-    from owners.models import Ticket, TicketSource
+    from owners.models import Priority, Ticket, TicketSource
 
     organization, template = world["organization"], world["template"]
     fields = Ticket._meta.concrete_fields
@@ -286,7 +286,9 @@ def insert_tickets(world: dict, rng: random.Random, count: int, due_sets: list, 
                         source_key=f"bench:{index}",
                         title=f"Gate failed on {deliverable.deliverable_id} (#{index})",
                         deliverable=deliverable,
-                        priority=rng.choice(("p1", "p2", "p3", "p3", "p4")),
+                        priority=rng.choice(
+                            (Priority.P1, Priority.P2, Priority.P3, Priority.P3, Priority.P4)
+                        ),
                         owner_role_id=template.owner_role_id,
                         assignee=people[index % len(people)],
                         calendar_id=template.calendar_id,

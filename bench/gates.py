@@ -65,7 +65,7 @@ PAGE_CHECKS = [
 
 def gate_specs() -> dict:
     """gate_smoke's gates, one per check: {check name: (event types, parameters)}."""
-    from gates.smoke import GATE_SPECS
+    from devtools.smoke import GATE_SPECS
 
     return {str(check): spec for check, spec in GATE_SPECS.items()}
 
@@ -181,11 +181,10 @@ def build_organization() -> dict:
     from django.core.management import call_command
     from django_scopes import scope
 
-    from deliveries.models import Client, Tier
-    from gates.models import Gate, GateMode
+    from devtools.demo import owners as owners_demo
+    from devtools.factories import ClientFactory, GateFactory
     from meshline.models import ApiKey, Role
     from meshline.services import create_organization, create_user
-    from owners import demo as owners_demo
 
     call_command("migrate", interactive=False, verbosity=0)
     organization, _ = create_organization("bench-gates", "Bench Gates Agency")
@@ -195,22 +194,16 @@ def build_organization() -> dict:
     }
     with scope(organization=organization):
         owners_demo.configure(organization, users)
-        Client.objects.create(
-            organization=organization, client_id=CLIENT, name="Acme", tier=Tier.STANDARD
-        )
+        ClientFactory(organization=organization, client_id=CLIENT, name="Acme")
         gates = {}
         for check, (event_types, parameters) in gate_specs().items():
-            gates[check] = Gate.objects.create(
+            gates[check] = GateFactory(
                 organization=organization,
-                slug=check.replace("_", "-"),
-                name=check.replace("_", " ").capitalize(),
                 check_name=check,
                 event_types=event_types,
                 parameters=parameters,
-                mode=GateMode.ENFORCE,
                 # The bench fails half its pages on purpose: keep the gates enforcing.
                 min_evaluations=10**9,
-                playbook="Fix and republish.",
             )
         _, api_key = ApiKey.generate(organization, "bench")
     return {"organization": organization, "gates": gates, "api_key": api_key}

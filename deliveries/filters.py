@@ -66,6 +66,8 @@ class EventFilter(django_filters.FilterSet):
     event_type = django_filters.CharFilter()
     deliverable = django_filters.CharFilter(field_name="deliverable__deliverable_id")
     client = django_filters.CharFilter(field_name="client__client_id", widget=CLIENT_INPUT)
+    # Exact match, served by the event_correlation index (organization first).
+    correlation_id = django_filters.CharFilter(max_length=100, label="Correlation id")
     occurred_after = InstantFilter(field_name="occurred_at", lookup_expr="gte")
     occurred_before = InstantFilter(field_name="occurred_at", lookup_expr="lt")
     received_after = InstantFilter(field_name="received_at", lookup_expr="gte")
@@ -78,7 +80,7 @@ class EventFilter(django_filters.FilterSet):
 
     class Meta:
         model = Event
-        fields = ["event_type", "deliverable", "client"]
+        fields = ["event_type", "deliverable", "client", "correlation_id"]
 
 
 class ClientFilter(django_filters.FilterSet):

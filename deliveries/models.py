@@ -220,6 +220,8 @@ class Event(TenantModel):
             models.Index(fields=["organization", "deliverable", "occurred_at"], name="event_trail"),
             models.Index(fields=["organization", "event_type", "-id"], name="event_type_recent"),
             models.Index(fields=["organization", "-occurred_at"], name="event_occurred"),
+            # ?correlation_id= on the events list and API: one organization's related events.
+            models.Index(fields=["organization", "correlation_id"], name="event_correlation"),
         ]
 
     def __str__(self) -> str:

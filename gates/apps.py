@@ -6,7 +6,6 @@ class GatesConfig(AppConfig):
     verbose_name = "QA gates"
 
     def ready(self) -> None:
-        from gates import demo as gates_demo
         from gates import services, views
         from gates.models import GateTicketLink
         from meshline import extensions as ext
@@ -32,7 +31,4 @@ class GatesConfig(AppConfig):
             ext.Section("gates/partials/gates_panel.html", views.gates_panel),
             order=20,
         )
-        # After owners' roles exist: the gates' demo tickets need an owner map.
-        ext.demo_configure.register("gates.gates", gates_demo.configure, order=20)
-        ext.demo_after_events.register("gates.expire_timers", gates_demo.after_events)
         ext.nav_links.register("gates.gates", ext.NavLink("Gates", "gate-list"), order=35)

@@ -6,6 +6,7 @@ from simple_history.models import HistoricalRecords
 
 from meshline.ids import uuid7
 from meshline.models import TenantModel
+from owners.models import Priority
 
 
 class CheckName(models.TextChoices):
@@ -47,7 +48,7 @@ class Gate(TenantModel):
     parameters = models.JSONField(default=dict, blank=True)
     mode = models.CharField(max_length=10, choices=GateMode.choices, default=GateMode.ENFORCE)
     playbook = models.TextField(blank=True, help_text="Remediation steps for the ticket.")
-    priority = models.CharField(max_length=2, default="p3")
+    priority = models.CharField(max_length=2, choices=Priority.choices, default=Priority.P3)
     # Over-strictness guard: fail rate over 24 h above max_fail_rate, on at least
     # min_evaluations, switches an enforced gate to monitor (see services.check_strictness).
     min_evaluations = models.PositiveIntegerField(default=20)

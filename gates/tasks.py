@@ -6,7 +6,7 @@ from celery import shared_task
 from django.db.models import Q
 from django.utils import timezone
 
-from deliveries.models import Event
+from deliveries.models import Event, ProcessingStatus
 from gates import services
 from gates.models import CheckName, Gate, GateMode, SitemapTimer, TimerStatus
 from meshline.celery import TenantTask
@@ -54,7 +54,7 @@ def sweep_unevaluated_for(*, organization) -> int:
         organization=organization,
         received_at__gte=now - timedelta(hours=24),
         received_at__lte=now - timedelta(minutes=5),
-        processing__status="processed",
+        processing__status=ProcessingStatus.PROCESSED,
     )
     queued = 0
     for gate in Gate.objects.filter(EVALUATING, organization=organization):

@@ -7,19 +7,23 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from gates import services
+from gates.filters import GateFilter
 from gates.models import Gate
 
 
 def gate_list(request, org_slug):
     """Each gate's mode and pass rate over 24 hours and 7 days."""
     now = timezone.now()
+    filterset = GateFilter(
+        request.GET, queryset=Gate.objects.filter(organization=request.organization)
+    )
     rates_24h = services.pass_rates(request.organization, now - timedelta(hours=24))
     rates_7d = services.pass_rates(request.organization, now - timedelta(days=7))
     gates = [
         {"gate": gate, "day": rates_24h.get(gate.pk, {}), "week": rates_7d.get(gate.pk, {})}
-        for gate in Gate.objects.filter(organization=request.organization).order_by("name")
+        for gate in filterset.qs.order_by("name")
     ]
-    return render(request, "gates/gate_list.html", {"gates": gates})
+    return render(request, "gates/gate_list.html", {"gates": gates, "filter": filterset})
 
 
 def artifact(request, org_slug, evaluation_id, name: str):

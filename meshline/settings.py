@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "flows",
     "billing",
     "reporting",
+    # Demo seeding, the gate smoke harness and the large-org generator (manage.py commands).
+    "devtools",
 ]
 
 MIDDLEWARE = [
@@ -235,6 +237,7 @@ SPECTACULAR_SETTINGS = {
         "LifecycleStateEnum": "deliveries.models.LifecycleState",
         "TierEnum": "deliveries.models.Tier",
         "DeliverableTypeEnum": "deliveries.models.DeliverableType",
+        "CheckNameEnum": "gates.models.CheckName",
     },
 }
 

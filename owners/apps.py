@@ -8,7 +8,6 @@ class OwnersConfig(AppConfig):
     def ready(self) -> None:
         from meshline import extensions as ext
         from owners import dashboard
-        from owners import demo as owners_demo
         from owners.services import tickets
 
         ext.trail_sections.register("owners.tickets", tickets.trail_section)
@@ -22,7 +21,6 @@ class OwnersConfig(AppConfig):
             ext.Section("owners/partials/tickets_panel.html", dashboard.tickets_panel),
             order=10,
         )
-        ext.demo_configure.register("owners.roles_rotas", owners_demo.configure, order=10)
         ext.nav_links.register("owners.board", ext.NavLink("Board", "board"), order=5)
         ext.nav_links.register("owners.my_queue", ext.NavLink("My queue", "my-queue"), order=6)
         ext.nav_links.register("owners.rotas", ext.NavLink("Rotas", "rotas"), order=40)

@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 from django_scopes import scopes_disabled
 
-from deliveries.demo import DEMO_SLUG
+from devtools.demo import DEMO_SLUG
 from gates.models import Artifact, GateEvaluation
 from owners.models import Ticket
 from tests.test_portal import organization_urls

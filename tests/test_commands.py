@@ -9,7 +9,6 @@ from django.core.management import CommandError, call_command
 from django_scopes import scope, scopes_disabled
 from rest_framework.test import APIClient
 
-from deliveries.demo import DEMO_CLIENTS, DEMO_SLUG, DEMO_USERS
 from deliveries.models import (
     Client,
     Deliverable,
@@ -18,6 +17,7 @@ from deliveries.models import (
     EventSource,
     LifecycleState,
 )
+from devtools.demo import DEMO_CLIENTS, DEMO_SLUG, DEMO_USERS
 from meshline.models import ALL_API_SCOPES, ApiKey, Membership, Organization, Role
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from deliveries.demo import DEMO_SLUG
+from devtools.demo import DEMO_SLUG
 from tests.test_accessibility import demo, demo_pages  # noqa: F401  (demo is a fixture)
 
 pytestmark = pytest.mark.django_db

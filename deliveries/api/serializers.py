@@ -19,6 +19,7 @@ from deliveries.models import (
 )
 from deliveries.registry import check_schema, types_for
 from deliveries.services.ingest import ACTOR_FIELDS, STRING_LIMITS
+from deliveries.services.ingest import Status as IngestStatus
 from meshline.schema import ErrorItemSerializer, ErrorSerializer
 
 
@@ -236,7 +237,7 @@ class IngestResultSerializer(serializers.Serializer):
     """One event's ingest result (see services.ingest.IngestResult)."""
 
     index = serializers.IntegerField(min_value=0)
-    status = serializers.ChoiceField(["accepted", "duplicate", "rejected"])
+    status = serializers.ChoiceField(IngestStatus.choices)
     id = serializers.UUIDField(required=False, help_text="Accepted or duplicate: the event's id.")
     errors = ErrorItemSerializer(many=True, required=False)
 
@@ -245,7 +246,7 @@ class IngestErrorSerializer(ErrorSerializer):
     """The error body; for one rejected event also its ``index`` and ``status``."""
 
     index = serializers.IntegerField(min_value=0, required=False)
-    status = serializers.ChoiceField(["rejected"], required=False)
+    status = serializers.ChoiceField([IngestStatus.REJECTED], required=False)
 
 
 class IngestBatchResultSerializer(serializers.Serializer):

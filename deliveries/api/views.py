@@ -195,7 +195,7 @@ class EventViewSet(
                 ]
             )
         results = ingest_events(self.organization, events)
-        counts = {s: 0 for s in (Status.ACCEPTED, Status.DUPLICATE, Status.REJECTED)}
+        counts = dict.fromkeys(Status, 0)
         for result in results:
             counts[result.status] += 1
         return Response(

@@ -2,79 +2,26 @@
 
 from datetime import timedelta
 
+from django.db.models import Prefetch
 from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers
+from rest_framework import mixins
 from rest_framework.decorators import action
-from rest_framework.response import Response
 
 from gates import services
-from gates.models import Gate, GateEvaluation, GateMode, Outcome
+from gates.api.serializers import EvaluationDetailSerializer, GateSerializer
+from gates.filters import GateFilter
+from gates.models import Artifact, Gate, GateEvaluation
 from gates.services.visibility import INLINE_TYPES
 from meshline.api import TenantViewSet, UUIDLookupMixin
-
-
-class GateSerializer(serializers.ModelSerializer):
-    pass_rate_24h = serializers.SerializerMethodField()
-    pass_rate_7d = serializers.SerializerMethodField()
-    evaluations_24h = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Gate
-        fields = [
-            "slug",
-            "name",
-            "check_name",
-            "mode",
-            "event_types",
-            "client_tiers",
-            "deliverable_types",
-            "parameters",
-            "playbook",
-            "auto_monitored_at",
-            "auto_monitor_reason",
-            "pass_rate_24h",
-            "pass_rate_7d",
-            "evaluations_24h",
-        ]
-
-    def _rate(self, obj, key):
-        return self.context["rates"][key].get(obj.pk, {})
-
-    def get_pass_rate_24h(self, obj) -> float | None:
-        return self._rate(obj, "24h").get("pass_rate")
-
-    def get_pass_rate_7d(self, obj) -> float | None:
-        return self._rate(obj, "7d").get("pass_rate")
-
-    def get_evaluations_24h(self, obj) -> int:
-        return self._rate(obj, "24h").get("total", 0)
-
-
-class EvaluationSerializer(serializers.Serializer):
-    """Documentation of services.evaluation_data() with the deliverable and check details."""
-
-    id = serializers.UUIDField()
-    gate = serializers.SlugField()
-    check = serializers.CharField()
-    event_id = serializers.UUIDField()
-    outcome = serializers.ChoiceField(Outcome.choices)
-    mode = serializers.ChoiceField(GateMode.choices)
-    reasons = serializers.ListField(child=serializers.CharField())
-    billing_flag = serializers.BooleanField()
-    duration_ms = serializers.FloatField()
-    evaluated_at = serializers.DateTimeField()
-    ticket_id = serializers.UUIDField(allow_null=True)
-    artifacts = serializers.ListField(child=serializers.CharField(), help_text="Artifact names.")
-    deliverable_id = serializers.CharField()
-    details = serializers.JSONField(help_text="What the check measured; its shape is the check's.")
 
 
 class GateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     queryset = Gate.objects.none()
     serializer_class = GateSerializer
+    filterset_class = GateFilter
     pagination_class = None
     lookup_field = "slug"
     required_scopes = {"GET": "events:read"}
@@ -97,22 +44,14 @@ class EvaluationViewSet(UUIDLookupMixin, mixins.RetrieveModelMixin, TenantViewSe
     """One gate evaluation with its reasons and failing artifacts."""
 
     queryset = GateEvaluation.objects.none()
+    serializer_class = EvaluationDetailSerializer
     required_scopes = {"GET": "events:read"}
 
     def get_tenant_queryset(self):
-        return GateEvaluation.objects.filter(organization=self.organization).select_related(
-            "gate", "deliverable"
-        )
-
-    @extend_schema(responses=EvaluationSerializer)
-    def retrieve(self, request, pk=None):
-        e = self.get_object()
-        return Response(
-            {
-                **services.evaluation_data(e),
-                "deliverable_id": e.deliverable.deliverable_id,
-                "details": e.details,
-            }
+        return (
+            GateEvaluation.objects.filter(organization=self.organization)
+            .select_related("gate", "deliverable")
+            .prefetch_related(Prefetch("artifacts", queryset=Artifact.objects.defer("data")))
         )
 
     @extend_schema(

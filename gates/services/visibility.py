@@ -6,6 +6,7 @@ from django.db.models import Count, Prefetch, Q
 from django.http import HttpResponse
 
 from deliveries.models import Deliverable
+from gates.api.serializers import EvaluationSerializer
 from gates.models import (
     Artifact,
     GateEvaluation,
@@ -44,21 +45,8 @@ def evaluations_for(deliverable: Deliverable):
 
 
 def evaluation_data(e: GateEvaluation) -> dict:
-    """An evaluation as the API shows it, in the trail and on its own."""
-    return {
-        "id": str(e.pk),
-        "gate": e.gate.slug,
-        "check": e.gate.check_name,
-        "event_id": str(e.event_id),
-        "outcome": e.outcome,
-        "mode": e.mode,
-        "reasons": e.reasons,
-        "billing_flag": e.billing_flag,
-        "duration_ms": e.duration_ms,
-        "evaluated_at": e.evaluated_at.isoformat(),
-        "ticket_id": str(e.ticket_id) if e.ticket_id else None,
-        "artifacts": [a.name for a in e.artifacts.all()],
-    }
+    """An evaluation as the API shows it, in the trail and on its own: one serializer."""
+    return EvaluationSerializer(e).data
 
 
 def trail_section(deliverable: Deliverable) -> list[dict]:

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from owners import business_time, rota_schedule
-from owners.models import BusinessCalendar, OwnerRole, Rota, parse_working_hours
+from owners.models import BusinessCalendar, OwnerRole, Rota, WaitKind, parse_working_hours
 
 log = logging.getLogger(__name__)
 ALWAYS = business_time.CalendarSpec.always("UTC")
@@ -40,7 +40,7 @@ def deadline(
     spec: business_time.CalendarSpec, start: datetime, minutes: int, kind: str
 ) -> datetime:
     """``minutes`` after ``start``, in business time or wall-clock time."""
-    if kind == "wall":
+    if kind == WaitKind.WALL:
         # In UTC: aware arithmetic in a local zone adds clock time, an hour off across DST.
         return start.astimezone(UTC) + timedelta(minutes=minutes)
     return business_time.add_business_time(spec, start, timedelta(minutes=minutes))

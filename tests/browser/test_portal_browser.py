@@ -7,8 +7,8 @@ import pytest
 from django.core.management import call_command
 from django_scopes import scope, scopes_disabled
 
-from deliveries.demo import DEMO_PASSWORD, DEMO_SLUG
 from deliveries.services import ingest_events
+from devtools.demo import DEMO_PASSWORD, DEMO_SLUG
 from gates.models import CheckName, Gate
 from owners.models import Ticket, TicketStatus
 from tests.conftest import PASSWORD

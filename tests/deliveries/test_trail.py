@@ -9,9 +9,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_scopes import scope, scopes_disabled
 
-from deliveries.demo import DEMO_SLUG
 from deliveries.models import Deliverable, Event, EventSource
 from deliveries.services import trail
+from devtools.demo import DEMO_SLUG
 from meshline.models import Organization
 from owners.services import escalation
 

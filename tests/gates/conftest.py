@@ -14,7 +14,8 @@ from django_scopes import scope
 from PIL import Image, ImageDraw
 
 from deliveries.services import ingest_events
-from gates.models import CheckName, Gate, GateEvaluation, GateMode
+from devtools.factories import GateFactory
+from gates.models import CheckName, GateEvaluation
 from tests.owners.factories import make_calendar, make_role, make_rule
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -93,21 +94,11 @@ def make_gate(org_a):
 
     def make(check_name, slug=None, *, organization=None, **fields):
         organization = organization or org_a
-        values = {
-            "name": f"{check_name.replace('_', ' ').capitalize()}",
-            "event_types": ["page.published"],
-            "mode": GateMode.ENFORCE,
-            "playbook": PLAYBOOK,
-            "min_evaluations": 1000,
-        }
-        values.update(fields)
+        fields.setdefault("playbook", PLAYBOOK)
+        if slug:
+            fields["slug"] = slug
         with scope(organization=organization):
-            return Gate.objects.create(
-                organization=organization,
-                slug=slug or check_name.replace("_", "-"),
-                check_name=check_name,
-                **values,
-            )
+            return GateFactory(organization=organization, check_name=check_name, **fields)
 
     return make
 

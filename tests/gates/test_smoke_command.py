@@ -77,7 +77,7 @@ def test_a_broken_check_makes_gate_smoke_fail(monkeypatch):
 
 def test_a_pipeline_that_never_answers_is_reported_as_timed_out(monkeypatch):
     """With a broker and no worker, nothing is evaluated: the harness says so and fails."""
-    from gates import smoke
+    from devtools import smoke
 
     monkeypatch.setattr(smoke, "ingest_events", _accept_without_processing)
     out = StringIO()
@@ -90,6 +90,6 @@ def test_a_pipeline_that_never_answers_is_reported_as_timed_out(monkeypatch):
 
 def _accept_without_processing(organization, events):
     """Store nothing and process nothing, as when events wait in a queue nobody reads."""
-    from deliveries.services.ingest import IngestResult
+    from deliveries.services.ingest import IngestResult, Status
 
-    return [IngestResult(index=i, status="accepted") for i in range(len(events))]
+    return [IngestResult(index=i, status=Status.ACCEPTED) for i in range(len(events))]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from owners import rota_schedule as rs
+from owners.localtime import first_instant
 from owners.rota_schedule import (
     OPEN_END,
     OPEN_START,
@@ -456,12 +456,12 @@ def test_validate_layer_reports_problems_and_invalid_layers_are_refused():
 def test_shift_index_is_arithmetic_not_a_walk_from_the_start():
     spec = rota(layer(people=tuple("abcdefg"), start=date(2000, 1, 3)))
     at = local(BERLIN, 2126, 7, 1, 12)
-    rs.first_instant.cache_clear()
+    first_instant.cache_clear()
     duty = on_duty(spec, at)
     days = (date(2126, 7, 1) - date(2000, 1, 3)).days
     assert duty.primary == "abcdefg"[days % 7]
     assert duty.shift_start == local(BERLIN, 2126, 7, 1, 9)
-    assert rs.first_instant.cache_info().misses < 10  # a walk would convert ~46,000 local dates
+    assert first_instant.cache_info().misses < 10  # a walk would convert ~46,000 local dates
 
 
 def test_ninety_days_of_shifts_is_quick():
@@ -479,7 +479,7 @@ def test_ninety_days_of_shifts_is_quick():
         ),
         tuple(Override("o", utc(2026, 2, d, 10), utc(2026, 2, d, 14)) for d in range(1, 28)),
     )
-    rs.first_instant.cache_clear()
+    first_instant.cache_clear()
     began = clock.perf_counter()
     result = shifts(spec, utc(2026, 1, 1), utc(2026, 4, 1))
     elapsed = clock.perf_counter() - began

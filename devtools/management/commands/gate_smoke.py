@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from gates import smoke
+from devtools import smoke
 
 
 class Command(BaseCommand):

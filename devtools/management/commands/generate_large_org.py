@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from gates.largeorg import generate
+from devtools.largeorg import generate
 
 
 class Command(BaseCommand):

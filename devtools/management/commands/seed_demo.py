@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from deliveries.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
+from devtools.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
 
 
 class Command(BaseCommand):

@@ -1,6 +1,7 @@
-"""Demo configuration for the gates app: the built-in checks on the demo's events."""
+"""Demo configuration of the gates app: the built-in checks on the demo's events."""
 
-from gates.models import CheckName, Gate, GateMode
+from devtools.factories import GateFactory
+from gates.models import CheckName, GateMode
 
 GATES = [
     (
@@ -52,19 +53,17 @@ GATES = [
 
 
 def configure(organization, users) -> None:
+    """Idempotent: a gate is looked up by its slug first."""
     for slug, name, check, event_types, parameters, mode, playbook in GATES:
-        Gate.objects.get_or_create(
+        GateFactory(
             organization=organization,
             slug=slug,
-            defaults={
-                "name": name,
-                "check_name": check,
-                "event_types": event_types,
-                "parameters": parameters,
-                "mode": mode,
-                "playbook": playbook,
-                "min_evaluations": 1000,
-            },
+            name=name,
+            check_name=check,
+            event_types=event_types,
+            parameters=parameters,
+            mode=mode,
+            playbook=playbook,
         )
 
 
