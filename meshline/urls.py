@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from connectors import views as connector_views
 from meshline import api, views
 
 api_v1 = [
@@ -37,7 +38,9 @@ urlpatterns = [
     re_path(r"^api/", api.not_found),  # after every API route: the JSON 404, not HTML
     path("metrics", views.metrics, name="metrics"),
     path("healthz", views.healthz, name="healthz"),
+    path("hooks/<str:endpoint_id>", connector_views.hook, name="hook"),
     path("o/<slug:org_slug>/", include("deliveries.urls")),
     path("o/<slug:org_slug>/", include("owners.urls")),
     path("o/<slug:org_slug>/", include("gates.urls")),
+    path("o/<slug:org_slug>/", include("connectors.urls")),
 ]

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from deliveries.models import Deliverable, Event, EventProcessing, EventSource, ProcessingStatus
+from meshline.extensions import trail_listeners
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def record(
             event = entry.build(organization, now)
             event.save(force_insert=True)
             _processed(event, now).save(force_insert=True)
+            _notify(organization, [event])
     except IntegrityError:  # a concurrent retry recorded it first
         return Event.objects.get(organization=organization, idempotency_key=entry.idempotency_key)
     return event
@@ -125,4 +127,12 @@ def record_many(organization, entries: Sequence[Entry]) -> list[Event]:
     with transaction.atomic():
         Event.objects.bulk_create(events)
         EventProcessing.objects.bulk_create([_processed(event, now) for event in events])
+        _notify(organization, events)
     return events
+
+
+def _notify(organization, events: list[Event]) -> None:
+    """Hand the new entries to the trail listeners, inside the appending transaction."""
+    if events:
+        for listener in trail_listeners:
+            listener(organization, events)
