@@ -294,7 +294,7 @@ def subscription_pause(request, org_slug, subscription_id):
 
 class SubscriptionForm(forms.Form):
     name = forms.CharField(max_length=100)
-    url = forms.URLField(max_length=500, validators=[outbound.validate_url])
+    url = forms.URLField(max_length=500, assume_scheme="https", validators=[outbound.validate_url])
     event_types = forms.CharField(
         help_text="Comma-separated, e.g. ticket.opened, gate.failed, page.published."
     )
