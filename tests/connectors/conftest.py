@@ -9,6 +9,8 @@ from django_scopes import scope
 
 from connectors import services, verify
 from connectors.models import ConnectorKind
+from tests.gates.conftest import make_gate, owner_map  # noqa: F401 (fixtures used here)
+from tests.test_outbound import receiver  # noqa: F401 (a 127.0.0.1 receiver)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -181,7 +181,7 @@ def test_signed_with_another_tenants_endpoint_secret_is_refused(
 
     endpoint, _ = wp_endpoint
     with scope(organization=org_b):
-        other, other_secret = services.create_endpoint(
+        _other, other_secret = services.create_endpoint(
             org_b, name="B", kind=ConnectorKind.WORDPRESS, client=client_b_acme
         )
     response = post_hook(endpoint, fixture("wordpress_post_published.json"), secret=other_secret)

@@ -157,8 +157,9 @@ def test_an_event_the_contract_rejects_is_a_dead_letter_with_its_reason(
     endpoint, _ = generic_endpoint
     payload = fixture("generic_order.json")
     payload["data"]["approved_at"] = "not a time"
-    from connectors import verify
     from django.utils import timezone
+
+    from connectors import verify
 
     body = json.dumps(payload).encode()
     headers = verify.sign(endpoint.kind, endpoint.secret, "m-1", body, timezone.now())

@@ -22,8 +22,6 @@ from connectors.models import (
 from deliveries.services import trail
 from gates.models import CheckName
 from tests.connectors.conftest import fixture
-from tests.gates.conftest import make_gate, owner_map  # noqa: F401 (fixtures)
-from tests.test_outbound import receiver  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -61,7 +59,7 @@ def test_done_when_wordpress_publish_to_ticket_opened_at_a_receiver_that_was_dow
     owner_map,
     make_gate,
     receiver,
-    subscribe,  # noqa: F811
+    subscribe,
 ):
     make_gate(CheckName.SCHEMA_CHECK)
     subscription = subscribe(f"{receiver.url}/meshline")
@@ -108,7 +106,7 @@ def test_canonical_events_reach_subscribers_once_processed(
     wp_endpoint,
     post_hook,
     receiver,
-    subscribe,  # noqa: F811
+    subscribe,
 ):
     subscribe(f"{receiver.url}/", event_types=["page.published"])
     endpoint, _ = wp_endpoint
@@ -144,7 +142,7 @@ def test_paused_subscriptions_queue_and_resume_sends(
     org_a,
     receiver,
     subscribe,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    django_capture_on_commit_callbacks,
 ):
     subscription = subscribe(f"{receiver.url}/", event_types=["gate.failed"], paused=True)
     with django_capture_on_commit_callbacks(execute=True):
@@ -162,7 +160,7 @@ def test_paused_subscriptions_queue_and_resume_sends(
 def test_circuit_breaker_opens_holds_probes_once_and_closes(
     org_a,
     receiver,
-    subscribe,  # noqa: F811
+    subscribe,
 ):
     subscription = subscribe(f"{receiver.url}/", event_types=["gate.failed"], paused=True)
     receiver.status = 500
@@ -211,7 +209,7 @@ def test_retry_delay_doubles_with_jitter_and_is_capped():
     assert sum(delays, timedelta()) > timedelta(hours=6)  # retries span hours
 
 
-def test_a_delivery_gives_up_after_max_attempts(org_a, subscribe, receiver):  # noqa: F811
+def test_a_delivery_gives_up_after_max_attempts(org_a, subscribe, receiver):
     subscription = subscribe(f"{receiver.url}/", event_types=["gate.failed"], paused=True)
     receiver.status = 502
     _record(org_a)
