@@ -7,11 +7,11 @@ the base64 part of the ``whsec_`` secret; the signature is computed with the
 reads the wall clock, so the headers and the timestamp are checked here (each failure its
 own reason, ``now`` injected) and the digests compared in constant time.
 
-WordPress (a webhook plugin, or the mu-plugin in docs/connectors.md): ``X-WP-Webhook-Id``,
-``X-WP-Webhook-Timestamp`` (Unix seconds) and ``X-WP-Webhook-Signature: sha256=<hex
-HMAC-SHA256(key, "id.timestamp.body")>`` where the key is the whole secret string as UTF-8
-(what PHP's ``hash_hmac('sha256', $message, $secret)`` does). Signing the id and the time
-with the body means neither can be changed to slip a replay past the checks.
+WordPress (the "WP Webhooks" plugin plus these headers; docs/architecture.md, "Connectors"):
+``X-WP-Webhook-Id``, ``X-WP-Webhook-Timestamp`` (Unix seconds) and ``X-WP-Webhook-Signature:
+sha256=<hex HMAC-SHA256(key, "id.timestamp.body")>`` where the key is the whole secret
+string as UTF-8 (what PHP's ``hash_hmac('sha256', $message, $secret)`` does). Signing the
+id and the time with the body means neither can be changed to slip a replay past the checks.
 """
 
 import base64

@@ -226,7 +226,7 @@ def test_connections_page_query_count_does_not_grow_with_rows(org_a, rows, as_ow
     before = count()
     with scope(organization=org_a):
         for n in range(5):
-            endpoint, _ = services.create_endpoint(
+            services.create_endpoint(
                 org_a, name=f"E{n}", kind=ConnectorKind.WORDPRESS, client=client_acme
             )
             Subscription.objects.create(
