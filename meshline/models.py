@@ -118,6 +118,8 @@ class ApiScope(models.TextChoices):
     OWNERS_READ = "owners:read", "Read the owner map, roles and who is on duty"
     TICKETS_READ = "tickets:read", "Read tickets"
     TICKETS_WRITE = "tickets:write", "Acknowledge and resolve tickets"
+    CONNECTORS_READ = "connectors:read", "Read webhook deliveries and subscriptions"
+    CONNECTORS_WRITE = "connectors:write", "Replay dead-letter webhook deliveries"
 
 
 ALL_API_SCOPES = [choice.value for choice in ApiScope]

@@ -231,6 +231,7 @@ SPECTACULAR_SETTINGS = {
         "LifecycleStateEnum": "deliveries.models.LifecycleState",
         "TierEnum": "deliveries.models.Tier",
         "DeliverableTypeEnum": "deliveries.models.DeliverableType",
+        "InboxStateEnum": "connectors.models.InboxState",
     },
 }
 

@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("deliveries.api.urls")),
     path("", include("owners.api.urls")),
     path("", include("gates.api.urls")),
+    path("", include("connectors.api.urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

@@ -21,12 +21,19 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "Clients",
         "Gates",
         "Rotas",
+        "Connections",
     ]
     assert [e.name for e in extensions.demo_configure.entries()] == [
         "owners.roles_rotas",
         "gates.gates",
+        "connectors.endpoints",
     ]
-    assert [e.name for e in extensions.processing_steps.entries()] == ["gates.evaluate"]
+    # Subscribers hear of an event after the gates have judged it.
+    assert [e.name for e in extensions.processing_steps.entries()] == [
+        "gates.evaluate",
+        "connectors.subscriptions",
+    ]
+    assert [e.name for e in extensions.trail_listeners.entries()] == ["connectors.subscriptions"]
 
 
 def test_every_point_is_listed_and_documented():
