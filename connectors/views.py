@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from connectors import mapping, services
+from connectors.filters import InboundDeliveryFilter
 from connectors.models import (
     ConnectorKind,
     InboundDelivery,
@@ -86,14 +87,13 @@ def connections(request, org_slug):
         for s in Subscription.objects.filter(organization=organization).select_related("client")
     ]
     inbound = InboundDelivery.objects.filter(organization=organization).select_related("endpoint")
+    filterset = InboundDeliveryFilter(request.GET, queryset=inbound)
     query = request.GET.get("q", "").strip()
-    if query:
-        inbound = inbound.filter(vendor_delivery_id__icontains=query)
     context = {
         "endpoints": endpoints,
         "subscriptions": subscriptions,
         "dead": inbound.filter(state=InboxState.DEAD)[:LOG_SIZE],
-        "inbound": inbound[:LOG_SIZE],
+        "inbound": filterset.qs[:LOG_SIZE],
         "outbound": OutboundDelivery.objects.filter(organization=organization).select_related(
             "subscription", "event"
         )[:LOG_SIZE],
@@ -101,6 +101,8 @@ def connections(request, org_slug):
             "endpoint"
         )[:LOG_SIZE],
         "query": query,
+        "state": request.GET.get("state", ""),
+        "states": InboxState.choices,
         "is_admin": request.membership.role == Role.ADMIN,
     }
     return render(request, "connectors/connections.html", context)

@@ -110,6 +110,9 @@ def test_connections_page_shows_health_dead_letters_and_subscriptions(rows, as_o
     assert "Ops" in page and "Closed (delivering)" in page and "Paused" in page
     found = as_owner.get("/o/org-a/connections/?q=dead").content.decode()
     assert "dead-1" in found and "ok-1" not in found
+    mapped = as_owner.get("/o/org-a/connections/?state=mapped").content.decode()
+    log = mapped.split("<h2>Inbound log</h2>")[1]
+    assert "ok-1" in log and "dead-1" not in log
 
 
 def test_admin_creates_an_endpoint_and_sees_the_secret_once(org_a, client_acme, as_owner):
