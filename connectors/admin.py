@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 
 from connectors.models import (
     InboundDelivery,
@@ -33,6 +34,7 @@ class SubscriptionAdmin(TenantAdmin):
     list_filter = ["paused", "breaker_state"]
     readonly_fields = ["public_id", "breaker_state", "consecutive_failures", "breaker_until"]
     fields = ["organization", "name", "url", "event_types", "client", "paused", *readonly_fields]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def has_add_permission(self, request):
         return False

@@ -113,10 +113,13 @@ def _reject(endpoint, reason: str, message: str, size: int, now: datetime) -> An
     return Answer.error(REFUSAL_STATUS[reason], reason, message)
 
 
-def receive(public_id, headers, body: bytes, *, content_type: str, now=None) -> Answer:
+def receive(
+    public_id, headers, body: bytes, *, content_type: str, declared_size: int = 0, now=None
+) -> Answer:
     """Verify one webhook and commit it raw to the inbox before the answer.
 
-    ``public_id`` is the endpoint's UUID from the URL; ``headers`` case-insensitive.
+    ``public_id`` is the endpoint's UUID from the URL; ``headers`` case-insensitive;
+    ``declared_size`` the Content-Length (the view does not read a body declared too large).
     Mapping is published for after the commit; a duplicate vendor id is answered 200 and
     stored once.
     """
@@ -130,11 +133,10 @@ def receive(public_id, headers, body: bytes, *, content_type: str, now=None) -> 
     if endpoint is None:
         return Answer.error(404, "unknown_endpoint", "No webhook endpoint has this id.")
     with scope(organization=endpoint.organization):
-        return _receive(endpoint, headers, body, content_type, now)
+        return _receive(endpoint, headers, body, content_type, max(declared_size, len(body)), now)
 
 
-def _receive(endpoint, headers, body: bytes, content_type: str, now) -> Answer:
-    size = len(body)
+def _receive(endpoint, headers, body: bytes, content_type: str, size: int, now) -> Answer:
     if not endpoint.enabled:
         return _reject(endpoint, RejectReason.DISABLED, "This endpoint is disabled.", size, now)
     if content_type.split(";")[0].strip().lower() != "application/json":

@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
@@ -55,8 +56,18 @@ def hook(request, endpoint_id: str):
                 404, "unknown_endpoint", "No webhook endpoint has this id."
             )
         else:
+            # A declared oversize body is refused before it is read.
+            try:
+                declared = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                declared = 0
+            oversize = declared > settings.MESHLINE_HOOK_MAX_BYTES
             answer = services.receive(
-                public_id, request.headers, request.body, content_type=request.content_type or ""
+                public_id,
+                request.headers,
+                b"" if oversize else request.body,
+                content_type=request.content_type or "",
+                declared_size=declared,
             )
     return JsonResponse(answer.body, status=answer.status)
 

@@ -39,7 +39,9 @@ urlpatterns = [
     re_path(r"^api/", api.not_found),  # after every API route: the JSON 404, not HTML
     path("metrics", views.metrics, name="metrics"),
     path("healthz", views.healthz, name="healthz"),
-    path("hooks/<str:endpoint_id>", connector_views.hook, name="hook"),
+    # With or without a trailing slash: senders' URL fields differ, and a redirect would
+    # turn their POST into nothing.
+    re_path(r"^hooks/(?P<endpoint_id>[^/]+)/?$", connector_views.hook, name="hook"),
     path("o/<slug:org_slug>/", include("deliveries.urls")),
     path("o/<slug:org_slug>/", include("owners.urls")),
     path("o/<slug:org_slug>/", include("gates.urls")),

@@ -195,3 +195,33 @@ def test_the_previous_secret_works_during_the_rotation_overlap(org_a, wp_endpoin
         endpoint.rotate_secret(timezone.now())
     response = post_hook(endpoint, fixture("wordpress_post_published.json"), secret=old)
     assert response.status_code == 202
+
+
+def test_a_trailing_slash_reaches_the_endpoint(
+    wp_endpoint, client, django_capture_on_commit_callbacks
+):
+    from connectors import verify
+
+    endpoint, _ = wp_endpoint
+    body = json.dumps(fixture("wordpress_post_published.json")).encode()
+    headers = verify.sign(endpoint.kind, endpoint.secret, "slash", body, timezone.now())
+    meta = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/hooks/{endpoint.public_id}/", data=body, content_type="application/json", **meta
+        )
+    assert response.status_code == 202
+    assert [d.vendor_delivery_id for d in _inbox()] == ["slash"]
+
+
+def test_a_body_declared_too_large_is_refused_unread(wp_endpoint, client, settings):
+    settings.MESHLINE_HOOK_MAX_BYTES = 2048
+    endpoint, _ = wp_endpoint
+    response = client.post(
+        f"/hooks/{endpoint.public_id}",
+        data=b"{" + b" " * 4096 + b"}",
+        content_type="application/json",
+    )
+    assert response.status_code == 413
+    with scopes_disabled():
+        assert RejectedDelivery.objects.get().size == 4098

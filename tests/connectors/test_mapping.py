@@ -175,3 +175,21 @@ def test_an_event_the_contract_rejects_is_a_dead_letter_with_its_reason(
         delivery.refresh_from_db()
     assert delivery.state == InboxState.DEAD
     assert "occurred_at" in delivery.error
+
+
+def test_the_same_post_revision_claimed_by_another_deliverable_is_a_dead_letter(
+    org_a, wp_endpoint, post_hook
+):
+    """Vendor-derived keys make a changed reference for one revision a conflict, not a
+    second event: the admin sees why."""
+    endpoint, _ = wp_endpoint
+    payload = fixture("wordpress_post_published.json")
+    post_hook(endpoint, payload, msg_id="first")
+    payload["post_meta"]["meshline_deliverable_id"] = ["LP-99"]
+    post_hook(endpoint, payload, msg_id="second")
+    states = {d.vendor_delivery_id: (d.state, d.error) for d in _deliveries()}
+    assert states["first"] == (InboxState.MAPPED, "")
+    assert states["second"][0] == InboxState.DEAD
+    assert "already used for an event with different content" in states["second"][1]
+    with scope(organization=org_a):
+        assert Event.objects.filter(organization=org_a).count() == 1
