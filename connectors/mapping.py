@@ -11,12 +11,20 @@ or sent twice by the vendor, yields its events exactly once.
   ``post_status`` is ``publish`` becomes ``page.published`` (url: the permalink, html: the
   content); any other status yields nothing. The deliverable reference is read at
   ``mapping["deliverable_path"]`` (default ``post_meta.meshline_deliverable_id``).
+- Contentful (``contentful``): an entry as Contentful posts it for the topic
+  ``ContentManagement.Entry.publish`` (``sys`` with id, revision, updatedAt, contentType;
+  ``fields`` per locale) becomes ``page.published``; other topics yield nothing. The
+  deliverable reference is read at ``mapping["deliverable_path"]`` (default
+  ``fields.meshlineDeliverableId.en-US``) and the page URL built from
+  ``mapping["url_template"]``, whose ``{path}`` placeholders are read from the entry, e.g.
+  ``https://acme.example/lp/{fields.slug.en-US}``.
 - Generic (``standard``): ``mapping`` is ``{target: source}``, where target is an envelope
   field (``event_type``, ``deliverable_id``, ``occurred_at``, ``idempotency_key``,
   ``client_id``, ``correlation_id``, ``actor.role``, ``actor.id``) or ``payload.<name>``,
   and source is a dotted path into the payload (``data.items.0.url``) or ``=constant``.
 """
 
+import re
 from datetime import UTC, datetime
 
 REQUIRED_TARGETS = ("event_type", "deliverable_id", "occurred_at")
@@ -31,6 +39,10 @@ ENVELOPE_TARGETS = {
     "actor.id",
 }
 WORDPRESS_DELIVERABLE_PATH = "post_meta.meshline_deliverable_id"
+CONTENTFUL_DELIVERABLE_PATH = "fields.meshlineDeliverableId.en-US"
+CONTENTFUL_PUBLISH = "ContentManagement.Entry.publish"
+OPTIONS = {"wordpress": {"deliverable_path"}, "contentful": {"deliverable_path", "url_template"}}
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _MISSING = object()
 
 
@@ -49,6 +61,16 @@ def lookup(data, path: str):
         else:
             return _MISSING
     return value
+
+
+def check_options(kind: str, options) -> list[str]:
+    """Problems with a built-in mapping's options (WordPress, Contentful)."""
+    allowed = OPTIONS[kind]
+    if not isinstance(options, dict) or set(options) - allowed:
+        return [f"Use an object with only {', '.join(sorted(allowed))} (or {{}} for defaults)."]
+    if not all(isinstance(value, str) for value in options.values()):
+        return ["Each option is a text: a dotted path, or a URL template with {path}s."]
+    return []
 
 
 def check_generic(mapping) -> list[str]:
@@ -117,15 +139,9 @@ def map_wordpress(endpoint, payload, vendor_id: str) -> list[dict]:
         raise MappingError("No 'post' object in the payload: is this a WP Webhooks post event?")
     if post.get("post_status") != "publish":
         return []
-    path = (endpoint.mapping or {}).get("deliverable_path") or WORDPRESS_DELIVERABLE_PATH
-    reference = lookup(payload, path)
-    if isinstance(reference, list):  # get_post_meta() without $single gives a list
-        reference = reference[0] if reference else _MISSING
-    if reference is _MISSING or reference in ("", None):
-        raise MappingError(
-            f"No deliverable reference at {path!r}: set it on the post, or point the "
-            "endpoint's deliverable path at the field that holds it."
-        )
+    reference = _reference(
+        payload, (endpoint.mapping or {}).get("deliverable_path") or WORDPRESS_DELIVERABLE_PATH
+    )
     permalink = lookup(payload, "post_permalink")
     if permalink is _MISSING:
         raise MappingError("No 'post_permalink' in the payload.")
@@ -135,7 +151,7 @@ def map_wordpress(endpoint, payload, vendor_id: str) -> list[dict]:
     return [
         {
             "event_type": "page.published",
-            "deliverable_id": str(reference),
+            "deliverable_id": reference,
             "client_id": endpoint.client.client_id,
             # Post and revision time: the same publish sent twice is one event; an update
             # (a new post_modified_gmt) is a new one.
@@ -147,11 +163,69 @@ def map_wordpress(endpoint, payload, vendor_id: str) -> list[dict]:
     ]
 
 
-MAPPERS = {"wordpress": map_wordpress, "standard": map_generic}
+def _reference(payload, path: str) -> str:
+    reference = lookup(payload, path)
+    if isinstance(reference, list):  # get_post_meta() without $single gives a list
+        reference = reference[0] if reference else _MISSING
+    if reference is _MISSING or reference in ("", None):
+        raise MappingError(
+            f"No deliverable reference at {path!r}: set it in the source, or point the "
+            "endpoint's deliverable path at the field that holds it."
+        )
+    return str(reference)
 
 
-def map_payload(endpoint, payload, vendor_id: str) -> list[dict]:
-    """The canonical event bodies for one delivery of ``endpoint``; MappingError if none."""
+def map_contentful(endpoint, payload, vendor_id: str, headers: dict) -> list[dict]:
+    """A published entry -> page.published; any other topic yields nothing."""
+    if (headers or {}).get("x-contentful-topic", CONTENTFUL_PUBLISH) != CONTENTFUL_PUBLISH:
+        return []
+    sys = payload.get("sys")
+    if not isinstance(sys, dict) or sys.get("type") != "Entry" or not sys.get("id"):
+        raise MappingError("No entry 'sys' in the payload: is this an Entry.publish webhook?")
+    options = endpoint.mapping or {}
+    reference = _reference(payload, options.get("deliverable_path") or CONTENTFUL_DELIVERABLE_PATH)
+    template = options.get("url_template")
+    if not template:
+        raise MappingError(
+            "Set the endpoint's url_template, e.g. https://acme.example/lp/{fields.slug.en-US}."
+        )
+
+    def fill(match) -> str:
+        value = lookup(payload, match[1])
+        if value is _MISSING or isinstance(value, dict | list):
+            raise MappingError(f"url_template: nothing usable at {match[1]!r} in the entry.")
+        return str(value)
+
+    revision = sys.get("revision", sys.get("version"))
+    return [
+        {
+            "event_type": "page.published",
+            "deliverable_id": reference,
+            "client_id": endpoint.client.client_id,
+            "idempotency_key": f"contentful:{endpoint.public_id}:{sys['id']}:{revision}",
+            "actor": {"role": "cms", "id": "contentful"},
+            "occurred_at": sys.get("updatedAt") or sys.get("publishedAt"),
+            "payload": {"url": _PLACEHOLDER.sub(fill, template)},
+        }
+    ]
+
+
+MAPPERS = {
+    "wordpress": lambda endpoint, payload, vendor_id, headers: map_wordpress(
+        endpoint, payload, vendor_id
+    ),
+    "contentful": map_contentful,
+    "standard": lambda endpoint, payload, vendor_id, headers: map_generic(
+        endpoint, payload, vendor_id
+    ),
+}
+
+
+def map_payload(endpoint, payload, vendor_id: str, headers: dict | None = None) -> list[dict]:
+    """The canonical event bodies for one delivery of ``endpoint``; MappingError if none.
+
+    ``headers`` are the ones kept with the delivery (Contentful's topic is one).
+    """
     if not isinstance(payload, dict):
         raise MappingError("The payload is not a JSON object.")
-    return MAPPERS[endpoint.kind](endpoint, payload, vendor_id)
+    return MAPPERS[endpoint.kind](endpoint, payload, vendor_id, headers or {})

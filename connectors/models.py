@@ -13,6 +13,7 @@ receiver keeps failing.
 """
 
 import random
+import secrets
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
@@ -31,6 +32,7 @@ ROTATION_OVERLAP = timedelta(hours=24)
 class ConnectorKind(models.TextChoices):
     STANDARD = "standard", "Generic (Standard Webhooks, JSON mapping)"
     WORDPRESS = "wordpress", "WordPress (post published/updated)"
+    CONTENTFUL = "contentful", "Contentful (Entry.publish)"
 
 
 class InboundEndpoint(TenantModel):
@@ -78,11 +80,19 @@ class InboundEndpoint(TenantModel):
             found.append(self.previous_secret)
         return found
 
+    @staticmethod
+    def new_secret(kind: str) -> str:
+        """A signing secret the sender of ``kind`` accepts: Contentful takes exactly 64
+        characters of [0-9a-zA-Z+/=_-]; everyone else a Standard Webhooks ``whsec_``."""
+        if kind == ConnectorKind.CONTENTFUL:
+            return secrets.token_hex(32)
+        return outbound.generate_secret()
+
     def rotate_secret(self, now: datetime, overlap: timedelta = ROTATION_OVERLAP) -> str:
         """A new secret; the old one keeps verifying for ``overlap``. Returns the new one."""
         self.previous_secret = self.secret
         self.previous_secret_expires_at = now + overlap
-        self.secret = outbound.generate_secret()
+        self.secret = self.new_secret(self.kind)
         self.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at"])
         return self.secret
 

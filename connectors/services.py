@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 REJECTS_PER_MINUTE = 20
 # Headers kept with a raw delivery: what verification and the drill-down need.
 KEPT_HEADERS = ("content-type", "user-agent", *verify.HEADERS["standard"][:2])
-KEPT_HEADERS += verify.HEADERS["wordpress"][:2]
+KEPT_HEADERS += (*verify.HEADERS["wordpress"][:2], "x-contentful-topic", "x-contentful-timestamp")
 # While one worker sends, others leave the delivery alone for this long.
 SEND_LEASE_SECONDS = 120
 SEND_DUE_BATCH = 200
@@ -58,7 +58,7 @@ def create_endpoint(organization, *, name: str, kind: str, client, mapping_confi
         kind=kind,
         client=client,
         mapping=mapping_config or {},
-        secret=outbound.generate_secret(),
+        secret=InboundEndpoint.new_secret(kind),
     )
     endpoint.full_clean()
     endpoint.save()
@@ -114,7 +114,14 @@ def _reject(endpoint, reason: str, message: str, size: int, now: datetime) -> An
 
 
 def receive(
-    public_id, headers, body: bytes, *, content_type: str, declared_size: int = 0, now=None
+    public_id,
+    headers,
+    body: bytes,
+    *,
+    content_type: str,
+    declared_size: int = 0,
+    path: str = "",
+    now=None,
 ) -> Answer:
     """Verify one webhook and commit it raw to the inbox before the answer.
 
@@ -133,13 +140,22 @@ def receive(
     if endpoint is None:
         return Answer.error(404, "unknown_endpoint", "No webhook endpoint has this id.")
     with scope(organization=endpoint.organization):
-        return _receive(endpoint, headers, body, content_type, max(declared_size, len(body)), now)
+        size = max(declared_size, len(body))
+        return _receive(endpoint, headers, body, content_type, size, path, now)
 
 
-def _receive(endpoint, headers, body: bytes, content_type: str, size: int, now) -> Answer:
+def _is_json(content_type: str) -> bool:
+    """application/json, or a vendor's JSON type (Contentful's ...management.v1+json)."""
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _receive(endpoint, headers, body: bytes, content_type: str, size: int, path, now) -> Answer:
     if not endpoint.enabled:
         return _reject(endpoint, RejectReason.DISABLED, "This endpoint is disabled.", size, now)
-    if content_type.split(";")[0].strip().lower() != "application/json":
+    if not _is_json(content_type):
         return _reject(
             endpoint,
             RejectReason.CONTENT_TYPE,
@@ -156,7 +172,9 @@ def _receive(endpoint, headers, body: bytes, content_type: str, size: int, now) 
             now,
         )
     try:
-        vendor_id = verify.verify(endpoint.kind, endpoint.secrets_at(now), headers, body, now)
+        vendor_id = verify.verify(
+            endpoint.kind, endpoint.secrets_at(now), headers, body, now, path=path
+        )
         if not isinstance(json.loads(body), dict):
             raise verify.Refused(RejectReason.INVALID_JSON, "The body is not a JSON object.")
     except verify.Refused as refused:
@@ -218,7 +236,10 @@ def map_delivery(organization, delivery_id, now=None) -> bool:
         delivery.attempts += 1
         try:
             bodies = mapping.map_payload(
-                delivery.endpoint, json.loads(delivery.body), delivery.vendor_delivery_id
+                delivery.endpoint,
+                json.loads(delivery.body),
+                delivery.vendor_delivery_id,
+                delivery.headers,
             )
             results = ingest_events(organization, bodies, source=EventSource.WEBHOOK)
         except mapping.MappingError as exc:

@@ -68,6 +68,7 @@ def hook(request, endpoint_id: str):
                 b"" if oversize else request.body,
                 content_type=request.content_type or "",
                 declared_size=declared,
+                path=request.path,
             )
     return JsonResponse(answer.body, status=answer.status)
 
@@ -180,10 +181,8 @@ class MappingForm(forms.Form):
             raise forms.ValidationError(f"Not JSON: {exc}") from None
         if self.kind == ConnectorKind.STANDARD:
             problems = mapping.check_generic(value)
-        elif not isinstance(value, dict) or set(value) - {"deliverable_path"}:
-            problems = ['Use {"deliverable_path": "post_meta.<field>"} (or {} for the default).']
         else:
-            problems = []
+            problems = mapping.check_options(self.kind, value)
         if problems:
             raise forms.ValidationError(problems)
         return value
