@@ -6,29 +6,42 @@ nothing here.
 """
 
 import json
+from datetime import UTC, datetime
 
 from django.utils import timezone
 
 from connectors import services, verify
 from connectors.models import ConnectorKind, InboundEndpoint, Subscription
+from deliveries.demo import JSONLD, PAGE_HTML
 from deliveries.models import Client
 
-POST = {
-    "post_id": 4711,
-    "post": {
-        "ID": 4711,
-        "post_author": "3",
-        "post_date_gmt": "2026-11-02 09:00:00",
-        "post_modified_gmt": "2026-11-02 09:00:00",
-        "post_content": "<html><head><title>Spring launch</title></head><body><h1>Spring</h1></body></html>",
-        "post_title": "Spring launch",
-        "post_status": "publish",
-        "post_name": "spring-launch",
-        "post_type": "page",
-    },
-    "post_meta": {"meshline_deliverable_id": ["LP-WP-1"]},
-    "post_permalink": "https://acme.example/lp/spring-launch",
-}
+
+def _post(modified: datetime) -> dict:
+    """A WP Webhooks post_update body for a page that passes the demo's gates."""
+    url = "https://acme.example/lp/spring-launch"
+    html = PAGE_HTML.format(
+        title="Spring launch",
+        client="Northwind",
+        url=url,
+        jsonld=JSONLD.format(title="Spring launch", url=url),
+    )
+    stamp = modified.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return {
+        "post_id": 4711,
+        "post": {
+            "ID": 4711,
+            "post_author": "3",
+            "post_date_gmt": stamp,
+            "post_modified_gmt": stamp,
+            "post_content": html,
+            "post_title": "Spring launch",
+            "post_status": "publish",
+            "post_name": "spring-launch",
+            "post_type": "page",
+        },
+        "post_meta": {"meshline_deliverable_id": ["LP-WP-1"]},
+        "post_permalink": url,
+    }
 
 
 def configure(organization, users_by_email: dict) -> None:
@@ -53,7 +66,7 @@ def after_events(organization) -> None:
     if endpoint is None:
         return
     now = timezone.now()
-    body = json.dumps(POST).encode()
+    body = json.dumps(_post(now)).encode()
     headers = verify.sign(endpoint.kind, endpoint.secret, "wp-demo-1", body, now)
     services.receive(
         endpoint.public_id,

@@ -39,6 +39,9 @@ ENVELOPE_TARGETS = {
     "actor.id",
 }
 WORDPRESS_DELIVERABLE_PATH = "post_meta.meshline_deliverable_id"
+# The version of the page.published payload the built-in CMS mappings produce (the
+# schema_version gate checks what a connector declares): bump it when their payload changes.
+PAYLOAD_SCHEMA_VERSION = 2
 CONTENTFUL_DELIVERABLE_PATH = "fields.meshlineDeliverableId.en-US"
 CONTENTFUL_PUBLISH = "ContentManagement.Entry.publish"
 OPTIONS = {"wordpress": {"deliverable_path"}, "contentful": {"deliverable_path", "url_template"}}
@@ -158,7 +161,11 @@ def map_wordpress(endpoint, payload, vendor_id: str) -> list[dict]:
             "idempotency_key": f"wp:{endpoint.public_id}:{post_id}:{modified}",
             "actor": {"role": "cms", "id": f"wordpress:{post.get('post_author', '')}"},
             "occurred_at": _wordpress_time(modified),
-            "payload": {"url": permalink, "html": post.get("post_content", "")},
+            "payload": {
+                "url": permalink,
+                "html": post.get("post_content", ""),
+                "schema_version": PAYLOAD_SCHEMA_VERSION,
+            },
         }
     ]
 
@@ -205,7 +212,10 @@ def map_contentful(endpoint, payload, vendor_id: str, headers: dict) -> list[dic
             "idempotency_key": f"contentful:{endpoint.public_id}:{sys['id']}:{revision}",
             "actor": {"role": "cms", "id": "contentful"},
             "occurred_at": sys.get("updatedAt") or sys.get("publishedAt"),
-            "payload": {"url": _PLACEHOLDER.sub(fill, template)},
+            "payload": {
+                "url": _PLACEHOLDER.sub(fill, template),
+                "schema_version": PAYLOAD_SCHEMA_VERSION,
+            },
         }
     ]
 

@@ -121,7 +121,10 @@ def test_entry_publish_maps_to_page_published(contentful_endpoint):
     )
     assert event["event_type"] == "page.published"
     assert event["deliverable_id"] == "LP-90"
-    assert event["payload"] == {"url": "https://acme.example/lp/summit-parka"}
+    assert event["payload"] == {
+        "url": "https://acme.example/lp/summit-parka",
+        "schema_version": mapping.PAYLOAD_SCHEMA_VERSION,
+    }
     assert event["occurred_at"] == "2026-11-21T10:00:00.000Z"
     assert event["idempotency_key"].endswith(":5KsDBWseXY6QegucYAoacS:3")
     unpublish = {"x-contentful-topic": "ContentManagement.Entry.unpublish"}

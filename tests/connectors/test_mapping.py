@@ -25,6 +25,7 @@ def test_wordpress_published_post_maps_to_page_published(wp_endpoint):
         "payload": {
             "url": "https://acme.example/lp/ridgeline-gtx",
             "html": fixture("wordpress_post_published.json")["post"]["post_content"],
+            "schema_version": mapping.PAYLOAD_SCHEMA_VERSION,
         },
     }
 
