@@ -4,7 +4,9 @@ Higher layers record what they did by calling ``record`` (one entry) or ``record
 sweep's worth, in two INSERTs) directly: audit is explicit, and every entry Meshline writes
 gets its digest and idempotency key here, nowhere else. An entry is keyed, so a retried task
 appends it once. It is stored already processed: the
-trail is its only effect.
+trail is its only effect. Higher layers hear of new entries through
+``meshline.extensions.trail_listeners``, inside the appending transaction (connectors queue
+outbound deliveries that way).
 """
 
 import hashlib
