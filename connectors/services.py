@@ -541,3 +541,25 @@ def subscription_backlog(organization) -> dict[int, int]:
         .annotate(n=Count("pk"))
     )
     return {row["subscription_id"]: row["n"] for row in rows}
+
+
+def replay_outbound(subscription: Subscription, since: datetime, until: datetime, now=None) -> int:
+    """Send again every delivery of ``subscription`` whose entry occurred in [since, until)
+    and that gave up (failed) or was delivered; how many were queued.
+
+    Each keeps its webhook-id (receivers deduplicate on it) and its attempt log; its retry
+    count starts over. Pending ones are on their way already and are left alone.
+    """
+    now = now or timezone.now()
+    queued = OutboundDelivery.objects.filter(
+        organization=subscription.organization_id,
+        subscription=subscription,
+        event__occurred_at__gte=since,
+        event__occurred_at__lt=until,
+        status__in=[OutboundStatus.FAILED, OutboundStatus.DELIVERED],
+    ).update(status=OutboundStatus.PENDING, attempts=0, next_attempt_at=now, delivered_at=None)
+    if queued and not subscription.paused:
+        from connectors.tasks import send_due_for
+
+        send_due_for.publish_on_commit(organization_id=subscription.organization_id)
+    return queued

@@ -28,6 +28,11 @@ urlpatterns = [
         name="connection-subscription-new",
     ),
     path(
+        "connections/subscriptions/<str:subscription_id>/replay/",
+        views.subscription_replay,
+        name="connection-subscription-replay",
+    ),
+    path(
         "connections/subscriptions/<str:subscription_id>/pause/",
         views.subscription_pause,
         name="connection-subscription-pause",

@@ -340,3 +340,36 @@ def subscription_create(request, org_slug):
             request, "connectors/subscription_secret.html", {"subscription": subscription}
         )
     return render(request, "connectors/subscription_form.html", {"form": form})
+
+
+class ReplayRangeForm(forms.Form):
+    since = forms.DateTimeField(label="From")
+    until = forms.DateTimeField(label="Until")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] >= data["until"]:
+            raise forms.ValidationError("'From' must be before 'Until'.")
+        return data
+
+
+@require_POST
+def subscription_replay(request, org_slug, subscription_id):
+    """Send a subscription's deliveries of a time range again (times in the org's zone)."""
+    _require_admin(request)
+    subscription = get_object_or_404(
+        Subscription,
+        organization=request.organization,
+        public_id=uuid_or_404(subscription_id),
+    )
+    form = ReplayRangeForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect("connections", org_slug)
+    count = services.replay_outbound(
+        subscription, form.cleaned_data["since"], form.cleaned_data["until"]
+    )
+    messages.success(request, f"Sending {count} delivery(ies) of {subscription.name} again.")
+    return redirect("connections", org_slug)

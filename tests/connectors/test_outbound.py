@@ -236,3 +236,40 @@ def test_a_blocked_address_is_recorded_as_a_failed_attempt(org_a, subscribe, set
         assert services.send_due(org_a) == 1
     [attempt] = _attempts(org_a)
     assert (attempt.status_code, attempt.error) == (None, "blocked address")
+
+
+def test_replaying_a_time_range_resends_delivered_and_failed_ones_once_more(
+    org_a, receiver, subscribe, django_capture_on_commit_callbacks
+):
+    subscription = subscribe(f"{receiver.url}/", event_types=["gate.failed"], paused=True)
+    base = timezone.now() - timedelta(days=1)
+    with scope(organization=org_a):
+        for n, hours in enumerate((0, 1, 2, 5)):
+            trail.record(
+                org_a,
+                "gate.failed",
+                key=f"r-{n}",
+                payload={"n": n},
+                occurred_at=base + timedelta(hours=hours),
+            )
+        subscription.paused = False
+        subscription.save()
+        assert services.send_due(org_a) == 4
+        deliveries = sorted(_deliveries(org_a), key=lambda d: d.event.occurred_at)
+        OutboundDelivery.objects.filter(pk=deliveries[1].pk).update(status=OutboundStatus.FAILED)
+        OutboundDelivery.objects.filter(pk=deliveries[2].pk).update(status=OutboundStatus.PENDING)
+        first_ids = [headers["webhook-id"] for _p, headers, _b in receiver.requests]
+        receiver.requests.clear()
+
+        with django_capture_on_commit_callbacks(execute=True):
+            queued = services.replay_outbound(subscription, base, base + timedelta(hours=3))
+
+    # 0 h (delivered) and 1 h (failed) again; 2 h is pending (on its way), 5 h out of range.
+    assert queued == 2
+    resent = [headers["webhook-id"] for _p, headers, _b in receiver.requests]
+    assert sorted(resent) == sorted([deliveries[0].message_id, deliveries[1].message_id])
+    assert set(resent) <= set(first_ids)  # the same ids as the first time
+    assert {d.status for d in _deliveries(org_a)} == {
+        OutboundStatus.DELIVERED,
+        OutboundStatus.PENDING,
+    }

@@ -67,6 +67,7 @@ def _routes(rows) -> list[tuple[str, str]]:
         ("get", f"{base}outbound/{rows['outbound'].public_id}/"),
         ("get", f"{base}subscriptions/new/"),
         ("post", f"{base}subscriptions/{rows['subscription'].public_id}/pause/"),
+        ("post", f"{base}subscriptions/{rows['subscription'].public_id}/replay/"),
     ]
 
 
@@ -240,3 +241,18 @@ def test_connections_page_query_count_does_not_grow_with_rows(org_a, rows, as_ow
     after = count()
     assert after == before, (before, after)
     assert before <= 20
+
+
+def test_replay_range_form_refuses_a_backwards_range(rows, as_owner):
+    url = f"/o/org-a/connections/subscriptions/{rows['subscription'].public_id}/replay/"
+    response = as_owner.post(
+        url, {"since": "2026-03-02T10:00", "until": "2026-03-01T10:00"}, follow=True
+    )
+    assert "must be before" in response.content.decode()
+    response = as_owner.post(url, {"since": "yesterday", "until": ""}, follow=True)
+    text = response.content.decode()
+    assert "Enter a valid date/time" in text and "This field is required" in text
+    response = as_owner.post(
+        url, {"since": "2000-01-01T00:00", "until": "2100-01-01T00:00"}, follow=True
+    )
+    assert "Sending 0 delivery(ies) of Ops again." in response.content.decode()
