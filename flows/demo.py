@@ -20,7 +20,7 @@ FLOW_OWNERS = {"brief-to-live": "seo-delivery-owner", "lead-to-brief": "account-
 
 
 def configure(organization, users) -> None:
-    from deliveries.demo import DEMO_PASSWORD
+    from devtools.demo import DEMO_PASSWORD
 
     # Four-eyes needs two admins: the demo's admin proposes, this one approves.
     create_user(SECOND_ADMIN, organization, Role.ADMIN, DEMO_PASSWORD)

@@ -152,6 +152,13 @@ ticket_sources: ExtensionPoint[TicketSource] = ExtensionPoint(
     evaluation; later a billable item, flow run, attribution mismatch, incident), read by
     ``Ticket.opened_by()`` and the tickets API.""",
 )
+trail_listeners: ExtensionPoint[Callable[[Any, list], None]] = ExtensionPoint(
+    "trail_listeners",
+    """``listener(organization, events)`` with the entries ``deliveries.services.trail``
+    just appended (record / record_many; never ones it skipped as already recorded),
+    inside the appending transaction: what the listener stores commits with the entries or
+    not at all (an outbox). Publish follow-up work with ``publish_on_commit``.""",
+)
 demo_configure: ExtensionPoint[Callable[[Any, dict], None]] = ExtensionPoint(
     "demo_configure",
     """``configure(organization, users_by_email)`` while the demo organization is seeded,
@@ -176,6 +183,7 @@ POINTS: tuple[ExtensionPoint, ...] = (
     nav_links,
     resolve_guards,
     ticket_sources,
+    trail_listeners,
     demo_configure,
     demo_events,
     demo_after_events,

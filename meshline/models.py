@@ -125,6 +125,8 @@ class ApiScope(models.TextChoices):
     CHANGES_APPROVE = "changes:approve", "Approve, reject and roll back changes (admin keys)"
     REPORTING_READ = "reporting:read", "Read reports, forensic reports and exports"
     REPORTING_WRITE = "reporting:write", "Import search performance exports"
+    CONNECTORS_READ = "connectors:read", "Read webhook deliveries and subscriptions"
+    CONNECTORS_WRITE = "connectors:write", "Replay dead-letter webhook deliveries"
 
 
 ALL_API_SCOPES = [choice.value for choice in ApiScope]

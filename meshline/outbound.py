@@ -15,7 +15,7 @@ The API, for every connector:
 
 - ``validate_url(url)``: raises ``django.core.exceptions.ValidationError`` with a message
   for a form (model ``clean``, serializer ``validate_<field>``);
-- ``post(url, body, headers)``: one POST, connecting only to the checked address (no second
+- ``post(url, body, headers)`` (``post_reply`` also keeps the answer's start): one POST, connecting only to the checked address (no second
   DNS lookup between check and connect), redirects followed by hand (each hop checked, at
   most ``MAX_REDIRECTS``), a timeout on every step. Returns the final status (2xx); raises
   ``OutboundError`` whose ``str()`` is a classified text ("timeout", "HTTP 503", "blocked
@@ -35,6 +35,7 @@ import socket
 import ssl
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 from django.conf import settings
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 5  # per connect and per read, on every hop
 MAX_REDIRECTS = 3
 MAX_RESPONSE_BYTES = 64 * 1024  # the answer is read (to reuse nothing) and thrown away
+EXCERPT_CHARS = 500  # what post_reply keeps of it
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 SECRET_PREFIX = "whsec_"
 
@@ -90,10 +92,18 @@ class OutboundError(Exception):
     """A refused or failed request. ``str(error)`` is the classified text (a ``Failure``
     value or "HTTP <status>"); ``message`` explains a refusal to the person configuring."""
 
-    def __init__(self, classification: str, message: str = ""):
+    def __init__(self, classification: str, message: str = "", excerpt: str = ""):
         super().__init__(classification)
         self.classification = classification
         self.message = message or classification
+        self.excerpt = excerpt  # the start of a non-2xx answer's body, for the delivery log
+
+
+class Reply(NamedTuple):
+    """A 2xx answer: its status and the start of its body (for a delivery log)."""
+
+    status: int
+    excerpt: str
 
 
 # --- addresses ----------------------------------------------------------------------------
@@ -289,6 +299,19 @@ def post(
     A redirect is re-checked like the first URL and sent the same POST (a webhook turned
     into a GET would deliver nothing); a redirect to a blocked address is never connected.
     """
+    return post_reply(url, body, headers, timeout=timeout, max_redirects=max_redirects).status
+
+
+def post_reply(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout: float = TIMEOUT_SECONDS,
+    max_redirects: int = MAX_REDIRECTS,
+) -> Reply:
+    """``post``, also keeping the start of the answer's body (in the Reply, or in the
+    OutboundError's ``excerpt`` for a non-2xx answer) for a delivery log."""
     for _hop in range(max_redirects + 1):
         scheme, host, port, path, addresses = check_url(url)
         connection_class = _PinnedHTTPS if scheme == "https" else _PinnedHTTP
@@ -296,7 +319,7 @@ def post(
         try:
             connection.request("POST", path, body=body, headers=headers)
             response = connection.getresponse()
-            response.read(MAX_RESPONSE_BYTES)
+            answer = response.read(MAX_RESPONSE_BYTES)
             status, location = response.status, response.getheader("Location")
         except (OSError, http.client.HTTPException) as exc:
             log.info("outbound POST to %s failed: %r", host, exc)
@@ -306,9 +329,10 @@ def post(
         if status in REDIRECT_STATUSES and location:
             url = urljoin(url, location)
             continue
+        excerpt = answer[: EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS]
         if not 200 <= status < 300:
-            raise OutboundError(f"HTTP {status}")
-        return status
+            raise OutboundError(f"HTTP {status}", excerpt=excerpt)
+        return Reply(status, excerpt)
     raise OutboundError(Failure.TOO_MANY_REDIRECTS)
 
 

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "reporting",
     # Demo seeding, the gate smoke harness and the large-org generator (manage.py commands).
     "devtools",
+    "connectors",
 ]
 
 MIDDLEWARE = [
@@ -238,6 +239,7 @@ SPECTACULAR_SETTINGS = {
         "TierEnum": "deliveries.models.Tier",
         "DeliverableTypeEnum": "deliveries.models.DeliverableType",
         "CheckNameEnum": "gates.models.CheckName",
+        "InboxStateEnum": "connectors.models.InboxState",
     },
 }
 
@@ -255,6 +257,9 @@ MESHLINE_METRICS_TOKEN = env_str("MESHLINE_METRICS_TOKEN", "")
 # Webhooks call only public addresses (meshline/outbound.py); these hosts, addresses or
 # CIDR networks are allowed anyway (an operator's own receiver on a private network).
 MESHLINE_OUTBOUND_ALLOWED_HOSTS = env_list("MESHLINE_OUTBOUND_ALLOWED_HOSTS", [])
+# Largest body POST /hooks/<endpoint> accepts (413 beyond it); vendors' post payloads with
+# full HTML content stay well under it.
+MESHLINE_HOOK_MAX_BYTES = env_int("MESHLINE_HOOK_MAX_BYTES", 512 * 1024, minimum=1024)
 
 # --- Celery --------------------------------------------------------------------------------
 # No broker configured: the embedded default runs tasks in-process, right after commit.
@@ -334,5 +339,7 @@ CELERY_BEAT_SCHEDULE = {
     # Yesterday's attribution and exports; hourly, since "yesterday" turns over at each
     # organization's own midnight and a re-run of a day is harmless (idempotent per day).
     "reporting-nightly": {"task": "reporting.nightly", "schedule": 3600},
+    "connectors-send-due": {"task": "connectors.send_due_deliveries", "schedule": 15},
+    "connectors-sweep-inbox": {"task": "connectors.sweep_inbox", "schedule": 60},
 }
 DEFAULT_FROM_EMAIL = env_str("MESHLINE_FROM_EMAIL", "Meshline <meshline@localhost>")

@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from connectors import views as connector_views
 from meshline import api, views
 
 api_v1 = [
@@ -13,6 +14,7 @@ api_v1 = [
     path("", include("billing.api.urls")),
     path("", include("flows.api.urls")),
     path("", include("reporting.api.urls")),
+    path("", include("connectors.api.urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
@@ -40,6 +42,9 @@ urlpatterns = [
     re_path(r"^api/", api.not_found),  # after every API route: the JSON 404, not HTML
     path("metrics", views.metrics, name="metrics"),
     path("healthz", views.healthz, name="healthz"),
+    # With or without a trailing slash: senders' URL fields differ, and a redirect would
+    # turn their POST into nothing.
+    re_path(r"^hooks/(?P<endpoint_id>[^/]+)/?$", connector_views.hook, name="hook"),
     path("o/<slug:org_slug>/", include("deliveries.urls")),
     path("o/<slug:org_slug>/", include("owners.urls")),
     path("o/<slug:org_slug>/", include("gates.urls")),
@@ -47,4 +52,5 @@ urlpatterns = [
     path("keys/", include("billing.public_urls")),
     path("o/<slug:org_slug>/", include("flows.urls")),
     path("o/<slug:org_slug>/", include("reporting.urls")),
+    path("o/<slug:org_slug>/", include("connectors.urls")),
 ]

@@ -28,19 +28,24 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "Billing",
         "Rotas",
         "Reporting",
+        "Connections",
     ]
     assert [e.name for e in extensions.demo_configure.entries()] == [
         "owners.roles_rotas",
         "gates.gates",
         "billing.settings",
+        "connectors.endpoints",
         "flows.templates",
     ]
+    # Subscribers hear of an event after the other apps have acted on it.
     assert [e.name for e in extensions.processing_steps.entries()] == [
         "gates.evaluate",
         "billing.overruns",
         "flows.advance_runs",
         "reporting.intake",
+        "connectors.subscriptions",
     ]
+    assert [e.name for e in extensions.trail_listeners.entries()] == ["connectors.subscriptions"]
 
 
 def test_every_point_is_listed_and_documented():

@@ -4,7 +4,9 @@ Higher layers record what they did by calling ``record`` (one entry) or ``record
 sweep's worth, in two INSERTs) directly: audit is explicit, and every entry Meshline writes
 gets its digest and idempotency key here, nowhere else. An entry is keyed, so a retried task
 appends it once. It is stored already processed: the
-trail is its only effect.
+trail is its only effect. Higher layers hear of new entries through
+``meshline.extensions.trail_listeners``, inside the appending transaction (connectors queue
+outbound deliveries that way).
 """
 
 import hashlib
@@ -24,6 +26,7 @@ from deliveries.models import (
     EventSource,
     ProcessingStatus,
 )
+from meshline.extensions import trail_listeners
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ def record(
             event = entry.build(organization, now)
             event.save(force_insert=True)
             _processed(event, now).save(force_insert=True)
+            _notify(organization, [event])
     except IntegrityError:  # a concurrent retry recorded it first
         return Event.objects.get(organization=organization, idempotency_key=entry.idempotency_key)
     return event
@@ -148,4 +152,12 @@ def record_many(organization, entries: Sequence[Entry]) -> list[Event]:
     with transaction.atomic():
         Event.objects.bulk_create(events)
         EventProcessing.objects.bulk_create([_processed(event, now) for event in events])
+        _notify(organization, events)
     return events
+
+
+def _notify(organization, events: list[Event]) -> None:
+    """Hand the new entries to the trail listeners, inside the appending transaction."""
+    if events:
+        for listener in trail_listeners:
+            listener(organization, events)

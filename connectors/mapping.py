@@ -1,0 +1,241 @@
+"""From a vendor's webhook payload to canonical event bodies: pure functions, no database.
+
+Every mapping returns event bodies in the event contract (deliveries.services.ingest checks
+them) and raises MappingError with a message the admin can act on. Idempotency keys come
+from the vendor's own ids, prefixed with the endpoint, so a delivery replayed after a fix,
+or sent twice by the vendor, yields its events exactly once.
+
+- WordPress (``wordpress``): a post payload as the "WP Webhooks" plugin sends it for
+  ``post_create`` / ``post_update`` (``post_id``, ``post`` with WordPress's column names,
+  ``post_meta``, ``post_permalink``; see tests/connectors/fixtures). A post whose
+  ``post_status`` is ``publish`` becomes ``page.published`` (url: the permalink, html: the
+  content); any other status yields nothing. The deliverable reference is read at
+  ``mapping["deliverable_path"]`` (default ``post_meta.meshline_deliverable_id``).
+- Contentful (``contentful``): an entry as Contentful posts it for the topic
+  ``ContentManagement.Entry.publish`` (``sys`` with id, revision, updatedAt, contentType;
+  ``fields`` per locale) becomes ``page.published``; other topics yield nothing. The
+  deliverable reference is read at ``mapping["deliverable_path"]`` (default
+  ``fields.meshlineDeliverableId.en-US``) and the page URL built from
+  ``mapping["url_template"]``, whose ``{path}`` placeholders are read from the entry, e.g.
+  ``https://acme.example/lp/{fields.slug.en-US}``.
+- Generic (``standard``): ``mapping`` is ``{target: source}``, where target is an envelope
+  field (``event_type``, ``deliverable_id``, ``occurred_at``, ``idempotency_key``,
+  ``client_id``, ``correlation_id``, ``actor.role``, ``actor.id``) or ``payload.<name>``,
+  and source is a dotted path into the payload (``data.items.0.url``) or ``=constant``.
+"""
+
+import re
+from datetime import UTC, datetime
+
+REQUIRED_TARGETS = ("event_type", "deliverable_id", "occurred_at")
+ENVELOPE_TARGETS = {
+    "event_type",
+    "deliverable_id",
+    "client_id",
+    "occurred_at",
+    "idempotency_key",
+    "correlation_id",
+    "actor.role",
+    "actor.id",
+}
+WORDPRESS_DELIVERABLE_PATH = "post_meta.meshline_deliverable_id"
+# The version of the page.published payload the built-in CMS mappings produce (the
+# schema_version gate checks what a connector declares): bump it when their payload changes.
+PAYLOAD_SCHEMA_VERSION = 2
+CONTENTFUL_DELIVERABLE_PATH = "fields.meshlineDeliverableId.en-US"
+CONTENTFUL_PUBLISH = "ContentManagement.Entry.publish"
+OPTIONS = {"wordpress": {"deliverable_path"}, "contentful": {"deliverable_path", "url_template"}}
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+_MISSING = object()
+
+
+class MappingError(Exception):
+    """The payload cannot be mapped; the message says what is missing or wrong."""
+
+
+def lookup(data, path: str):
+    """The value at a dotted ``path`` (list items by index), or _MISSING."""
+    value = data
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def check_options(kind: str, options) -> list[str]:
+    """Problems with a built-in mapping's options (WordPress, Contentful)."""
+    allowed = OPTIONS[kind]
+    if not isinstance(options, dict) or set(options) - allowed:
+        return [f"Use an object with only {', '.join(sorted(allowed))} (or {{}} for defaults)."]
+    if not all(isinstance(value, str) for value in options.values()):
+        return ["Each option is a text: a dotted path, or a URL template with {path}s."]
+    return []
+
+
+def check_generic(mapping) -> list[str]:
+    """Problems with a generic mapping as an admin wrote it (empty when usable)."""
+    if not isinstance(mapping, dict):
+        return ["The mapping must be a JSON object of target: source path."]
+    problems = []
+    for target, source in mapping.items():
+        if target not in ENVELOPE_TARGETS and not (
+            target.startswith("payload.") and len(target) > len("payload.")
+        ):
+            problems.append(
+                f"Unknown target {target!r}: use an envelope field "
+                f"({', '.join(sorted(ENVELOPE_TARGETS))}) or payload.<name>."
+            )
+        if not isinstance(source, str) or not source:
+            problems.append(f"The source of {target!r} must be a path or =constant.")
+    problems += [f"Map {target!r}." for target in REQUIRED_TARGETS if target not in mapping]
+    return problems
+
+
+def map_generic(endpoint, payload, vendor_id: str) -> list[dict]:
+    """One event from ``payload`` through the endpoint's field paths."""
+    problems = check_generic(endpoint.mapping)
+    if problems:
+        raise MappingError(" ".join(problems))
+    event: dict = {
+        "client_id": endpoint.client.client_id,
+        "actor": {"role": "connector", "id": str(endpoint.public_id)},
+        "payload": {},
+    }
+    key_source = vendor_id
+    for target, source in endpoint.mapping.items():
+        if source.startswith("="):
+            value = source[1:]
+        else:
+            value = lookup(payload, source)
+            if value is _MISSING:
+                raise MappingError(f"{target}: nothing at {source!r} in the payload.")
+        if target == "idempotency_key":
+            key_source = str(value)
+        elif target.startswith("actor."):
+            event["actor"][target[len("actor.") :]] = value
+        elif target.startswith("payload."):
+            event["payload"][target[len("payload.") :]] = value
+        else:
+            event[target] = value
+    event["idempotency_key"] = f"hook:{endpoint.public_id}:{key_source}"
+    return [event]
+
+
+def _wordpress_time(value) -> str:
+    """WordPress's ``*_gmt`` columns: "2026-11-21 10:00:00" in UTC."""
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).isoformat()
+    except ValueError:
+        raise MappingError(
+            f"post.post_modified_gmt {value!r} is not 'YYYY-MM-DD HH:MM:SS'."
+        ) from None
+
+
+def map_wordpress(endpoint, payload, vendor_id: str) -> list[dict]:
+    """A published (or updated, still published) post -> page.published; else nothing."""
+    post = lookup(payload, "post")
+    if not isinstance(post, dict):
+        raise MappingError("No 'post' object in the payload: is this a WP Webhooks post event?")
+    if post.get("post_status") != "publish":
+        return []
+    reference = _reference(
+        payload, (endpoint.mapping or {}).get("deliverable_path") or WORDPRESS_DELIVERABLE_PATH
+    )
+    permalink = lookup(payload, "post_permalink")
+    if permalink is _MISSING:
+        raise MappingError("No 'post_permalink' in the payload.")
+    post_id, modified = post.get("ID"), post.get("post_modified_gmt")
+    if post_id is None or not modified:
+        raise MappingError("The post has no ID or post_modified_gmt.")
+    return [
+        {
+            "event_type": "page.published",
+            "deliverable_id": reference,
+            "client_id": endpoint.client.client_id,
+            # Post and revision time: the same publish sent twice is one event; an update
+            # (a new post_modified_gmt) is a new one.
+            "idempotency_key": f"wp:{endpoint.public_id}:{post_id}:{modified}",
+            "actor": {"role": "cms", "id": f"wordpress:{post.get('post_author', '')}"},
+            "occurred_at": _wordpress_time(modified),
+            "payload": {
+                "url": permalink,
+                "html": post.get("post_content", ""),
+                "schema_version": PAYLOAD_SCHEMA_VERSION,
+            },
+        }
+    ]
+
+
+def _reference(payload, path: str) -> str:
+    reference = lookup(payload, path)
+    if isinstance(reference, list):  # get_post_meta() without $single gives a list
+        reference = reference[0] if reference else _MISSING
+    if reference is _MISSING or reference in ("", None):
+        raise MappingError(
+            f"No deliverable reference at {path!r}: set it in the source, or point the "
+            "endpoint's deliverable path at the field that holds it."
+        )
+    return str(reference)
+
+
+def map_contentful(endpoint, payload, vendor_id: str, headers: dict) -> list[dict]:
+    """A published entry -> page.published; any other topic yields nothing."""
+    if (headers or {}).get("x-contentful-topic", CONTENTFUL_PUBLISH) != CONTENTFUL_PUBLISH:
+        return []
+    sys = payload.get("sys")
+    if not isinstance(sys, dict) or sys.get("type") != "Entry" or not sys.get("id"):
+        raise MappingError("No entry 'sys' in the payload: is this an Entry.publish webhook?")
+    options = endpoint.mapping or {}
+    reference = _reference(payload, options.get("deliverable_path") or CONTENTFUL_DELIVERABLE_PATH)
+    template = options.get("url_template")
+    if not template:
+        raise MappingError(
+            "Set the endpoint's url_template, e.g. https://acme.example/lp/{fields.slug.en-US}."
+        )
+
+    def fill(match) -> str:
+        value = lookup(payload, match[1])
+        if value is _MISSING or isinstance(value, dict | list):
+            raise MappingError(f"url_template: nothing usable at {match[1]!r} in the entry.")
+        return str(value)
+
+    revision = sys.get("revision", sys.get("version"))
+    return [
+        {
+            "event_type": "page.published",
+            "deliverable_id": reference,
+            "client_id": endpoint.client.client_id,
+            "idempotency_key": f"contentful:{endpoint.public_id}:{sys['id']}:{revision}",
+            "actor": {"role": "cms", "id": "contentful"},
+            "occurred_at": sys.get("updatedAt") or sys.get("publishedAt"),
+            "payload": {
+                "url": _PLACEHOLDER.sub(fill, template),
+                "schema_version": PAYLOAD_SCHEMA_VERSION,
+            },
+        }
+    ]
+
+
+MAPPERS = {
+    "wordpress": lambda endpoint, payload, vendor_id, headers: map_wordpress(
+        endpoint, payload, vendor_id
+    ),
+    "contentful": map_contentful,
+    "standard": lambda endpoint, payload, vendor_id, headers: map_generic(
+        endpoint, payload, vendor_id
+    ),
+}
+
+
+def map_payload(endpoint, payload, vendor_id: str, headers: dict | None = None) -> list[dict]:
+    """The canonical event bodies for one delivery of ``endpoint``; MappingError if none.
+
+    ``headers`` are the ones kept with the delivery (Contentful's topic is one).
+    """
+    if not isinstance(payload, dict):
+        raise MappingError("The payload is not a JSON object.")
+    return MAPPERS[endpoint.kind](endpoint, payload, vendor_id, headers or {})

@@ -1,0 +1,565 @@
+"""Connector workflows: receive a webhook, map it, replay dead letters; fan trail entries
+out to subscriptions and send them with retries behind a circuit breaker.
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+from django_scopes import scope, scopes_disabled
+
+from connectors import mapping, verify
+from connectors.models import (
+    BreakerState,
+    InboundDelivery,
+    InboundEndpoint,
+    InboxState,
+    OutboundAttempt,
+    OutboundDelivery,
+    OutboundStatus,
+    RejectedDelivery,
+    RejectReason,
+    Subscription,
+)
+from deliveries import registry
+from deliveries.models import Event, EventSource
+from deliveries.services import ingest_events
+from deliveries.services.ingest import Status, validate_envelope
+from meshline import outbound
+
+log = logging.getLogger(__name__)
+
+# Rejected requests recorded per endpoint and minute; beyond it they are only counted in
+# the log, so a misconfigured (or hostile) sender cannot fill the disk.
+REJECTS_PER_MINUTE = 20
+# Headers kept with a raw delivery: what verification and the drill-down need.
+KEPT_HEADERS = ("content-type", "user-agent", *verify.HEADERS["standard"][:2])
+KEPT_HEADERS += (*verify.HEADERS["wordpress"][:2], "x-contentful-topic", "x-contentful-timestamp")
+# While one worker sends, others leave the delivery alone for this long.
+SEND_LEASE_SECONDS = 120
+SEND_DUE_BATCH = 200
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+
+def create_endpoint(organization, *, name: str, kind: str, client, mapping_config=None):
+    """A new endpoint and its secret (returned once; the caller shows it, then it is gone)."""
+    endpoint = InboundEndpoint(
+        organization=organization,
+        name=name,
+        kind=kind,
+        client=client,
+        mapping=mapping_config or {},
+        secret=InboundEndpoint.new_secret(kind),
+    )
+    endpoint.full_clean()
+    endpoint.save()
+    return endpoint, endpoint.secret
+
+
+# --- receiving --------------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    """What /hooks/<id> answers: status and an ``errors`` body (or a delivery id)."""
+
+    status: int
+    body: dict = field(default_factory=dict)
+
+    @classmethod
+    def error(cls, status: int, code: str, message: str) -> "Answer":
+        return cls(status, {"errors": [{"code": code, "field": None, "message": message}]})
+
+
+REFUSAL_STATUS = {
+    RejectReason.DISABLED: 403,
+    RejectReason.CONTENT_TYPE: 415,
+    RejectReason.TOO_LARGE: 413,
+    RejectReason.MISSING_HEADERS: 400,
+    RejectReason.STALE: 400,
+    RejectReason.BAD_SIGNATURE: 401,
+    RejectReason.INVALID_JSON: 400,
+}
+
+
+def _reject(endpoint, reason: str, message: str, size: int, now: datetime) -> Answer:
+    """Record the refusal (at most REJECTS_PER_MINUTE per endpoint) and answer it."""
+    bucket = f"connectors:rejects:{endpoint.pk}:{int(now.timestamp()) // 60}"
+    cache.add(bucket, 0, timeout=120)
+    try:
+        count = cache.incr(bucket)
+    except ValueError:  # evicted between add and incr
+        count = 1
+    if count <= REJECTS_PER_MINUTE:
+        RejectedDelivery.objects.create(
+            organization=endpoint.organization,
+            endpoint=endpoint,
+            reason=reason,
+            detail=message[:300],
+            received_at=now,
+            size=size,
+        )
+    else:
+        log.info("endpoint %s: rejection %s not recorded (rate limit)", endpoint.public_id, reason)
+    return Answer.error(REFUSAL_STATUS[reason], reason, message)
+
+
+def receive(
+    public_id,
+    headers,
+    body: bytes,
+    *,
+    content_type: str,
+    declared_size: int = 0,
+    path: str = "",
+    now=None,
+) -> Answer:
+    """Verify one webhook and commit it raw to the inbox before the answer.
+
+    ``public_id`` is the endpoint's UUID from the URL; ``headers`` case-insensitive;
+    ``declared_size`` the Content-Length (the view does not read a body declared too large).
+    Mapping is published for after the commit; a duplicate vendor id is answered 200 and
+    stored once.
+    """
+    now = now or timezone.now()
+    with scopes_disabled():
+        endpoint = (
+            InboundEndpoint.objects.select_related("organization", "client")
+            .filter(public_id=public_id)
+            .first()
+        )
+    if endpoint is None:
+        return Answer.error(404, "unknown_endpoint", "No webhook endpoint has this id.")
+    with scope(organization=endpoint.organization):
+        size = max(declared_size, len(body))
+        return _receive(endpoint, headers, body, content_type, size, path, now)
+
+
+def _is_json(content_type: str) -> bool:
+    """application/json, or a vendor's JSON type (Contentful's ...management.v1+json)."""
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _receive(endpoint, headers, body: bytes, content_type: str, size: int, path, now) -> Answer:
+    if not endpoint.enabled:
+        return _reject(endpoint, RejectReason.DISABLED, "This endpoint is disabled.", size, now)
+    if not _is_json(content_type):
+        return _reject(
+            endpoint,
+            RejectReason.CONTENT_TYPE,
+            "Send the webhook as application/json.",
+            size,
+            now,
+        )
+    if size > settings.MESHLINE_HOOK_MAX_BYTES:
+        return _reject(
+            endpoint,
+            RejectReason.TOO_LARGE,
+            f"A webhook may be at most {settings.MESHLINE_HOOK_MAX_BYTES} bytes.",
+            size,
+            now,
+        )
+    try:
+        vendor_id = verify.verify(
+            endpoint.kind, endpoint.secrets_at(now), headers, body, now, path=path
+        )
+        if not isinstance(json.loads(body), dict):
+            raise verify.Refused(RejectReason.INVALID_JSON, "The body is not a JSON object.")
+    except verify.Refused as refused:
+        return _reject(endpoint, refused.reason, refused.message, size, now)
+    except ValueError:
+        return _reject(endpoint, RejectReason.INVALID_JSON, "The body is not JSON.", size, now)
+    kept = {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+    delivery = InboundDelivery(
+        organization=endpoint.organization,
+        endpoint=endpoint,
+        vendor_delivery_id=vendor_id,
+        received_at=now,
+        headers=kept,
+        body=body.decode(),
+    )
+    try:
+        with transaction.atomic():
+            delivery.save(force_insert=True)
+    except IntegrityError:  # the sender's retry (or a replay within the tolerance)
+        return Answer(200, {"status": "duplicate", "vendor_delivery_id": vendor_id})
+    from connectors.tasks import map_inbound
+
+    map_inbound.publish_on_commit(
+        organization_id=endpoint.organization_id, delivery_id=str(delivery.public_id)
+    )
+    return Answer(202, {"status": "accepted", "id": str(delivery.public_id)})
+
+
+# --- mapping ----------------------------------------------------------------------------------
+
+
+def _describe(errors: list[dict]) -> str:
+    return "; ".join(
+        f"{error.get('field') or 'event'}: {error['message']}"
+        if error.get("field")
+        else error["message"]
+        for error in errors
+    )
+
+
+def map_delivery(organization, delivery_id, now=None) -> bool:
+    """Map one inbox row to events through ingest; True if this call did the work.
+
+    Idempotent: the row is locked, and a mapped one is left alone. A failure (the mapping
+    cannot read the payload, or ingest rejects the event) makes it a dead letter with the
+    reason; mapping it again after a fix is a replay. Events already stored by an earlier
+    try come back as duplicates of their vendor-derived keys: each is stored once.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        delivery = (
+            InboundDelivery.objects.select_for_update()
+            .select_related("endpoint__client")
+            .filter(organization=organization, public_id=delivery_id)
+            .first()
+        )
+        if delivery is None or delivery.state == InboxState.MAPPED:
+            return False
+        delivery.attempts += 1
+        try:
+            bodies = mapping.map_payload(
+                delivery.endpoint,
+                json.loads(delivery.body),
+                delivery.vendor_delivery_id,
+                delivery.headers,
+            )
+            results = ingest_events(organization, bodies, source=EventSource.WEBHOOK)
+        except mapping.MappingError as exc:
+            results, error = [], str(exc)
+        else:
+            failed = [r for r in results if r.status == Status.REJECTED]
+            error = _describe([e for r in failed for e in r.errors]) if failed else ""
+        delivery.event_ids = [r.event_id for r in results if r.event_id]
+        delivery.error = error
+        delivery.state = InboxState.DEAD if error else InboxState.MAPPED
+        delivery.mapped_at = None if error else now
+        delivery.save(update_fields=["attempts", "event_ids", "error", "state", "mapped_at"])
+    return True
+
+
+def replay(organization, *, public_id=None) -> int:
+    """Publish mapping again for one dead letter, or all of them; how many were queued."""
+    from connectors.tasks import map_inbound
+
+    dead = InboundDelivery.objects.filter(organization=organization, state=InboxState.DEAD)
+    if public_id is not None:
+        dead = dead.filter(public_id=public_id)
+    ids = [str(pk) for pk in dead.order_by("received_at").values_list("public_id", flat=True)]
+    for delivery_id in ids:
+        map_inbound.publish_on_commit(organization_id=organization.pk, delivery_id=delivery_id)
+    return len(ids)
+
+
+def sweep_inbox(organization, older_than, limit: int = 500) -> int:
+    """Publish mapping for rows still waiting (their publish was lost with the broker)."""
+    from connectors.tasks import map_inbound
+
+    ids = InboundDelivery.objects.filter(
+        organization=organization, state=InboxState.RECEIVED, received_at__lt=older_than
+    ).values_list("public_id", flat=True)[:limit]
+    for delivery_id in ids:
+        map_inbound.publish(organization_id=organization.pk, delivery_id=str(delivery_id))
+    return len(ids)
+
+
+@dataclass
+class Preview:
+    """What a payload would become: the events, or the errors that stop it."""
+
+    events: list[dict]
+    errors: list[str]
+
+
+def preview(endpoint, payload_text: str) -> Preview:
+    """Run the endpoint's mapping and the event contract on a pasted payload; stores nothing."""
+    try:
+        payload = json.loads(payload_text)
+    except ValueError as exc:
+        return Preview([], [f"The payload is not JSON: {exc}"])
+    try:
+        bodies = mapping.map_payload(endpoint, payload, "preview")
+    except mapping.MappingError as exc:
+        return Preview([], [str(exc)])
+    types = registry.types_for(endpoint.organization)
+    errors = []
+    for body in bodies:
+        _data, problems = validate_envelope(body, types)
+        errors += [_describe([problem]) for problem in problems]
+    return Preview(bodies, errors)
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+def endpoint_health(organization, since: datetime) -> dict[int, dict]:
+    """Per endpoint: last delivery, mapped / total since ``since``, dead letters, rejections.
+
+    Two aggregate queries whatever the number of endpoints and rows.
+    """
+    rows = (
+        InboundDelivery.objects.filter(organization=organization)
+        .values("endpoint_id")
+        .annotate(
+            last=Max("received_at"),
+            recent=Count("pk", filter=Q(received_at__gte=since)),
+            mapped=Count("pk", filter=Q(received_at__gte=since, state=InboxState.MAPPED)),
+            dead=Count("pk", filter=Q(state=InboxState.DEAD)),
+        )
+    )
+    health = {row["endpoint_id"]: row for row in rows}
+    rejected = (
+        RejectedDelivery.objects.filter(organization=organization, received_at__gte=since)
+        .values("endpoint_id")
+        .annotate(n=Count("pk"))
+    )
+    for row in rejected:
+        health.setdefault(row["endpoint_id"], {})["rejected"] = row["n"]
+    for row in health.values():
+        row["success_rate"] = (
+            round(100 * row["mapped"] / row["recent"]) if row.get("recent") else None
+        )
+    return health
+
+
+# --- outbound -------------------------------------------------------------------------------
+
+
+def enqueue(organization, events: list[Event], now=None) -> list[OutboundDelivery]:
+    """One delivery per matching (subscription, event); sent after the commit.
+
+    Runs inside the transaction that stored the events, so a delivery exists exactly when
+    its event does; the unique (subscription, event) makes a retried step a no-op.
+    """
+    subscriptions = [
+        s
+        for s in Subscription.objects.filter(organization=organization)
+        if any(e.event_type in s.event_types for e in events)
+    ]
+    if not subscriptions:
+        return []
+    now = now or timezone.now()
+    deliveries = [
+        OutboundDelivery(
+            organization=organization,
+            subscription=subscription,
+            event=event,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for event in events
+        for subscription in subscriptions
+        if subscription.matches(event)
+    ]
+    OutboundDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
+    from connectors.tasks import send_outbound
+
+    for delivery in deliveries:
+        if not delivery.subscription.paused:
+            send_outbound.publish_on_commit(
+                organization_id=organization.pk, delivery_id=str(delivery.public_id)
+            )
+    return deliveries
+
+
+def on_event_processed(event, deliverable) -> None:
+    """processing_steps: a canonical event, once processed, goes to its subscribers."""
+    enqueue(event.organization, [event])
+
+
+def on_trail_appended(organization, events) -> None:
+    """trail_listeners: Meshline's own entries (ticket.opened, gate.failed...) likewise."""
+    enqueue(organization, list(events))
+
+
+def webhook_body(event: Event) -> bytes:
+    """The Standard Webhooks payload shape: type, timestamp, data (the event envelope)."""
+    return json.dumps(
+        {
+            "type": event.event_type,
+            "timestamp": event.occurred_at.isoformat(),
+            "data": {
+                "id": str(event.pk),
+                "event_type": event.event_type,
+                "client_id": event.client.client_id if event.client_id else None,
+                "deliverable_id": event.deliverable.deliverable_id
+                if event.deliverable_id
+                else None,
+                "occurred_at": event.occurred_at.isoformat(),
+                "correlation_id": event.correlation_id or None,
+                "actor": {"role": event.actor_role, "id": event.actor_id},
+                "payload": event.payload,
+            },
+        },
+        sort_keys=True,
+        default=str,
+    ).encode()
+
+
+def _claim(organization, delivery_id, now) -> OutboundDelivery | None:
+    """Lock the delivery and its subscription; lease it if due and the breaker allows."""
+    with transaction.atomic():
+        delivery = (
+            OutboundDelivery.objects.select_for_update()
+            .filter(organization=organization, public_id=delivery_id)
+            .first()
+        )
+        if (
+            delivery is None
+            or delivery.status != OutboundStatus.PENDING
+            or delivery.next_attempt_at > now
+        ):
+            return None
+        subscription = Subscription.objects.select_for_update().get(pk=delivery.subscription_id)
+        if not subscription.may_send(now):
+            return None
+        if subscription.breaker_state == BreakerState.OPEN:
+            # Cooled down: this delivery is the one probe; the others wait for its verdict.
+            subscription.breaker_state = BreakerState.HALF_OPEN
+            subscription.save(update_fields=["breaker_state"])
+        elif subscription.breaker_state == BreakerState.HALF_OPEN:
+            return None
+        delivery.attempts += 1
+        delivery.next_attempt_at = now + timedelta(seconds=SEND_LEASE_SECONDS)
+        delivery.save(update_fields=["attempts", "next_attempt_at"])
+    delivery.subscription = subscription
+    return delivery
+
+
+def send(organization, delivery_id, now=None) -> OutboundAttempt | None:
+    """One attempt of one delivery; the recorded attempt, or None if it was not due.
+
+    The HTTP request runs outside any transaction (a slow receiver must not hold locks);
+    the lease set by the claim keeps a concurrent sweeper off it meanwhile.
+    """
+    now = now or timezone.now()
+    delivery = _claim(organization, delivery_id, now)
+    if delivery is None:
+        return None
+    subscription = delivery.subscription
+    event = Event.objects.select_related("client", "deliverable").get(pk=delivery.event_id)
+    body = webhook_body(event)
+    started = time.monotonic()
+    status_code, error, excerpt = None, "", ""
+    try:
+        headers = outbound.signature_headers(subscription.secret, delivery.message_id, body)
+        headers["Content-Type"] = "application/json"
+        reply = outbound.post_reply(subscription.url, body, headers)
+        status_code, excerpt = reply.status, reply.excerpt
+    except outbound.OutboundError as exc:
+        error, excerpt = str(exc)[:100], exc.excerpt
+        if error.startswith("HTTP "):
+            status_code = int(error[5:])
+    latency = int((time.monotonic() - started) * 1000)
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        attempt = OutboundAttempt.objects.create(
+            organization=organization,
+            delivery=delivery,
+            attempted_at=now,
+            status_code=status_code,
+            error=error,
+            latency_ms=latency,
+            response_excerpt=excerpt[:500],
+        )
+        if error:
+            subscription.record_failure(now)
+            delivery.last_error = error
+            if delivery.attempts >= delivery.MAX_ATTEMPTS:
+                delivery.status = OutboundStatus.FAILED
+            else:
+                delivery.next_attempt_at = now + delivery.retry_delay()
+        else:
+            subscription.record_success()
+            delivery.status = OutboundStatus.DELIVERED
+            delivery.delivered_at = now
+            delivery.last_error = ""
+        subscription.save(
+            update_fields=[
+                "breaker_state",
+                "consecutive_failures",
+                "breaker_opens",
+                "breaker_until",
+            ]
+        )
+        delivery.save(update_fields=["status", "next_attempt_at", "delivered_at", "last_error"])
+    return attempt
+
+
+def send_due(organization, now=None, limit: int = SEND_DUE_BATCH) -> int:
+    """Attempt every due delivery of the organization (oldest first); attempts made.
+
+    The retry path: what failed waits for its backoff, what the breaker held waits for the
+    cool-down, and the beat task calls this once per organization with work due.
+    """
+    now = now or timezone.now()
+    due = (
+        OutboundDelivery.objects.filter(
+            organization=organization,
+            status=OutboundStatus.PENDING,
+            next_attempt_at__lte=now,
+            subscription__paused=False,
+        )
+        .order_by("next_attempt_at", "pk")
+        .values_list("public_id", flat=True)[:limit]
+    )
+    return sum(1 for delivery_id in list(due) if send(organization, delivery_id, now) is not None)
+
+
+def set_paused(subscription: Subscription, paused: bool, now=None) -> None:
+    """Pause (deliveries queue, nothing is sent) or resume (due ones go out at once)."""
+    subscription.paused = paused
+    subscription.save(update_fields=["paused"])
+    if not paused:
+        from connectors.tasks import send_due_for
+
+        send_due_for.publish_on_commit(organization_id=subscription.organization_id)
+
+
+def subscription_backlog(organization) -> dict[int, int]:
+    """Pending deliveries per subscription, in one query."""
+    rows = (
+        OutboundDelivery.objects.filter(organization=organization, status=OutboundStatus.PENDING)
+        .values("subscription_id")
+        .annotate(n=Count("pk"))
+    )
+    return {row["subscription_id"]: row["n"] for row in rows}
+
+
+def replay_outbound(subscription: Subscription, since: datetime, until: datetime, now=None) -> int:
+    """Send again every delivery of ``subscription`` whose entry occurred in [since, until)
+    and that gave up (failed) or was delivered; how many were queued.
+
+    Each keeps its webhook-id (receivers deduplicate on it) and its attempt log; its retry
+    count starts over. Pending ones are on their way already and are left alone.
+    """
+    now = now or timezone.now()
+    queued = OutboundDelivery.objects.filter(
+        organization=subscription.organization_id,
+        subscription=subscription,
+        event__occurred_at__gte=since,
+        event__occurred_at__lt=until,
+        status__in=[OutboundStatus.FAILED, OutboundStatus.DELIVERED],
+    ).update(status=OutboundStatus.PENDING, attempts=0, next_attempt_at=now, delivered_at=None)
+    if queued and not subscription.paused:
+        from connectors.tasks import send_due_for
+
+        send_due_for.publish_on_commit(organization_id=subscription.organization_id)
+    return queued

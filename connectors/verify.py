@@ -1,0 +1,225 @@
+"""Signature schemes of inbound webhooks: pure functions, no database.
+
+Standard Webhooks (generic senders): ``webhook-id``, ``webhook-timestamp`` and
+``webhook-signature: v1,<base64 HMAC-SHA256(key, "id.timestamp.body")>`` where the key is
+the base64 part of the ``whsec_`` secret; the signature is computed with the
+``standardwebhooks`` library. Its own ``verify`` folds every failure into one exception and
+reads the wall clock, so the headers and the timestamp are checked here (each failure its
+own reason, ``now`` injected) and the digests compared in constant time.
+
+WordPress (the "WP Webhooks" plugin plus these headers; docs/architecture.md, "Connectors"):
+``X-WP-Webhook-Id``, ``X-WP-Webhook-Timestamp`` (Unix seconds) and ``X-WP-Webhook-Signature:
+sha256=<hex HMAC-SHA256(key, "id.timestamp.body")>`` where the key is the whole secret
+string as UTF-8 (what PHP's ``hash_hmac('sha256', $message, $secret)`` does). Signing the
+id and the time with the body means neither can be changed to slip a replay past the checks.
+
+Contentful (its documented webhook request verification): ``x-contentful-signature`` is the
+hex HMAC-SHA256, keyed with the 64-character signing secret, of ``"<method>\n<path>\n
+<name:value;...>\n<body>"`` over the headers listed in ``x-contentful-signed-headers``
+(which must include ``x-contentful-timestamp``, milliseconds). Contentful sends no
+delivery id: the entry's id and revision (with the topic) stand in for it.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+
+from standardwebhooks import Webhook
+
+from connectors.models import ConnectorKind, RejectReason
+from meshline import outbound
+
+TOLERANCE = timedelta(minutes=5)
+# What ``sign`` (tests, the demo) has Contentful sign; Contentful itself names its list.
+SIGNED_BY_CONTENTFUL = "x-contentful-signed-headers,x-contentful-timestamp,x-contentful-topic"
+
+HEADERS = {
+    ConnectorKind.STANDARD: ("webhook-id", "webhook-timestamp", "webhook-signature"),
+    ConnectorKind.CONTENTFUL: (
+        "x-contentful-topic",
+        "x-contentful-timestamp",
+        "x-contentful-signature",
+    ),
+    ConnectorKind.WORDPRESS: (
+        "x-wp-webhook-id",
+        "x-wp-webhook-timestamp",
+        "x-wp-webhook-signature",
+    ),
+}
+
+
+class Refused(Exception):
+    """A request that does not verify: ``reason`` (a RejectReason) and a message for the
+    sender. Never says which secret was tried or what the right signature is."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _timestamp(value: str, now: datetime, per_second: int = 1) -> datetime:
+    try:
+        at = datetime.fromtimestamp(int(value) / per_second, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise Refused(
+            RejectReason.MISSING_HEADERS, "The timestamp header is not Unix seconds."
+        ) from None
+    if abs(now - at) > TOLERANCE:
+        raise Refused(
+            RejectReason.STALE,
+            f"The timestamp is more than {int(TOLERANCE.total_seconds())} seconds from our "
+            "clock: refused as a possible replay.",
+        )
+    return at
+
+
+def _standard_signatures(secret: str, msg_id: str, at: datetime, body: str) -> bytes:
+    return base64.b64decode(Webhook(secret).sign(msg_id=msg_id, timestamp=at, data=body)[3:])
+
+
+def _standard_matches(header: str, secrets: list[str], msg_id: str, at, body: str) -> bool:
+    expected = [_standard_signatures(secret, msg_id, at, body) for secret in secrets]
+    for item in header.split():
+        version, _, signature = item.partition(",")
+        if version != "v1":
+            continue
+        try:
+            given = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if any(hmac.compare_digest(given, candidate) for candidate in expected):
+            return True
+    return False
+
+
+def _wordpress_matches(header: str, secrets: list[str], msg_id: str, at, body: str) -> bool:
+    scheme, _, given = header.strip().partition("=")
+    if scheme != "sha256":
+        return False
+    message = f"{msg_id}.{int(at.timestamp())}.{body}".encode()
+    return any(
+        hmac.compare_digest(
+            given.lower(), hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+        )
+        for secret in secrets
+    )
+
+
+def _contentful_id(headers, text: str) -> str:
+    """The stand-in delivery id: topic, entry id and revision, from the verified body."""
+    try:
+        sys = json.loads(text).get("sys") or {}
+    except (ValueError, AttributeError):
+        raise Refused(RejectReason.INVALID_JSON, "The body is not a JSON object.") from None
+    revision = sys.get("revision", sys.get("version")) if isinstance(sys, dict) else None
+    if revision is None or not sys.get("id"):
+        raise Refused(RejectReason.INVALID_JSON, "The body has no sys.id and sys.revision.")
+    return f"{headers.get('x-contentful-topic')}:{sys['id']}:{revision}"[:200]
+
+
+def _contentful_canonical(headers, names: list[str], method: str, path: str, text: str) -> str:
+    signed = ";".join(f"{name}:{headers.get(name)}" for name in names if headers.get(name))
+    return f"{method}\n{path}\n{signed}\n{text}"
+
+
+def _verify_contentful(secrets, headers, text: str, now, method: str, path: str) -> str:
+    names = [
+        name.strip().lower()
+        for name in headers.get("x-contentful-signed-headers", "").split(",")
+        if name.strip()
+    ]
+    if "x-contentful-timestamp" not in names:
+        raise Refused(
+            RejectReason.MISSING_HEADERS,
+            "x-contentful-signed-headers must list x-contentful-timestamp.",
+        )
+    _timestamp(headers.get("x-contentful-timestamp", ""), now, per_second=1000)
+    canonical = _contentful_canonical(headers, names, method, path, text).encode()
+    given = headers.get("x-contentful-signature", "").strip().lower()
+    if not any(
+        hmac.compare_digest(given, hmac.new(s.encode(), canonical, hashlib.sha256).hexdigest())
+        for s in secrets
+    ):
+        raise Refused(
+            RejectReason.BAD_SIGNATURE,
+            "x-contentful-signature does not match the request signed with the endpoint's secret.",
+        )
+    return _contentful_id(headers, text)
+
+
+def verify(
+    kind: str,
+    secrets: list[str],
+    headers,
+    body: bytes,
+    now: datetime,
+    *,
+    method: str = "POST",
+    path: str = "",
+) -> str:
+    """Check one request of ``kind`` against any of ``secrets``; the sender's delivery id.
+
+    ``headers`` is case-insensitive (Django's ``request.headers``); ``path`` the request's
+    path (Contentful signs it). Raises Refused.
+    """
+    id_header, _time_header, signature_header = HEADERS[kind]
+    msg_id, timestamp, signature = (headers.get(h, "") for h in HEADERS[kind])
+    missing = [
+        h for h, v in zip(HEADERS[kind], (msg_id, timestamp, signature), strict=True) if not v
+    ]
+    if missing:
+        raise Refused(RejectReason.MISSING_HEADERS, f"Missing headers: {', '.join(missing)}.")
+    if len(msg_id) > 200:
+        raise Refused(RejectReason.MISSING_HEADERS, f"{id_header} is longer than 200 characters.")
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise Refused(RejectReason.INVALID_JSON, "The body is not UTF-8.") from None
+    if kind == ConnectorKind.CONTENTFUL:
+        return _verify_contentful(secrets, headers, text, now, method, path)
+    at = _timestamp(timestamp, now)
+    matches = _wordpress_matches if kind == ConnectorKind.WORDPRESS else _standard_matches
+    if not matches(signature, secrets, msg_id, at, text):
+        raise Refused(
+            RejectReason.BAD_SIGNATURE,
+            f"{signature_header} does not match the body signed with the endpoint's secret.",
+        )
+    return msg_id
+
+
+def sign(
+    kind: str, secret: str, msg_id: str, body: bytes, at: datetime, path: str = ""
+) -> dict[str, str]:
+    """The headers a sender of ``kind`` puts on ``body`` (tests, the demo, the docs); for
+    Contentful ``msg_id`` is the topic and ``path`` the path it posts to."""
+    timestamp = str(int(at.timestamp()))
+    if kind == ConnectorKind.CONTENTFUL:
+        headers = {
+            "x-contentful-topic": msg_id,
+            "x-contentful-timestamp": str(int(at.timestamp() * 1000)),
+            "x-contentful-signed-headers": SIGNED_BY_CONTENTFUL,
+        }
+        canonical = _contentful_canonical(
+            headers,
+            SIGNED_BY_CONTENTFUL.split(","),
+            "POST",
+            path,
+            body.decode(),
+        )
+        headers["x-contentful-signature"] = hmac.new(
+            secret.encode(), canonical.encode(), hashlib.sha256
+        ).hexdigest()
+        return headers
+    if kind == ConnectorKind.WORDPRESS:
+        message = f"{msg_id}.{timestamp}.{body.decode()}".encode()
+        digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+        return {
+            "X-WP-Webhook-Id": msg_id,
+            "X-WP-Webhook-Timestamp": timestamp,
+            "X-WP-Webhook-Signature": f"sha256={digest}",
+        }
+    return outbound.signature_headers(secret, msg_id, body, at=at)
