@@ -324,7 +324,7 @@ CEILINGS = {
     # deliverable, events (COUNT, page), tickets, evaluations, artifacts, billing
     # (agreements, items), flow runs, and the Revenue section (reporting settings,
     # attributed revenue, search totals)
-    "deliverable": 12,
+    "deliverable": 15,
     "picker": 3,  # session, user, organizations
 }
 
