@@ -47,6 +47,9 @@ class SearchImportViewSet(TenantViewSet):
     parser_classes = [CSVParser, JSONLinesParser]
     required_scopes = {"POST": "reporting:write"}
     queryset = Deliverable.objects.none()
+    # What OPTIONS describes (the answer's fields); the body itself is CSV or JSON lines.
+    # Without one, DRF's OPTIONS metadata raised (a 500 the fuzz run found).
+    serializer_class = ImportResultSerializer
 
     @extend_schema(
         parameters=[
