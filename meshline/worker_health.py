@@ -17,22 +17,31 @@ from celery import bootsteps
 from django.conf import settings
 
 
-def touch_heartbeat(path: str) -> None:
-    """Write the pid (for whoever reads the file) and move the mtime to now."""
+def touch_heartbeat(path: str, now: float | None = None) -> None:
+    """Write the pid and the time of this beat.
+
+    The time is written rather than read back from the file's mtime so that the writer's
+    and the reader's clock are the same one (the filesystem's may differ, e.g. on a
+    network mount, and a test's frozen clock does not move it).
+    """
     target = Path(path)
     # Written beside the target and renamed over it, so a reader never sees a torn file.
     tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    tmp.write_text(f"{os.getpid()}\n")
+    tmp.write_text(f"{os.getpid()} {time.time() if now is None else now:.3f}\n")
     tmp.replace(target)
 
 
 def heartbeat_age(path: str, now: float | None = None) -> float | None:
     """Seconds since the worker last touched ``path``; None if it never has."""
     try:
-        mtime = Path(path).stat().st_mtime
+        text = Path(path).read_text()
     except FileNotFoundError:
         return None
-    return (time.time() if now is None else now) - mtime
+    try:
+        beat = float(text.split()[1])
+    except (IndexError, ValueError):  # written by an older worker: its mtime
+        beat = Path(path).stat().st_mtime
+    return (time.time() if now is None else now) - beat
 
 
 class HeartbeatFile(bootsteps.StartStopStep):
