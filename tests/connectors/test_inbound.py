@@ -149,7 +149,7 @@ def test_each_refusal_has_its_own_status_and_stores_only_a_rejection(
 
 
 def test_rejections_are_recorded_at_most_n_per_minute(wp_endpoint, post_hook, monkeypatch):
-    monkeypatch.setattr(services, "REJECTS_PER_MINUTE", 3)
+    monkeypatch.setattr(services.inbound, "REJECTS_PER_MINUTE", 3)
     endpoint, _ = wp_endpoint
     now = timezone.now().replace(second=1)
     for _ in range(5):
