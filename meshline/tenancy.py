@@ -8,13 +8,17 @@ filters by the user's administered organizations itself (meshline.admin.TenantAd
 """
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.urls import Resolver404, resolve
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from meshline import extensions
 from meshline.models import Membership, Organization
+
+
+def _has_nul(query) -> bool:
+    return any("\x00" in key or any("\x00" in v for v in values) for key, values in query.lists())
 
 
 class TenantMiddleware:
@@ -24,6 +28,12 @@ class TenantMiddleware:
     def __call__(self, request):
         request.organization = None
         request.membership = None
+        if _has_nul(request.GET) and not request.path_info.startswith("/api/"):
+            # PostgreSQL text cannot hold NUL: a filter passing one on would be a 500. The
+            # API answers its own JSON 400 (meshline.api.refuse_nul_in_query).
+            return HttpResponseBadRequest(
+                "Query parameters must not contain NUL characters.", content_type="text/plain"
+            )
         try:
             match = resolve(request.path_info)
         except Resolver404:

@@ -136,3 +136,23 @@ def test_every_api_path_answers_options_without_a_server_error(api_a, schema):
         concrete = re.sub(r"\{[^}]+\}", "x-1", path)
         response = api_a.options(concrete)
         assert response.status_code < 500, (path, response.status_code)
+
+
+def test_every_query_parameter_refuses_a_nul_with_a_400(api_a, schema):
+    """PostgreSQL text cannot hold NUL: every filter, on every list, answers 400 naming it."""
+    checked = 0
+    for path, method, operation in operations(schema):
+        if method != "get" or "{" in path:
+            continue
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] != "query":
+                continue
+            response = api_a.get(path, {parameter["name"]: "a\x00b"})
+            assert response.status_code == 400, (path, parameter["name"], response.status_code)
+            [error] = response.json()["errors"]
+            assert (error["code"], error["field"]) == (
+                "null_characters_not_allowed",
+                parameter["name"],
+            )
+            checked += 1
+    assert checked > 40  # every list's filters and pagination, not a handful

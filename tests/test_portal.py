@@ -668,3 +668,18 @@ def test_portal_event_filter_out_of_range_is_a_form_error(as_member, deliverable
     assert response.status_code == 200
     assert response.context["filter"].form.errors["occurred_after"]
     assert "1900-01-01" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/o/org-a/events/?client=a%00b",
+        "/o/org-a/deliverables/?q=%00",
+        "/o/org-a/flows/?client=acme%00",
+        "/o/org-a/tickets/?a%00=1",
+    ],
+)
+def test_a_nul_in_a_portal_query_is_a_400_not_a_500(as_member, client_acme, path):
+    response = as_member.get(path)
+    assert response.status_code == 400
+    assert b"must not contain NUL" in response.content
