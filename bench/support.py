@@ -147,6 +147,8 @@ def _service_env(database_url: str, broker_url: str) -> dict:
         "CELERY_BROKER_URL": broker_url,
         "MESHLINE_LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "meshline.settings",
+        # The benches measure capacity, not the per-key limit (tests/test_throttling.py).
+        "MESHLINE_API_RATE": "100000000/day",
     }
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
     return env

@@ -6,7 +6,10 @@ class GatesConfig(AppConfig):
     verbose_name = "QA gates"
 
     def ready(self) -> None:
+        from celery.signals import worker_init
+
         from gates import services, views
+        from gates.checks import content
         from gates.models import GateTicketLink
         from meshline import extensions as ext
 
@@ -32,3 +35,4 @@ class GatesConfig(AppConfig):
             order=20,
         )
         ext.nav_links.register("gates.gates", ext.NavLink("Gates", "gate-list"), order=35)
+        worker_init.connect(content.warm_up, weak=False, dispatch_uid="gates.warm_up")

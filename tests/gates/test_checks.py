@@ -813,3 +813,12 @@ def test_every_built_in_check_is_registered():
     from gates.models import CheckName
 
     assert set(checks.CHECKS) | {CheckName.SITEMAP_SYNC} == set(CheckName.values)
+
+
+def test_workers_load_the_readability_dictionaries_before_forking():
+    from celery.signals import worker_init
+
+    from gates.checks import content
+
+    assert content.warm_up in [receiver for _key, receiver in worker_init.receivers]  # strong ref
+    assert content.warm_up() > 0  # a real Flesch score: the dictionaries are loaded
