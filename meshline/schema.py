@@ -65,6 +65,20 @@ class MeshlineAutoSchema(AutoSchema):
                 responses[code] = self._get_response_for_code(
                     error_response(DESCRIPTIONS[code]), code, direction=direction
                 )
+        # Any URL can be longer than the HTTP server reads; gunicorn answers that itself,
+        # before Meshline sees the request, so the body is not the error shape (the fuzz
+        # run sent a 5,860-byte request line).
+        responses.setdefault(
+            "414",
+            self._get_response_for_code(
+                OpenApiResponse(
+                    description="The request line is longer than the server accepts "
+                    "(gunicorn: 4,094 bytes); answered by the server, not in the error shape."
+                ),
+                "414",
+                direction=direction,
+            ),
+        )
         return dict(sorted(responses.items()))
 
     def _error_statuses(self) -> list[str]:
