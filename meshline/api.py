@@ -66,9 +66,13 @@ class CursorPagination(pagination.CursorPagination):
 
     DRF answers an undecodable cursor 404, and puts a decodable one's position straight
     into the query, where a value the ordering field cannot hold is a 500. The position is
-    checked here as the ordering field would read it.
+    checked here as the ordering field would read it. Every list pages the same way
+    (100 a page, ``?limit=`` up to 500); a subclass names its ordering.
     """
 
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 500
     invalid_cursor_message = "Invalid cursor: follow the next or previous link of a page."
 
     def paginate_queryset(self, queryset, request, view=None):

@@ -19,9 +19,6 @@ CONFLICT = error_doc("The item's status does not allow this action.")
 
 class Pagination(CursorPagination):
     ordering = "-id"
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
 
 
 class AgreementSerializer(serializers.ModelSerializer):

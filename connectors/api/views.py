@@ -14,9 +14,6 @@ from meshline.schema import error_response as error_doc
 
 class InboundPagination(CursorPagination):
     ordering = "-public_id"  # UUIDv7: newest received first
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
 
 
 class InboundDeliverySerializer(serializers.ModelSerializer):

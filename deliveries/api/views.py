@@ -36,9 +36,6 @@ REFERENCE_REGEX = r"[A-Za-z0-9][A-Za-z0-9._:-]*"
 
 class EventCursorPagination(CursorPagination):
     ordering = "-id"  # UUIDv7: newest received first
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
 
 
 class TrailPagination(CursorPagination):
@@ -50,16 +47,10 @@ class TrailPagination(CursorPagination):
 
 class ClientPagination(CursorPagination):
     ordering = "client_id"
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
 
 
 class DeliverablePagination(CursorPagination):
     ordering = "-id"
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
 
 
 class EventViewSet(

@@ -81,9 +81,6 @@ class FlowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSe
 
 class RunPagination(CursorPagination):
     ordering = "-started_at"
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
 
 
 def _runs(organization):
@@ -109,9 +106,6 @@ class FlowRunViewSet(
 
 class ChangePagination(CursorPagination):
     ordering = "-proposed_at"
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
 
 
 CHANGE_CONFLICT = error_doc("The change's status does not allow this, or it is stale.")

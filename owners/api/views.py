@@ -76,9 +76,6 @@ class RoleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSe
 
 class TicketPagination(CursorPagination):
     ordering = "-opened_at"
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
 
 
 TICKET_CONFLICT = error_doc("The ticket's status does not allow this action.")

@@ -129,7 +129,6 @@ class ExportSerializer(serializers.ModelSerializer):
 
 class ExportPagination(CursorPagination):
     ordering = "-id"
-    page_size = 100
 
 
 class ExportViewSet(
