@@ -1,14 +1,10 @@
 """Celery tasks of the deliveries app. They parse arguments and call services."""
 
-import logging
-
 from celery import shared_task
 
 from deliveries.models import EventCount
 from deliveries.services import processing, throughput
 from meshline.celery import TenantTask
-
-log = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -19,18 +15,8 @@ log = logging.getLogger(__name__)
     time_limit=300,
 )
 def process_events(*, organization, event_ids: list[str]) -> dict:
-    """Process each event in its own transaction; one failing event does not block the rest."""
-    done = failed = 0
-    for event_id in event_ids:
-        try:
-            if processing.process_event(event_id):
-                done += 1
-        except Exception as exc:
-            # Left pending: the sweeper retries it later. Logged with the traceback.
-            failed += 1
-            log.exception("process_events: event %s failed", event_id)
-            processing.record_failure(event_id, f"{type(exc).__name__}: {exc}")
-    return {"processed": done, "failed": failed}
+    """Process a chunk of events; one failing event does not block the rest."""
+    return processing.process_batch(organization, event_ids)._asdict()
 
 
 @shared_task(name="deliveries.sweep_unprocessed_events", acks_late=True, time_limit=120)

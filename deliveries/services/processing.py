@@ -10,6 +10,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -41,6 +42,32 @@ def dispatch_events(organization_id: int, event_ids: Iterable) -> bool:
         if not process_events.publish(organization_id=organization_id, event_ids=chunk):
             return False  # the rest would fail the same way; all are left for the sweeper
     return True
+
+
+class BatchResult(NamedTuple):
+    processed: int
+    skipped: int
+    failed: int
+
+
+def process_batch(organization, event_ids: Iterable) -> BatchResult:
+    """Process events of one organization; the entry point of workers, replay and the demo.
+
+    One event failing does not block the rest: it keeps its error and stays pending, so the
+    sweeper retries it (``record_failure``).
+    """
+    processed = skipped = failed = 0
+    for event_id in event_ids:
+        try:
+            if process_event(event_id):
+                processed += 1
+            else:
+                skipped += 1
+        except Exception as exc:
+            failed += 1
+            log.exception("process_batch: event %s failed", event_id)
+            record_failure(event_id, f"{type(exc).__name__}: {exc}")
+    return BatchResult(processed, skipped, failed)
 
 
 def process_event(event_id) -> bool:

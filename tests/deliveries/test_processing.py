@@ -168,7 +168,10 @@ def test_sweeping_twice_dispatches_twice_but_processes_once(
 
     results = [tasks.process_events.apply(kwargs=message).get() for message in broker]
 
-    assert results == [{"processed": 2, "failed": 0}, {"processed": 0, "failed": 0}]
+    assert results == [
+        {"processed": 2, "skipped": 0, "failed": 0},
+        {"processed": 0, "skipped": 2, "failed": 0},
+    ]
     assert sorted(step_calls) == sorted(event_ids)
     assert {_processing(e).attempts for e in event_ids} == {1}
 
@@ -254,12 +257,12 @@ def test_failing_step_leaves_its_event_pending_and_does_not_block_the_others(
         event_body(deliverable_id="LP-GOOD", idempotency_key="good"),
     )
 
-    with caplog.at_level(logging.ERROR, logger="deliveries.tasks"):
+    with caplog.at_level(logging.ERROR, logger="deliveries.services.processing"):
         result = tasks.process_events.apply(
             kwargs={"organization_id": org_a.pk, "event_ids": [bad, good]}
         ).get()
 
-    assert result == {"processed": 1, "failed": 1}
+    assert result == {"processed": 1, "skipped": 0, "failed": 1}
     failed = _processing(bad)
     assert failed.status == ProcessingStatus.PENDING
     assert failed.attempts == 1
@@ -285,9 +288,17 @@ def test_event_that_failed_before_is_processed_by_a_later_attempt(
     (event_id,) = store(org_a, event_body())
     kwargs = {"organization_id": org_a.pk, "event_ids": [event_id]}
 
-    assert tasks.process_events.apply(kwargs=kwargs).get() == {"processed": 0, "failed": 1}
+    assert tasks.process_events.apply(kwargs=kwargs).get() == {
+        "processed": 0,
+        "skipped": 0,
+        "failed": 1,
+    }
     outage["on"] = False
-    assert tasks.process_events.apply(kwargs=kwargs).get() == {"processed": 1, "failed": 0}
+    assert tasks.process_events.apply(kwargs=kwargs).get() == {
+        "processed": 1,
+        "skipped": 0,
+        "failed": 0,
+    }
 
     processing = _processing(event_id)
     assert processing.status == ProcessingStatus.PROCESSED
