@@ -150,8 +150,8 @@ def test_process_events_task_reports_what_it_did(org_a, client_acme, store, even
     first = tasks.process_events.apply(kwargs={"organization_id": org_a.pk, "event_ids": event_ids})
     again = tasks.process_events.apply(kwargs={"organization_id": org_a.pk, "event_ids": event_ids})
 
-    assert first.get() == {"processed": 2, "failed": 0}
-    assert again.get() == {"processed": 0, "failed": 0}
+    assert first.get() == {"processed": 2, "skipped": 0, "failed": 0}
+    assert again.get() == {"processed": 0, "skipped": 2, "failed": 0}
 
 
 def test_sweeping_twice_dispatches_twice_but_processes_once(
