@@ -13,7 +13,7 @@ class FlowsConfig(AppConfig):
         from meshline import extensions as ext
 
         # After gates (20): a flow reads the event once the gates have judged it.
-        ext.processing_steps.register("flows.advance_runs", runs.on_event_processed, order=30)
+        ext.processing_steps.register("flows.advance_runs", runs.on_batch_processed, order=30)
         ext.ticket_sources.register(
             "flows.link",
             ext.TicketSource(

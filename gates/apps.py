@@ -13,7 +13,7 @@ class GatesConfig(AppConfig):
         from gates.models import GateTicketLink
         from meshline import extensions as ext
 
-        ext.processing_steps.register("gates.evaluate", services.on_event_processed, order=20)
+        ext.processing_steps.register("gates.evaluate", services.on_batch_processed, order=20)
         ext.resolve_guards.register("gates.still_failing", services.resolve_guard)
         ext.ticket_sources.register(
             "gates.link",

@@ -9,6 +9,7 @@ from django.utils import timezone
 from deliveries.models import Event, ProcessingStatus
 from gates import services
 from gates.models import CheckName, Gate, GateMode, SitemapTimer, TimerStatus
+from gates.services.processing import HEAVY_CHECKS
 from meshline.celery import TenantTask
 
 
@@ -20,6 +21,18 @@ def evaluate_gate(*, organization, gate_id: int, event_id: str) -> str:
     event = Event.objects.get(organization=organization, pk=event_id)
     evaluation = services.evaluate(gate, event)
     return evaluation.outcome if evaluation else "not applicable"
+
+
+@shared_task(
+    base=TenantTask,
+    name="gates.evaluate_heavy",
+    acks_late=True,
+    time_limit=300,
+    soft_time_limit=280,
+)
+def evaluate_heavy(*, organization, gate_id: int, event_id: str) -> str:
+    """A CPU-heavy check (screenshot comparison), on its own queue so batches never wait."""
+    return evaluate_gate.run(organization=organization, gate_id=gate_id, event_id=event_id)
 
 
 @shared_task(name="gates.timer_sweep", acks_late=True, time_limit=120)
@@ -59,8 +72,9 @@ def sweep_unevaluated_for(*, organization) -> int:
     queued = 0
     for gate in Gate.objects.filter(EVALUATING, organization=organization):
         missing = gate.judged_events(recent).exclude(gate_evaluations__gate=gate)
+        task = evaluate_heavy if gate.check_name in HEAVY_CHECKS else evaluate_gate
         for event_id in missing.values_list("pk", flat=True)[:500]:
-            if not evaluate_gate.publish(
+            if not task.publish(
                 organization_id=organization.pk, gate_id=gate.pk, event_id=str(event_id)
             ):
                 return queued  # the broker is down again: the next sweep carries on

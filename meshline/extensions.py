@@ -117,11 +117,13 @@ class TicketSource(NamedTuple):
     describe: Callable[[Any], dict]
 
 
-processing_steps: ExtensionPoint[Callable[[Any, Any], None]] = ExtensionPoint(
+processing_steps: ExtensionPoint[Callable[[Any], None]] = ExtensionPoint(
     "processing_steps",
-    """``step(event, deliverable)``, run for every event inside its processing transaction,
-    after the lifecycle advanced. Must be idempotent: an event may be processed again after
-    a crash (deliveries.services.processing).""",
+    """``step(batch)``, run for every batch of events inside its processing transaction,
+    after the lifecycles advanced (``deliveries.services.processing.Batch``: ``items`` are
+    (event, deliverable) pairs, deliverables locked). Read what the batch needs at once, not
+    per event; ``for_each_event(step)`` adapts a per-event step. Must be idempotent: events
+    may be processed again after a crash or by replay.""",
 )
 trail_sections: ExtensionPoint[Callable[[Any], list[dict]]] = ExtensionPoint(
     "trail_sections",

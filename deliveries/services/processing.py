@@ -2,13 +2,16 @@
 
 Dispatch is twofold. After commit, the ingest path enqueues a task for the new events;
 independently, the periodic sweeper enqueues any event still pending after a grace period.
-Either may run twice or concurrently: ``process_event`` locks the processing row and
-returns early once the work is done, so running twice has the effect of running once.
+Either may run twice or concurrently: ``process_batch`` claims the processing rows
+(``FOR UPDATE SKIP LOCKED``) and skips those already done, so running twice has the effect
+of running once. A batch is one transaction with a fixed number of statements: the steps
+(``meshline.extensions.processing_steps``) work on the whole ``Batch`` at once.
 """
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -21,10 +24,10 @@ from django_scopes import scopes_disabled
 from deliveries import registry
 from deliveries.models import Deliverable, Event, EventProcessing, ProcessingStatus
 from meshline import extensions
+from meshline.models import Organization
 
 log = logging.getLogger(__name__)
 
-DISPATCH_CHUNK = 200
 MAX_ATTEMPTS = 10
 
 
@@ -37,8 +40,9 @@ def dispatch_events(organization_id: int, event_ids: Iterable) -> bool:
     from deliveries.tasks import process_events
 
     ids = [str(event_id) for event_id in event_ids]
-    for start in range(0, len(ids), DISPATCH_CHUNK):
-        chunk = ids[start : start + DISPATCH_CHUNK]
+    size = settings.MESHLINE_PROCESSING_BATCH_SIZE
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
         if not process_events.publish(organization_id=organization_id, event_ids=chunk):
             return False  # the rest would fail the same way; all are left for the sweeper
     return True
@@ -50,47 +54,138 @@ class BatchResult(NamedTuple):
     failed: int
 
 
+@dataclass
+class Batch:
+    """Events of one organization processed in one transaction, and a memo for the steps.
+
+    ``items`` are (event, deliverable) pairs, each deliverable's events in the order they
+    happened; every deliverable row is locked for the transaction. Steps read what they
+    need for the whole batch at once (``memo``), so a batch costs a fixed number of
+    statements, not a number per event.
+    """
+
+    organization: object
+    items: list[tuple[Event, Deliverable]]
+    memo: dict = field(default_factory=dict)
+
+    @property
+    def events(self) -> list[Event]:
+        return [event for event, _deliverable in self.items]
+
+    @property
+    def deliverables(self) -> list[Deliverable]:
+        return list({d.pk: d for _event, d in self.items}.values())
+
+    def remember(self, key, compute):
+        """``compute()`` once per batch under ``key`` (several steps may need the same rows)."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
+
+
+def for_each_event(step: Callable[[Event, Deliverable], None]) -> Callable[[Batch], None]:
+    """A processing step written per event, run over a batch (simple steps, tests)."""
+
+    def run(batch: Batch) -> None:
+        for event, deliverable in batch.items:
+            step(event, deliverable)
+
+    run.__doc__ = step.__doc__
+    return run
+
+
 def process_batch(organization, event_ids: Iterable) -> BatchResult:
     """Process events of one organization; the entry point of workers, replay and the demo.
 
-    One event failing does not block the rest: it keeps its error and stays pending, so the
-    sweeper retries it (``record_failure``).
+    All of them in one transaction first. If that fails, each event alone, so one bad
+    event neither blocks the others nor loses their work: it keeps its error and stays
+    pending for the sweeper (``record_failure``). Events another worker holds are skipped
+    (it is processing them); processed ones are skipped (running twice = running once).
     """
+    ids = [str(event_id) for event_id in event_ids]
+    size = settings.MESHLINE_PROCESSING_BATCH_SIZE
     processed = skipped = failed = 0
-    for event_id in event_ids:
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
         try:
-            if process_event(event_id):
-                processed += 1
-            else:
-                skipped += 1
-        except Exception as exc:
-            failed += 1
-            log.exception("process_batch: event %s failed", event_id)
-            record_failure(event_id, f"{type(exc).__name__}: {exc}")
+            done = _process_together(organization, chunk)
+        except Exception:
+            log.warning("process_batch: a batch of %s failed; one by one", len(chunk))
+            for event_id in chunk:
+                try:
+                    alone = _process_together(organization, [event_id])
+                except Exception as exc:
+                    failed += 1
+                    log.exception("process_batch: event %s failed", event_id)
+                    record_failure(event_id, f"{type(exc).__name__}: {exc}")
+                else:
+                    processed += alone
+                    skipped += 1 - alone
+            continue
+        processed += done
+        skipped += len(chunk) - done
     return BatchResult(processed, skipped, failed)
 
 
 def process_event(event_id) -> bool:
-    """Apply one event's effects once. Returns True if this call did the work.
+    """Process one event (a batch of one). Returns True if this call did the work.
 
     Must run inside the event's organization scope (the Celery base task enters it).
     """
+    organization_id = (
+        EventProcessing.objects.filter(event_id=event_id)
+        .values_list("organization_id", flat=True)
+        .first()
+    )
+    if organization_id is None:
+        return False
+    organization = Organization.objects.get(pk=organization_id)
+    return _process_together(organization, [str(event_id)]) == 1
+
+
+def _process_together(organization, event_ids: list[str]) -> int:
+    """Claim, lock and process ``event_ids`` in one transaction; returns how many."""
     with transaction.atomic():
-        processing = EventProcessing.objects.select_for_update().filter(event_id=event_id).first()
-        if processing is None or processing.status == ProcessingStatus.PROCESSED:
-            return False
-        event = Event.objects.select_related("organization").get(pk=event_id)
-        deliverable = Deliverable.objects.select_for_update().get(pk=event.deliverable_id)
-        _advance_lifecycle(event, deliverable)
+        claimed = list(
+            EventProcessing.objects.select_for_update(skip_locked=True).filter(
+                organization=organization,
+                event_id__in=event_ids,
+                status=ProcessingStatus.PENDING,
+            )
+        )
+        if not claimed:
+            return 0
+        events = list(
+            Event.objects.filter(
+                organization=organization, pk__in=[row.event_id for row in claimed]
+            )
+        )
+        # Locked in primary-key order: two workers locking overlapping sets cannot deadlock.
+        deliverables = {
+            d.pk: d
+            for d in Deliverable.objects.select_for_update(of=("self",))
+            .select_related("client")
+            .filter(organization=organization, pk__in={e.deliverable_id for e in events})
+            .order_by("pk")
+        }
+        for event in events:
+            event.organization = organization
+        events.sort(key=lambda e: (e.deliverable_id, e.occurred_at, e.received_at, e.pk))
+        batch = Batch(organization, [(e, deliverables[e.deliverable_id]) for e in events])
+        _advance_lifecycles(batch)
         # Later apps' steps (meshline.extensions.processing_steps), without importing them.
         for step in extensions.processing_steps:
-            step(event, deliverable)
-        processing.status = ProcessingStatus.PROCESSED
-        processing.attempts += 1
-        processing.processed_at = timezone.now()
-        processing.last_error = ""
-        processing.save(update_fields=["status", "attempts", "processed_at", "last_error"])
-    return True
+            step(batch)
+        now = timezone.now()
+        for row in claimed:
+            row.status = ProcessingStatus.PROCESSED
+            row.attempts += 1
+            row.processed_at = now
+            row.last_error = ""
+        EventProcessing.objects.bulk_update(
+            claimed, ["status", "attempts", "processed_at", "last_error"]
+        )
+    return len(claimed)
 
 
 def record_failure(event_id, error: str) -> None:
@@ -104,24 +199,33 @@ def record_failure(event_id, error: str) -> None:
     )
 
 
-def _advance_lifecycle(event: Event, deliverable: Deliverable) -> None:
-    registered = registry.types_for(event.organization).get(event.event_type)
-    changed = []
-    if (
-        registered is not None
-        and registered.advances_to
-        and deliverable.advance(registered.advances_to, event.occurred_at)
-    ):
-        changed += ["state", "state_changed_at"]
-    if deliverable.last_event_at is None or event.occurred_at > deliverable.last_event_at:
-        deliverable.last_event_at = event.occurred_at
-        changed.append("last_event_at")
-    url = event.payload.get("url") if event.event_type == "page.published" else None
-    if url and url != deliverable.url:
-        deliverable.url = url[:1000]
-        changed.append("url")
+def _advance_lifecycles(batch: Batch) -> None:
+    """Move each deliverable through its events; one UPDATE for all that changed."""
+    types = registry.types_for(batch.organization)
+    changed: dict[int, Deliverable] = {}
+    for event, deliverable in batch.items:
+        registered = types.get(event.event_type)
+        if (
+            registered is not None
+            and registered.advances_to
+            and deliverable.advance(registered.advances_to, event.occurred_at)
+        ):
+            changed[deliverable.pk] = deliverable
+        if deliverable.last_event_at is None or event.occurred_at > deliverable.last_event_at:
+            deliverable.last_event_at = event.occurred_at
+            changed[deliverable.pk] = deliverable
+        url = event.payload.get("url") if event.event_type == "page.published" else None
+        if url and isinstance(url, str) and url[:1000] != deliverable.url:
+            deliverable.url = url[:1000]
+            changed[deliverable.pk] = deliverable
     if changed:
-        deliverable.save(update_fields=[*changed, "updated_at"])
+        now = timezone.now()
+        for deliverable in changed.values():
+            deliverable.updated_at = now
+        Deliverable.objects.bulk_update(
+            list(changed.values()),
+            ["state", "state_changed_at", "last_event_at", "url", "updated_at"],
+        )
 
 
 def sweep_unprocessed_events(limit: int = 5000) -> dict:

@@ -81,33 +81,47 @@ def breach_owner(flow: Flow, run: FlowRun, rules=None):
 # --- the processing step ------------------------------------------------------------------
 
 
-def on_event_processed(event: Event, deliverable) -> None:
-    """Processing step: start, advance or complete this deliverable's runs.
+def on_batch_processed(batch) -> None:
+    """Processing step: start, advance or complete the batch's deliverables' runs.
 
-    Runs under the deliverable's row lock (taken by processing), so two events of one
-    deliverable never advance its runs at the same time.
+    Runs under the deliverables' row locks (taken by processing), so two events of one
+    deliverable never advance its runs at the same time. The flows and the runs they may
+    touch are read once for the batch.
     """
-    flows = [f for f in active_flows(event.organization) if event.event_type in f.event_types]
-    if not flows:
+    flows = batch.remember("flows.active", lambda: active_flows(batch.organization))
+    types = set().union(*(f.event_types for f in flows)) if flows else set()
+    relevant = [(e, d) for e, d in batch.items if e.event_type in types]
+    if not relevant:
         return
-    latest: dict[int, FlowRun] = {}
+    latest: dict[tuple[int, int], FlowRun] = {}
     for run in FlowRun.objects.filter(
-        organization=event.organization, deliverable=deliverable, flow__in=flows
+        organization=batch.organization,
+        deliverable__in={d.pk for _e, d in relevant},
+        flow__in=flows,
     ).order_by("started_at"):
-        latest[run.flow_id] = run  # the newest run per flow
-    client = deliverable.client
-    for flow in flows:
-        run = latest.get(flow.pk)
-        if run is not None and run.is_open:
-            _advance(flow, run, event)
-        elif flow.triggered_by(event.event_type, client.tier, deliverable.type, event.payload):
-            start(flow, event, deliverable)
-        elif (
-            run is not None
-            and run.state == RunState.COMPLETED
-            and event.occurred_at >= run.started_at
-        ):
-            _advance(flow, run, event)  # a late milestone of a closed run: the funnel counts it
+        latest[(run.deliverable_id, run.flow_id)] = run  # the newest run per flow
+    for event, deliverable in relevant:
+        for flow in flows:
+            if event.event_type not in flow.event_types:
+                continue
+            key = (deliverable.pk, flow.pk)
+            newest = _on_event(flow, latest.get(key), event, deliverable)
+            if newest is not None:
+                latest[key] = newest
+
+
+def _on_event(flow: Flow, run: FlowRun | None, event: Event, deliverable) -> FlowRun | None:
+    """Advance ``run`` (the flow's newest for the deliverable) or start one; returns the
+    run as it is now, for the next event of the batch."""
+    if run is not None and run.is_open:
+        return _advance(flow, run, event)
+    if flow.triggered_by(
+        event.event_type, deliverable.client.tier, deliverable.type, event.payload
+    ):
+        return start(flow, event, deliverable)
+    if run is not None and run.state == RunState.COMPLETED and event.occurred_at >= run.started_at:
+        return _advance(flow, run, event)  # a late milestone of a closed run: the funnel counts it
+    return run
 
 
 def start(flow: Flow, event: Event, deliverable) -> FlowRun:
@@ -169,16 +183,17 @@ def _apply(flow: Flow, run: FlowRun, event_type: str, at: datetime) -> bool:
     return changed
 
 
-def _advance(flow: Flow, run: FlowRun, event: Event) -> None:
+def _advance(flow: Flow, run: FlowRun, event: Event) -> FlowRun:
     locked = FlowRun.objects.select_for_update().get(pk=run.pk)
     was_open = locked.is_open
     if not _apply(flow, locked, event.event_type, event.occurred_at):
-        return  # a duplicate, or an event this run already has: nothing moves
+        return locked  # a duplicate, or an event this run already has: nothing moves
     if locked.state == RunState.RUNNING:
         locked.due_at, locked.due_for = schedule(flow, locked, spec_for(locked))
     locked.save()
     if was_open and locked.state == RunState.COMPLETED:
         _record_completed(locked)
+    return locked
 
 
 def _record_completed(run: FlowRun) -> None:

@@ -1,13 +1,13 @@
 """Gate workflows: pick the gates an event triggers, evaluate, act on the verdict.
 
-- ``processing``: the step event processing runs (timers, queued evaluations);
+- ``processing``: the step event processing runs (timers, the batch's verdicts);
 - ``verdicts``: one evaluation and what follows from it (ticket opened, kept, resolved);
 - ``strictness``: a gate failing too often switches itself to monitor;
 - ``sitemaps``: sitemap timers, settled by a listing or expired by the sweep;
 - ``visibility``: pass rates, evaluations in the trail and the portal.
 """
 
-from gates.services.processing import applicable_gates, on_event_processed
+from gates.services.processing import applicable_gates, on_batch_processed
 from gates.services.sitemaps import (
     expire_sitemap_timers,
     settle_sitemap_timers,
@@ -50,7 +50,7 @@ __all__ = [
     "history_for",
     "history_types",
     "latest_outcome",
-    "on_event_processed",
+    "on_batch_processed",
     "pass_rates",
     "portal_section",
     "record_verdict",

@@ -1,15 +1,59 @@
-"""The gates step of event processing: start or settle sitemap timers, queue evaluations."""
+"""The gates step of event processing: sitemap timers, and every gate's verdict on the batch.
+
+Gates are judged inside the processing transaction, on the whole batch at once: the gates,
+the verdicts already stored, the open gate tickets and the checks' history are read once
+per batch, and the verdicts that change nothing else (a pass with no ticket to resolve, a
+monitored failure, an error) are written in one INSERT. A failure that opens a ticket, or a
+pass that resolves one, takes the per-verdict path (``record_verdict``), in event order.
+
+CPU-heavy checks (screenshot comparison) are not judged here: each is a task on the
+``heavy`` queue (``gates.evaluate_heavy``), so a batch of pages never waits on images.
+"""
+
+import time
+from collections import defaultdict
+from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import F, FloatField, Q, Sum, Window
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, RowNumber
+from django.utils import timezone
 
 from deliveries.models import Deliverable, Event, EventSource
+from gates import checks
 from gates.models import (
     CheckName,
     Gate,
+    GateEvaluation,
     GateMode,
+    GateTicketLink,
+    Outcome,
+    SitemapTimer,
 )
-from gates.services.sitemaps import settle_sitemap_timers, start_sitemap_timer
-from gates.services.verdicts import applies
+from gates.services.sitemaps import DEFAULT_SITEMAP_HOURS, settle_sitemap_timers
+from gates.services.strictness import check_strictness
+from gates.services.verdicts import (
+    HISTORY_LIMIT,
+    applies,
+    event_view,
+    history_for,
+    history_types,
+    record_verdict,
+)
+from owners.models import ACTIVE_STATUSES
+
+# Checks too slow to hold a batch's transaction: each gets a task on its own queue.
+HEAVY_CHECKS = frozenset({CheckName.SCREENSHOT_REGRESSION})
+
+
+def active_gates(batch) -> list[Gate]:
+    return batch.remember(
+        "gates.active",
+        lambda: list(
+            Gate.objects.filter(organization=batch.organization).exclude(mode=GateMode.OFF)
+        ),
+    )
 
 
 def applicable_gates(event: Event, deliverable: Deliverable) -> list[Gate]:
@@ -17,30 +61,245 @@ def applicable_gates(event: Event, deliverable: Deliverable) -> list[Gate]:
     return [gate for gate in gates if applies(gate, event, deliverable)]
 
 
-def on_event_processed(event: Event, deliverable: Deliverable) -> None:
-    """Processing step: start/settle sitemap timers, and queue the other gates' evaluations."""
-    if event.source == EventSource.MESHLINE:
+def on_batch_processed(batch) -> None:
+    """Processing step: start/settle sitemap timers, judge the events, queue heavy checks."""
+    submitted = [(e, d) for e, d in batch.items if e.source != EventSource.MESHLINE]
+    if not submitted:
         return
-    if event.event_type == "sitemap.submitted":
-        settle_sitemap_timers(event)
-    to_evaluate = []
-    for gate in applicable_gates(event, deliverable):
-        if gate.check_name == CheckName.SITEMAP_SYNC:
-            if event.event_type == "page.published":
-                start_sitemap_timer(gate, event, deliverable)
-        else:
-            to_evaluate.append(gate.pk)
-    if to_evaluate:
-        organization_id, event_id = event.organization_id, str(event.pk)
+    gates = active_gates(batch)
+    for event, _deliverable in submitted:
+        if event.event_type == "sitemap.submitted":
+            settle_sitemap_timers(event)
+    timers, judged, heavy = [], [], []
+    for event, deliverable in submitted:
+        for gate in gates:
+            if not applies(gate, event, deliverable):
+                continue
+            if gate.check_name == CheckName.SITEMAP_SYNC:
+                if event.event_type == "page.published":
+                    timers.append(_timer(gate, event, deliverable))
+            elif gate.check_name in HEAVY_CHECKS:
+                heavy.append((gate.pk, str(event.pk)))
+            else:
+                judged.append((gate, event, deliverable))
+    # A replayed batch finds its timers: the unique (gate, started_by) keeps the first.
+    SitemapTimer.objects.bulk_create([t for t in timers if t is not None], ignore_conflicts=True)
+    if judged:
+        judge(batch, judged)
+    if heavy:
+        transaction.on_commit(lambda: _queue_heavy(batch.organization.pk, heavy))
 
-        def enqueue():
-            from gates.tasks import evaluate_gate
 
-            for gate_id in to_evaluate:
-                # Broker down: gates.tasks.sweep_unevaluated re-queues the rest.
-                if not evaluate_gate.publish(
-                    organization_id=organization_id, gate_id=gate_id, event_id=event_id
-                ):
-                    return
+def _timer(gate, event, deliverable) -> SitemapTimer | None:
+    url = event.payload.get("url") or deliverable.url
+    if not url:
+        return None
+    hours = float((gate.parameters or {}).get("deadline_hours", DEFAULT_SITEMAP_HOURS))
+    return SitemapTimer(
+        organization_id=event.organization_id,
+        gate=gate,
+        started_by=event,
+        deliverable=deliverable,
+        url=url,
+        due_at=event.occurred_at + timedelta(hours=hours),
+    )
 
-        transaction.on_commit(enqueue)
+
+def _queue_heavy(organization_id: int, pairs: list[tuple[int, str]]) -> None:
+    from gates.tasks import evaluate_heavy
+
+    for gate_id, event_id in pairs:
+        # Broker down: gates.tasks.sweep_unevaluated re-queues the rest.
+        if not evaluate_heavy.publish(
+            organization_id=organization_id, gate_id=gate_id, event_id=event_id
+        ):
+            return
+
+
+def judge(batch, judged: list[tuple[Gate, Event, Deliverable]]) -> None:
+    """Each (gate, event) verdict once; a fixed number of reads for the whole batch."""
+    organization = batch.organization
+    event_ids = {event.pk for _gate, event, _deliverable in judged}
+    done = set(
+        GateEvaluation.objects.filter(organization=organization, event__in=event_ids).values_list(
+            "gate_id", "event_id"
+        )
+    )
+    deliverable_ids = {deliverable.pk for _gate, _event, deliverable in judged}
+    open_tickets = set(
+        GateTicketLink.objects.filter(
+            organization=organization,
+            deliverable__in=deliverable_ids,
+            ticket__status__in=ACTIVE_STATUSES,
+        ).values_list("gate_id", "deliverable_id")
+    )
+    needs = {gate.pk: history_types(gate) for gate, _event, _deliverable in judged}
+    history = BatchHistory(
+        organization, judged, set().union(*needs.values()), _needs_totals(judged)
+    )
+    quiet: list[GateEvaluation] = []
+    judged_gates: dict[int, Gate] = {}
+    for gate, event, deliverable in judged:
+        if (gate.pk, event.pk) in done:
+            continue
+        done.add((gate.pk, event.pk))
+        check_input = checks.CheckInput(
+            event=event_view(event),
+            deliverable_type=deliverable.type,
+            deliverable_url=deliverable.url,
+            history=history.before(event, needs[gate.pk]),
+            parameters=gate.parameters or {},
+            totals=history.totals(gate, event),
+        )
+        started = time.perf_counter()
+        result = checks.run(gate.check_name, check_input)
+        duration_ms = (time.perf_counter() - started) * 1000
+        judged_gates[gate.pk] = gate
+        outcome = outcome_of(gate, result)
+        key = (gate.pk, deliverable.pk)
+        if (
+            outcome == Outcome.FAIL
+            or result.artifacts
+            or (outcome == Outcome.PASS and key in open_tickets)
+        ):
+            record_verdict(gate, event, deliverable, result, duration_ms)
+            if outcome == Outcome.FAIL:
+                open_tickets.add(key)
+            elif outcome == Outcome.PASS:
+                open_tickets.discard(key)
+            continue
+        quiet.append(
+            GateEvaluation(
+                organization=organization,
+                gate=gate,
+                event=event,
+                deliverable=deliverable,
+                outcome=outcome,
+                mode=gate.mode,
+                reasons=result.reasons,
+                details=result.details,
+                billing_flag=result.billing_flag,
+                duration_ms=round(duration_ms, 3),
+                evaluated_at=timezone.now(),
+            )
+        )
+    GateEvaluation.objects.bulk_create(quiet)
+    for gate in judged_gates.values():
+        check_strictness(gate)
+
+
+def outcome_of(gate: Gate, result: checks.CheckResult) -> str:
+    if result.error:
+        return Outcome.ERROR
+    if result.passed:
+        return Outcome.PASS
+    return Outcome.FAIL if gate.mode == GateMode.ENFORCE else Outcome.MONITOR
+
+
+def _needs_totals(judged) -> bool:
+    return any(gate.check_name == CheckName.SCOPE_LIMITS for gate, _e, _d in judged)
+
+
+class BatchHistory:
+    """The deliverables' earlier events the checks read, fetched once for a whole batch.
+
+    Per deliverable, the newest events of the needed types up to its latest event in the
+    batch; an event whose window that fetch may have cut short falls back to its own query
+    (``history_for``), so what a check sees never depends on how events were batched.
+    """
+
+    def __init__(self, organization, judged, event_types: set[str], with_totals: bool):
+        self.organization = organization
+        events_by_deliverable = defaultdict(list)
+        for _gate, event, _deliverable in judged:
+            events_by_deliverable[event.deliverable_id].append(event)
+        self.span = {
+            d: (min(e.occurred_at for e in evs), max(e.occurred_at for e in evs))
+            for d, evs in events_by_deliverable.items()
+        }
+        self.rows: dict[int, list[Event]] = defaultdict(list)
+        self.limit = HISTORY_LIMIT + max(
+            (len(v) for v in events_by_deliverable.values()), default=0
+        )
+        self.cut: set[int] = set()
+        if event_types:
+            self._fetch(event_types)
+        self.hours_before: dict[int, float] = {}
+        self.hours_rows: dict[int, list[Event]] = defaultdict(list)
+        if with_totals:
+            self._fetch_hours()
+
+    def _earlier(self):
+        return Event.objects.filter(organization=self.organization).exclude(
+            source=EventSource.MESHLINE
+        )
+
+    def _fetch(self, event_types: set[str]) -> None:
+        upto = Q()
+        for deliverable_id, (_first, last) in self.span.items():
+            upto |= Q(deliverable=deliverable_id, occurred_at__lte=last)
+        ranked = (
+            self._earlier()
+            .filter(upto, event_type__in=event_types)
+            .annotate(
+                rank=Window(
+                    RowNumber(),
+                    partition_by=[F("deliverable")],
+                    order_by=[F("occurred_at").desc(), F("id").desc()],
+                )
+            )
+            .filter(rank__lte=self.limit)
+        )
+        for event in ranked:
+            self.rows[event.deliverable_id].append(event)
+        for deliverable_id, rows in self.rows.items():
+            rows.reverse()  # oldest first
+            if len(rows) >= self.limit:
+                self.cut.add(deliverable_id)
+
+    def before(self, event: Event, event_types: set[str]) -> tuple[checks.EventView, ...]:
+        if not event_types:
+            return ()
+        if event.deliverable_id in self.cut:
+            return history_for(event, event_types)
+        earlier = [
+            e
+            for e in self.rows.get(event.deliverable_id, ())
+            if e.pk != event.pk
+            and e.event_type in event_types
+            and e.occurred_at <= event.occurred_at
+        ]
+        return tuple(event_view(e) for e in earlier[-HISTORY_LIMIT:])
+
+    def _fetch_hours(self) -> None:
+        """Hours logged before each deliverable's first batch event (one grouped sum), and
+        the rows between its first and last (few): every event's total, exactly."""
+        hours = Cast(KT("payload__hours"), FloatField())
+        first = Q()
+        window = Q()
+        for deliverable_id, (start, end) in self.span.items():
+            first |= Q(deliverable=deliverable_id, occurred_at__lt=start)
+            window |= Q(deliverable=deliverable_id, occurred_at__gte=start, occurred_at__lte=end)
+        logged = self._earlier().filter(event_type="time.logged")
+        self.hours_before = dict(
+            logged.filter(first)
+            .order_by()
+            .values("deliverable")
+            .annotate(total=Sum(hours))
+            .values_list("deliverable", "total")
+        )
+        for event in (
+            logged.filter(window).annotate(h=hours).only("id", "deliverable", "occurred_at")
+        ):
+            self.hours_rows[event.deliverable_id].append(event)
+
+    def totals(self, gate: Gate, event: Event) -> dict:
+        if gate.check_name != CheckName.SCOPE_LIMITS:
+            return {}
+        total = self.hours_before.get(event.deliverable_id) or 0.0
+        total += sum(
+            e.h or 0.0
+            for e in self.hours_rows.get(event.deliverable_id, ())
+            if e.pk != event.pk and e.occurred_at <= event.occurred_at
+        )
+        return {"hours": total}

@@ -30,7 +30,7 @@ from deliveries.services import (
     process_event,
     sweep_unprocessed_events,
 )
-from deliveries.services.processing import MAX_ATTEMPTS, record_failure
+from deliveries.services.processing import MAX_ATTEMPTS, for_each_event, record_failure
 from meshline import extensions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +59,9 @@ def steps():
 
         def register(step):
             name = f"test.step{next(numbers)}"
-            return stack.enter_context(extensions.processing_steps.override(name, step))
+            return stack.enter_context(
+                extensions.processing_steps.override(name, for_each_event(step))
+            )
 
         yield register
 

@@ -551,8 +551,15 @@ def test_a_failure_without_a_matching_owner_rule_is_still_recorded(
 def test_the_sweep_evaluates_what_the_broker_lost_and_only_what_applies(
     org_a, org_b, client_acme, owner_map, make_gate, publish, monkeypatch
 ):
-    from gates.tasks import evaluate_gate
+    from gates import tasks as gate_tasks
+    from gates.services import processing as gate_processing
+    from gates.tasks import evaluate_heavy
 
+    # Light checks are judged inside processing's transaction: nothing to lose. Heavy ones
+    # are tasks on their own queue; route schema_check there to lose its task on publish.
+    heavy = {*gate_processing.HEAVY_CHECKS, CheckName.SCHEMA_CHECK}
+    monkeypatch.setattr(gate_processing, "HEAVY_CHECKS", heavy)
+    monkeypatch.setattr(gate_tasks, "HEAVY_CHECKS", heavy)
     schema = make_gate(CheckName.SCHEMA_CHECK)
     standard_only = make_gate(CheckName.SEO_TAGS_PRESENT, client_tiers=["standard"])
     on_trail = make_gate(CheckName.SCHEMA_VERSION, slug="on-trail", event_types=["gate.failed"])
@@ -562,7 +569,7 @@ def test_the_sweep_evaluates_what_the_broker_lost_and_only_what_applies(
         raise ConnectionError("broker down")
 
     with monkeypatch.context() as broken:  # the evaluations are lost at publish time
-        broken.setattr(evaluate_gate, "apply_async", broker_down)
+        broken.setattr(evaluate_heavy, "apply_async", broker_down)
         publish(org_a, published("LP-1", page("missing_jsonld.html")))
     assert evaluations(org_a) == []
 
