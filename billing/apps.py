@@ -8,13 +8,10 @@ class BillingConfig(AppConfig):
         from billing import demo, views
         from billing.models import BillingTicketLink
         from billing.services import overruns
-        from deliveries.services.processing import for_each_event
         from meshline import extensions as ext
 
         # After gates (20): the scope-limits gate judges the same event first.
-        ext.processing_steps.register(
-            "billing.overruns", for_each_event(overruns.on_event_processed), order=30
-        )
+        ext.processing_steps.register("billing.overruns", overruns.on_batch_processed, order=30)
         ext.ticket_sources.register(
             "billing.link",
             ext.TicketSource(

@@ -7,14 +7,11 @@ class ConnectorsConfig(AppConfig):
 
     def ready(self) -> None:
         from connectors import demo, services
-        from deliveries.services.processing import for_each_event
         from meshline import extensions as ext
 
         # Canonical events reach subscribers once processed; Meshline's own entries
         # (ticket.opened, gate.failed...) as they are appended to the trail.
-        ext.processing_steps.register(
-            "connectors.subscriptions", for_each_event(services.on_event_processed)
-        )
+        ext.processing_steps.register("connectors.subscriptions", services.on_batch_processed)
         ext.trail_listeners.register("connectors.subscriptions", services.on_trail_appended)
         ext.nav_links.register(
             "connectors.connections", ext.NavLink("Connections", "connections"), order=60

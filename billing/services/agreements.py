@@ -237,16 +237,27 @@ def agreement_from_event(event, deliverable) -> ScopeAgreement | None:
 def in_force(organization, deliverable, at: datetime) -> ScopeAgreement | None:
     """The agreement that governed work on ``deliverable`` at ``at``: the deliverable's own
     newest version started by then (and not expired), else the client's."""
-    candidates = (
+    return pick_in_force(candidates_for(organization, [deliverable]), deliverable, at)
+
+
+def candidates_for(organization, deliverables) -> list[ScopeAgreement]:
+    """Every agreement that may govern work on ``deliverables`` (theirs and their clients'),
+    newest first: one query for a whole processing batch."""
+    return list(
         ScopeAgreement.objects.filter(
-            organization=organization, client=deliverable.client_id, valid_from__lte=at
+            organization=organization, client__in={d.client_id for d in deliverables}
         )
-        .filter(Q(deliverable=deliverable) | Q(deliverable__isnull=True))
+        .filter(Q(deliverable__in=[d.pk for d in deliverables]) | Q(deliverable__isnull=True))
         .select_related("signing_key")
         .order_by("-valid_from", "-version")
     )
-    own = [a for a in candidates if a.deliverable_id == deliverable.pk]
-    general = [a for a in candidates if a.deliverable_id is None]
+
+
+def pick_in_force(candidates, deliverable, at: datetime) -> ScopeAgreement | None:
+    """``in_force`` over agreements already read (``candidates_for``)."""
+    started = [a for a in candidates if a.client_id == deliverable.client_id and a.valid_from <= at]
+    own = [a for a in started if a.deliverable_id == deliverable.pk]
+    general = [a for a in started if a.deliverable_id is None]
     for series in (own, general):
         # The newest version started by ``at`` replaces the older ones; if it has expired,
         # nothing in this series is in force (an older version does not come back).

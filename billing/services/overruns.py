@@ -57,42 +57,100 @@ CLAUSES = [
 BILLABLE_EVENT_TYPES = frozenset(c.event_type for c in CLAUSES)
 
 
-def on_event_processed(event: Event, deliverable) -> None:
-    """Processing step: ``scope.accepted`` signs an agreement; billable work is counted."""
-    if event.source == EventSource.MESHLINE:
+def on_batch_processed(batch) -> None:
+    """Processing step: ``scope.accepted`` signs an agreement; billable work is counted.
+
+    Agreements are read once for the batch, after the batch's own (and any waiting)
+    ``scope.accepted`` events are recorded, so work counts against the agreement that was
+    in force when it happened, whatever order the events were processed in.
+    """
+    submitted = [(e, d) for e, d in batch.items if e.source != EventSource.MESHLINE]
+    for event, deliverable in submitted:
+        if event.event_type == "scope.accepted":
+            _record_scope(event, deliverable)
+    billable = [(e, d) for e, d in submitted if e.event_type in BILLABLE_EVENT_TYPES]
+    if not billable:
         return
-    if event.event_type == "scope.accepted":
-        try:
-            agreements.agreement_from_event(event, deliverable)
-        except BillingError as exc:
-            log.warning("scope.accepted %s not recorded: %s", event.pk, exc)
-            flag_exception(event, deliverable, f"The scope could not be recorded: {exc}")
-        return
-    if event.event_type not in BILLABLE_EVENT_TYPES:
-        return
-    _sign_earlier_scopes(event, deliverable)
-    agreement = agreements.in_force(event.organization_id, deliverable, event.occurred_at)
-    if agreement is None:
-        flag_exception(event, deliverable, "No scope agreement was in force when this happened.")
-        return
-    detect(agreement, event, deliverable)
+    _sign_earlier_scopes(batch.organization, billable)
+    candidates = agreements.candidates_for(batch.organization, [d for _e, d in billable])
+    unscoped = _Unscoped(batch.organization, [d for _e, d in billable])
+    counted: list = []  # the batch's events handled so far: not marked processed until commit
+    for event, deliverable in billable:
+        counted.append(event.pk)
+        agreement = agreements.pick_in_force(candidates, deliverable, event.occurred_at)
+        if agreement is None:
+            unscoped.flag(event, deliverable)
+        else:
+            detect(agreement, event, deliverable, counted)
 
 
-def _sign_earlier_scopes(event: Event, deliverable) -> None:
+def _record_scope(event: Event, deliverable) -> None:
+    try:
+        agreements.agreement_from_event(event, deliverable)
+    except BillingError as exc:
+        log.warning("scope.accepted %s not recorded: %s", event.pk, exc)
+        flag_exception(event, deliverable, f"The scope could not be recorded: {exc}")
+
+
+class _Unscoped:
+    """Billable work with no agreement in force: one exception per deliverable and batch
+    (``flag_exception`` is idempotent per deliverable; this saves asking again)."""
+
+    def __init__(self, organization, deliverables):
+        self.organization = organization
+        self.deliverables = deliverables
+        self.flagged: set[int] | None = None
+        self.settings = None
+
+    def flag(self, event: Event, deliverable) -> None:
+        if self.flagged is None:
+            self.settings = BillingSettings.objects.filter(organization=self.organization).first()
+            self.flagged = self._flagged_before()
+        if deliverable.pk in self.flagged:
+            return
+        self.flagged.add(deliverable.pk)
+        if self.settings is not None and self.settings.flag_unscoped_work:
+            flag_exception(
+                event, deliverable, "No scope agreement was in force when this happened."
+            )
+
+    def _flagged_before(self) -> set[int]:
+        """Deliverables whose exception ticket exists already: one query for the batch."""
+        from owners.models import Ticket, TicketSource
+
+        keys = {unscoped_key(d): d.pk for d in self.deliverables}
+        return {
+            keys[key]
+            for key in Ticket.objects.filter(
+                organization=self.organization, source=TicketSource.BILLING, source_key__in=keys
+            ).values_list("source_key", flat=True)
+        }
+
+
+def unscoped_key(deliverable) -> str:
+    """The idempotency key of a deliverable's unscoped-work ticket."""
+    return f"billing:unscoped:{deliverable.pk}"
+
+
+def _sign_earlier_scopes(organization, billable) -> None:
     """Events are not processed in ``occurred_at`` order: a ``scope.accepted`` that happened
     before this work may still be waiting. Record it now (idempotent by source event), so
-    the work counts against it instead of looking unscoped."""
+    the work counts against it instead of looking unscoped. One query for the batch."""
+    latest: dict[int, object] = {}
+    deliverables = {}
+    for event, deliverable in billable:
+        deliverables[deliverable.pk] = deliverable
+        if deliverable.pk not in latest or event.occurred_at > latest[deliverable.pk]:
+            latest[deliverable.pk] = event.occurred_at
+    upto = Q()
+    for deliverable_id, at in latest.items():
+        upto |= Q(deliverable=deliverable_id, occurred_at__lte=at)
     waiting = (
-        Event.objects.filter(
-            organization=event.organization_id,
-            deliverable=deliverable,
-            event_type="scope.accepted",
-            occurred_at__lte=event.occurred_at,
-        )
+        Event.objects.filter(upto, organization=organization, event_type="scope.accepted")
         .exclude(source=EventSource.MESHLINE)
         .exclude(
             pk__in=ScopeAgreement.objects.filter(
-                organization=event.organization_id, deliverable=deliverable
+                organization=organization, deliverable__in=list(latest)
             )
             .exclude(source_event=None)
             .values("source_event")
@@ -101,7 +159,7 @@ def _sign_earlier_scopes(event: Event, deliverable) -> None:
     )
     for scope_event in waiting:
         try:
-            agreements.agreement_from_event(scope_event, deliverable)
+            agreements.agreement_from_event(scope_event, deliverables[scope_event.deliverable_id])
         except BillingError as exc:
             log.warning("scope.accepted %s not recorded: %s", scope_event.pk, exc)
 
@@ -121,8 +179,14 @@ def _governed(agreement: ScopeAgreement, event_type: str):
     return events
 
 
-def detect(agreement: ScopeAgreement, event: Event, deliverable) -> list[BillableItem]:
-    """Propose what ``event`` pushed beyond ``agreement``; returns the new items."""
+def detect(
+    agreement: ScopeAgreement, event: Event, deliverable, counted=None
+) -> list[BillableItem]:
+    """Propose what ``event`` pushed beyond ``agreement``; returns the new items.
+
+    ``counted``: the ids of this batch's events handled up to and including ``event``
+    (still pending until the batch commits); by default ``event`` alone."""
+    counted = counted if counted is not None else [event.pk]
     # The lock serialises detection per agreement: two events of one client-wide agreement
     # processed at once would otherwise both see the same excess as unbilled.
     agreement = ScopeAgreement.objects.select_for_update().get(pk=agreement.pk)
@@ -134,10 +198,10 @@ def detect(agreement: ScopeAgreement, event: Event, deliverable) -> list[Billabl
         # Counted: the events already processed, and this one. Each event is counted when it
         # is processed (serialised by the lock above), so the item that tips over the limit
         # names the event that did it, and an event arriving late still adds its share.
-        counted = _governed(agreement, clause.event_type).filter(
-            Q(processing__status=ProcessingStatus.PROCESSED) | Q(pk=event.pk)
+        usage = _governed(agreement, clause.event_type).filter(
+            Q(processing__status=ProcessingStatus.PROCESSED) | Q(pk__in=counted)
         )
-        excess = clause.measure(counted) - limit
+        excess = clause.measure(usage) - limit
         proposed = BillableItem.objects.filter(
             organization=agreement.organization_id, agreement=agreement, clause=clause.name
         ).aggregate(q=Sum("proposed_quantity"))["q"] or Decimal("0")
@@ -238,7 +302,7 @@ def flag_exception(event: Event, deliverable, reason: str) -> None:
         ticket, opened = open_ticket(
             event.organization,
             source=TicketSource.BILLING,
-            source_key=f"billing:unscoped:{deliverable.pk}",
+            source_key=unscoped_key(deliverable),
             title=f"Billable work without a scope agreement on {deliverable.deliverable_id}",
             event_type=event.event_type,
             deliverable=deliverable,

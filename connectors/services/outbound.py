@@ -37,7 +37,7 @@ def enqueue(organization, events: list[Event], now=None) -> list[OutboundDeliver
     """
     subscriptions = [
         s
-        for s in Subscription.objects.filter(organization=organization)
+        for s in _subscriptions(organization)
         if any(e.event_type in s.event_types for e in events)
     ]
     if not subscriptions:
@@ -66,9 +66,23 @@ def enqueue(organization, events: list[Event], now=None) -> list[OutboundDeliver
     return deliveries
 
 
-def on_event_processed(event, deliverable) -> None:
-    """processing_steps: a canonical event, once processed, goes to its subscribers."""
-    enqueue(event.organization, [event])
+def _subscriptions(organization) -> list[Subscription]:
+    """The organization's subscriptions, read once per processing batch (every trail entry
+    the batch appends asks again), else each time."""
+    from deliveries.services.processing import current_batch
+
+    batch = current_batch()
+    if batch is None:
+        return list(Subscription.objects.filter(organization=organization))
+    return batch.remember(
+        "connectors.subscriptions",
+        lambda: list(Subscription.objects.filter(organization=organization)),
+    )
+
+
+def on_batch_processed(batch) -> None:
+    """processing_steps: canonical events, once processed, go to their subscribers."""
+    enqueue(batch.organization, batch.events)
 
 
 def on_trail_appended(organization, events) -> None:

@@ -61,7 +61,16 @@ def schedule(flow: Flow, run: FlowRun, spec) -> tuple[datetime | None, str]:
 
 
 def spec_for(run: FlowRun):
-    return calendar_spec(calendar_for(run.organization, run.client))
+    """The run's business calendar; read once per processing batch and client."""
+    from deliveries.services.processing import current_batch
+
+    def compute():
+        return calendar_spec(calendar_for(run.organization, run.client))
+
+    batch = current_batch()
+    if batch is None:
+        return compute()
+    return batch.remember(("flows.calendar", run.client_id), compute)
 
 
 def breach_owner(flow: Flow, run: FlowRun, rules=None):
@@ -94,11 +103,17 @@ def on_batch_processed(batch) -> None:
     if not relevant:
         return
     latest: dict[tuple[int, int], FlowRun] = {}
-    for run in FlowRun.objects.filter(
-        organization=batch.organization,
-        deliverable__in={d.pk for _e, d in relevant},
-        flow__in=flows,
-    ).order_by("started_at"):
+    # Locked for the batch (the breach sweep skips locked runs), so advancing one needs no
+    # second read.
+    for run in (
+        FlowRun.objects.filter(
+            organization=batch.organization,
+            deliverable__in={d.pk for _e, d in relevant},
+            flow__in=flows,
+        )
+        .select_for_update(of=("self",))
+        .order_by("started_at")
+    ):
         latest[(run.deliverable_id, run.flow_id)] = run  # the newest run per flow
     for event, deliverable in relevant:
         for flow in flows:
@@ -120,7 +135,8 @@ def _on_event(flow: Flow, run: FlowRun | None, event: Event, deliverable) -> Flo
     ):
         return start(flow, event, deliverable)
     if run is not None and run.state == RunState.COMPLETED and event.occurred_at >= run.started_at:
-        return _advance(flow, run, event)  # a late milestone of a closed run: the funnel counts it
+        # A late milestone of a closed run: the funnel counts it.
+        return _advance(flow, run, event)
     return run
 
 
@@ -183,8 +199,8 @@ def _apply(flow: Flow, run: FlowRun, event_type: str, at: datetime) -> bool:
     return changed
 
 
-def _advance(flow: Flow, run: FlowRun, event: Event) -> FlowRun:
-    locked = FlowRun.objects.select_for_update().get(pk=run.pk)
+def _advance(flow: Flow, locked: FlowRun, event: Event) -> FlowRun:
+    """Apply ``event`` to the run, whose row lock the caller holds (or which it created)."""
     was_open = locked.is_open
     if not _apply(flow, locked, event.event_type, event.occurred_at):
         return locked  # a duplicate, or an event this run already has: nothing moves

@@ -21,6 +21,7 @@ from django.db.models.functions import Cast, RowNumber
 from django.utils import timezone
 
 from deliveries.models import Deliverable, Event, EventSource
+from deliveries.services import trail
 from gates import checks
 from gates.models import (
     CheckName,
@@ -37,6 +38,7 @@ from gates.services.verdicts import (
     HISTORY_LIMIT,
     applies,
     event_view,
+    failed_entry,
     history_for,
     history_types,
     record_verdict,
@@ -117,7 +119,13 @@ def _queue_heavy(organization_id: int, pairs: list[tuple[int, str]]) -> None:
 
 
 def judge(batch, judged: list[tuple[Gate, Event, Deliverable]]) -> None:
-    """Each (gate, event) verdict once; a fixed number of reads for the whole batch."""
+    """Each (gate, event) verdict once; a fixed number of statements for the whole batch.
+
+    Verdicts that only need writing (a pass with no ticket to resolve, a monitored failure,
+    an error, a failure whose ticket is open already) are one INSERT, and the failures'
+    ``gate.failed`` trail entries one more. Opening a ticket or resolving one takes the
+    per-verdict path (``record_verdict``): once per (gate, deliverable) change, in order.
+    """
     organization = batch.organization
     event_ids = {event.pk for _gate, event, _deliverable in judged}
     done = set(
@@ -126,18 +134,19 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]]) -> None:
         )
     )
     deliverable_ids = {deliverable.pk for _gate, _event, deliverable in judged}
-    open_tickets = set(
-        GateTicketLink.objects.filter(
+    open_tickets = {
+        (gate_id, deliverable_id): ticket_id
+        for gate_id, deliverable_id, ticket_id in GateTicketLink.objects.filter(
             organization=organization,
             deliverable__in=deliverable_ids,
             ticket__status__in=ACTIVE_STATUSES,
-        ).values_list("gate_id", "deliverable_id")
-    )
+        ).values_list("gate_id", "deliverable_id", "ticket_id")
+    }
     needs = {gate.pk: history_types(gate) for gate, _event, _deliverable in judged}
     history = BatchHistory(
         organization, judged, set().union(*needs.values()), _needs_totals(judged)
     )
-    quiet: list[GateEvaluation] = []
+    written: list[tuple[GateEvaluation, checks.CheckResult]] = []
     judged_gates: dict[int, Gate] = {}
     for gate, event, deliverable in judged:
         if (gate.pk, event.pk) in done:
@@ -157,33 +166,43 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]]) -> None:
         judged_gates[gate.pk] = gate
         outcome = outcome_of(gate, result)
         key = (gate.pk, deliverable.pk)
-        if (
-            outcome == Outcome.FAIL
-            or result.artifacts
-            or (outcome == Outcome.PASS and key in open_tickets)
-        ):
-            record_verdict(gate, event, deliverable, result, duration_ms)
-            if outcome == Outcome.FAIL:
-                open_tickets.add(key)
-            elif outcome == Outcome.PASS:
-                open_tickets.discard(key)
-            continue
-        quiet.append(
-            GateEvaluation(
-                organization=organization,
-                gate=gate,
-                event=event,
-                deliverable=deliverable,
-                outcome=outcome,
-                mode=gate.mode,
-                reasons=result.reasons,
-                details=result.details,
-                billing_flag=result.billing_flag,
-                duration_ms=round(duration_ms, 3),
-                evaluated_at=timezone.now(),
-            )
+        ticket_id = open_tickets.get(key)
+        changes_ticket = (outcome == Outcome.FAIL and ticket_id is None) or (
+            outcome == Outcome.PASS and ticket_id is not None
         )
-    GateEvaluation.objects.bulk_create(quiet)
+        if changes_ticket or result.artifacts:
+            evaluation = record_verdict(gate, event, deliverable, result, duration_ms)
+            if outcome == Outcome.FAIL and evaluation.ticket_id is not None:
+                open_tickets[key] = evaluation.ticket_id
+            elif outcome == Outcome.PASS:
+                open_tickets.pop(key, None)
+            continue
+        evaluation = GateEvaluation(
+            organization=organization,
+            gate=gate,
+            event=event,
+            deliverable=deliverable,
+            outcome=outcome,
+            mode=gate.mode,
+            reasons=result.reasons,
+            details=result.details,
+            billing_flag=result.billing_flag,
+            duration_ms=round(duration_ms, 3),
+            evaluated_at=timezone.now(),
+            ticket_id=ticket_id if outcome == Outcome.FAIL else None,
+        )
+        written.append((evaluation, result))
+    GateEvaluation.objects.bulk_create([evaluation for evaluation, _result in written])
+    trail.record_many(
+        organization,
+        [
+            failed_entry(
+                evaluation.gate, evaluation.event, evaluation.deliverable, evaluation, result
+            )
+            for evaluation, result in written
+            if evaluation.outcome == Outcome.FAIL
+        ],
+    )
     for gate in judged_gates.values():
         check_strictness(gate)
 

@@ -225,20 +225,27 @@ def active_failure_tickets(gate, deliverable):
     )
 
 
-def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
-    active = active_failure_tickets(gate, deliverable).first()
-    trail.record(
-        deliverable.organization,
+def failed_entry(gate, event, deliverable, evaluation, result) -> trail.Entry:
+    """The ``gate.failed`` trail entry of an enforced failure."""
+    return trail.Entry(
         "gate.failed",
-        key=f"gate:{gate.pk}:evaluation:{evaluation.pk}",
-        deliverable=deliverable,
-        payload={
+        f"gate:{gate.pk}:evaluation:{evaluation.pk}",
+        {
             "gate": gate.slug,
             "check": gate.check_name,
             "reasons": result.reasons,
             "evaluation_id": str(evaluation.pk),
             "event_id": str(event.pk),
         },
+        deliverable=deliverable,
+        occurred_at=evaluation.evaluated_at,
+    )
+
+
+def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
+    active = active_failure_tickets(gate, deliverable).first()
+    trail.record_many(
+        deliverable.organization, [failed_entry(gate, event, deliverable, evaluation, result)]
     )
     if active is not None:
         evaluation.ticket = active
