@@ -358,10 +358,23 @@ def wait_drained(args, deadline: float) -> bool:
     broker = redis.Redis.from_url(args.redis_url)
     give_up = time.monotonic() + deadline
     quiet_since, last = None, None
+    stalled_since, last_pending = None, None
     while time.monotonic() < give_up:
         pending = sql(
             args, "SELECT count(*) FROM deliveries_eventprocessing WHERE status = 'pending'"
         )[0][0]
+        if pending and pending == last_pending:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > 60:
+                errors = sql(
+                    args,
+                    "SELECT left(last_error, 200), count(*) FROM deliveries_eventprocessing "
+                    "WHERE status = 'pending' GROUP BY 1",
+                )
+                sys.exit(f"{pending} events stay pending (no beat runs the sweeper): {errors}")
+        else:
+            stalled_since = None
+        last_pending = pending
         evaluated = sql(args, "SELECT count(*) FROM gates_gateevaluation")[0][0]
         queued = sum(broker.llen(key) for key in broker.scan_iter() if broker.type(key) == b"list")
         if pending == 0 and queued == 0 and evaluated == last:

@@ -114,7 +114,10 @@ def on_batch_processed(batch) -> None:
         .select_for_update(of=("self",))
         .order_by("started_at")
     ):
-        latest[(run.deliverable_id, run.flow_id)] = run  # the newest run per flow
+        key = (run.deliverable_id, run.flow_id)
+        # The open run (one at most) is the one events advance; else the newest.
+        if key not in latest or run.is_open or not latest[key].is_open:
+            latest[key] = run
     for event, deliverable in relevant:
         for flow in flows:
             if event.event_type not in flow.event_types:

@@ -3,7 +3,7 @@
 import pytest
 from django_scopes import scope
 
-from deliveries.models import Event
+from deliveries.models import Event, EventProcessing, ProcessingStatus
 from flows.models import FlowRun, FlowTicketLink, LinkKind, RunState
 from flows.services import runs
 from owners.models import Ticket, TicketSource
@@ -136,6 +136,27 @@ def test_repeated_trigger_joins_the_open_run(org_a, client_acme, make_flow, publ
     publish(org_a, intake(minutes=0), intake(minutes=10))
     with scope(organization=org_a):
         assert FlowRun.objects.filter(organization=org_a).count() == 1
+
+
+def test_a_trigger_joins_the_open_run_even_when_a_newer_run_is_an_exception(
+    org_a, client_acme, make_flow, publish
+):
+    """A trigger with missing data (an exception run), then a late trigger that occurred
+    earlier (an open run, older by its start): a third trigger joins the open run instead
+    of starting another (the database allows one open run per deliverable)."""
+    make_flow(required_fields=["budget"])
+    publish(org_a, intake(minutes=500))  # no budget: an exception run started at 500
+    publish(org_a, intake(minutes=100, budget="5k"))  # late: running, started at 100
+    publish(org_a, intake(minutes=700, budget="5k"))
+    with scope(organization=org_a):
+        runs_by_start = list(
+            FlowRun.objects.filter(organization=org_a)
+            .order_by("started_at")
+            .values_list("started_at", "state")
+        )
+        states = set(EventProcessing.objects.filter(organization=org_a).values_list("status"))
+    assert runs_by_start == [(at(100), RunState.RUNNING), (at(500), RunState.EXCEPTION)]
+    assert states == {(ProcessingStatus.PROCESSED,)}  # none failed on a second open run
 
 
 def test_missing_required_field_opens_one_exception_ticket(
