@@ -305,8 +305,8 @@ def measure(args) -> dict:
         gunicorn.stop()
     rows = sql(
         args,
-        """SELECT extract(epoch FROM p.processed_at), extract(epoch FROM e.received_at),
-                  (SELECT extract(epoch FROM max(g.evaluated_at)) FROM gates_gateevaluation g
+        """SELECT extract(epoch FROM p.processed_at)::float8, extract(epoch FROM e.received_at)::float8,
+                  (SELECT extract(epoch FROM max(g.evaluated_at))::float8 FROM gates_gateevaluation g
                     WHERE g.event_id = e.id)
              FROM deliveries_event e JOIN deliveries_eventprocessing p ON p.event_id = e.id
             WHERE e.received_at >= to_timestamp(%s) AND e.source <> 'meshline'""",
@@ -314,7 +314,7 @@ def measure(args) -> dict:
     )
     evaluations = sql(
         args,
-        "SELECT count(*), extract(epoch FROM max(evaluated_at)) FROM gates_gateevaluation "
+        "SELECT count(*), extract(epoch FROM max(evaluated_at))::float8 FROM gates_gateevaluation "
         "WHERE evaluated_at >= to_timestamp(%s)",
         (started,),
     )[0]

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
-from django_scopes import scopes_disabled
+from django_scopes import scope, scopes_disabled
 
 from deliveries import registry
 from deliveries.models import Deliverable, Event, EventProcessing, ProcessingStatus
@@ -111,7 +111,11 @@ def process_batch(organization, event_ids: Iterable) -> BatchResult:
     pending for the sweeper (``record_failure``). Events another worker holds are skipped
     (it is processing them); processed ones are skipped (running twice = running once).
     """
-    ids = [str(event_id) for event_id in event_ids]
+    with scope(organization=organization):
+        return _process_chunks(organization, [str(event_id) for event_id in event_ids])
+
+
+def _process_chunks(organization, ids: list[str]) -> BatchResult:
     size = settings.MESHLINE_PROCESSING_BATCH_SIZE
     processed = skipped = failed = 0
     for start in range(0, len(ids), size):
