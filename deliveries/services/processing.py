@@ -9,6 +9,7 @@ of running once. A batch is one transaction with a fixed number of statements: t
 """
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -17,7 +18,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
@@ -121,7 +122,7 @@ def _process_chunks(organization, ids: list[str]) -> BatchResult:
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]
         try:
-            done = _process_together(organization, chunk)
+            done = _with_deadlock_retry(organization, chunk)
         except Exception:
             log.warning("process_batch: a batch of %s failed; one by one", len(chunk))
             for event_id in chunk:
@@ -138,6 +139,26 @@ def _process_chunks(organization, ids: list[str]) -> BatchResult:
         processed += done
         skipped += len(chunk) - done
     return BatchResult(processed, skipped, failed)
+
+
+def _with_deadlock_retry(organization, chunk: list[str], attempts: int = 3) -> int:
+    """Batches of overlapping deliverables' neighbours (a sitemap settling other pages'
+    timers, a client-wide agreement) can deadlock; PostgreSQL aborts one, which is retried
+    whole rather than split into single events."""
+    for attempt in range(attempts):
+        try:
+            return _process_together(organization, chunk)
+        except OperationalError as exc:
+            deadlock = getattr(getattr(exc, "__cause__", None), "sqlstate", None) in DEADLOCK
+            if not deadlock or attempt == attempts - 1:
+                raise
+            log.info("process_batch: deadlock, retrying a batch of %s", len(chunk))
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+# deadlock_detected, serialization_failure
+DEADLOCK = {"40P01", "40001"}
 
 
 def process_event(event_id) -> bool:

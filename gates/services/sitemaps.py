@@ -49,6 +49,7 @@ def settle_sitemap_timers(event: Event) -> int:
             )
             .select_related("gate", "deliverable")
             .select_for_update(of=("self",))
+            .order_by("pk")  # one lock order for every worker: no deadlock between them
         )
         settled = 0
         for timer in waiting:

@@ -481,3 +481,32 @@ def test_no_code_path_updates_or_deletes_an_event():
             for lineno in [*_changing_calls_on_event(tree), *_event_saves_with_update_fields(tree)]:
                 offenders.append(f"{path.relative_to(ROOT)}:{lineno}")
     assert offenders == [], "the event trail is append-only"
+
+
+def test_a_deadlocked_batch_is_retried_whole(org_a, client_acme, store, event_body, monkeypatch):
+    """PostgreSQL aborts one of two deadlocked transactions: the batch runs again, whole."""
+    import psycopg
+    from django.db import OperationalError
+
+    from deliveries.services import processing
+
+    ids = store(org_a, event_body(idempotency_key="a"), event_body(idempotency_key="b"))
+    real = processing._process_together
+    calls = []
+
+    def deadlock_once(organization, chunk):
+        calls.append(list(chunk))
+        if len(calls) == 1:
+            try:
+                raise psycopg.errors.DeadlockDetected("deadlock detected")
+            except psycopg.Error as cause:
+                raise OperationalError("deadlock detected") from cause
+        return real(organization, chunk)
+
+    monkeypatch.setattr(processing, "_process_together", deadlock_once)
+    monkeypatch.setattr(processing.time, "sleep", lambda seconds: None)
+    result = processing.process_batch(org_a, ids)
+
+    assert (result.processed, result.failed) == (2, 0)
+    assert calls == [ids, ids]  # retried as one batch, not split into single events
+    assert {_processing(e).attempts for e in ids} == {1}
