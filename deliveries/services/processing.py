@@ -195,9 +195,11 @@ def _process_together(organization, event_ids: list[str]) -> int:
             )
         )
         # Locked in primary-key order: two workers locking overlapping sets cannot deadlock.
+        # NO KEY UPDATE: an insert of a new event for one of them (its foreign-key check
+        # takes KEY SHARE) goes on instead of waiting for, or deadlocking with, the batch.
         deliverables = {
             d.pk: d
-            for d in Deliverable.objects.select_for_update(of=("self",))
+            for d in Deliverable.objects.select_for_update(of=("self",), no_key=True)
             .select_related("client")
             .filter(organization=organization, pk__in={e.deliverable_id for e in events})
             .order_by("pk")

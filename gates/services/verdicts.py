@@ -113,7 +113,8 @@ def evaluate(gate: Gate, event: Event) -> GateEvaluation | None:
     """
     with transaction.atomic():
         deliverable = (
-            Deliverable.objects.select_for_update(of=("self",))
+            # NO KEY UPDATE, as processing: never holds up an insert of the deliverable's events.
+            Deliverable.objects.select_for_update(of=("self",), no_key=True)
             .select_related("client")
             .get(pk=event.deliverable_id)
         )
