@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -221,7 +222,7 @@ def burst(args, port: int, api_key: str, deliverables: Deliverables) -> tuple[fl
         )
         for i in range(0, args.events, 500)
     ]
-    accepted = []
+    accepted, failures = [], []
     lock = threading.Lock()
     queue = list(reversed(bodies))
 
@@ -229,14 +230,15 @@ def burst(args, port: int, api_key: str, deliverables: Deliverables) -> tuple[fl
         connection = Connection(port, api_key, path="/api/v1/events")
         while True:
             with lock:
-                if not queue:
+                if not queue or failures:
                     break
                 body = queue.pop()
             status, data = connection.post(body)
-            if status != 200:
-                sys.exit(f"batch answered {status}: {data[:300]!r}")
             with lock:
-                accepted.append(json.loads(data)["accepted"])
+                if status != 200:
+                    failures.append(f"batch answered {status}: {data[:300]!r}")
+                else:
+                    accepted.append(json.loads(data)["accepted"])
         connection.close()
 
     started = time.time()
@@ -245,6 +247,8 @@ def burst(args, port: int, api_key: str, deliverables: Deliverables) -> tuple[fl
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:  # a refused batch makes every number below meaningless
+        sys.exit(failures[0])
     return started, time.time(), sum(accepted)
 
 
@@ -430,6 +434,9 @@ def report(results: list[dict]) -> bool:
 
 
 def main() -> int:
+    # ``timeout`` or Ctrl-C: stop gunicorn and the worker (their own sessions) on the way out,
+    # or a stale worker keeps consuming the next run's queue.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"stopped by signal {signum}"))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--root", type=Path, default=HERE.parent, help="checkout to run")
