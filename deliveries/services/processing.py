@@ -113,21 +113,21 @@ def process_batch(organization, event_ids: Iterable) -> BatchResult:
     (it is processing them); processed ones are skipped (running twice = running once).
     """
     with scope(organization=organization):
-        return _process_chunks(organization, [str(event_id) for event_id in event_ids])
+        return _process_all(organization, [str(event_id) for event_id in event_ids])
 
 
-def _process_chunks(organization, ids: list[str]) -> BatchResult:
+def _process_all(organization, ids: list[str]) -> BatchResult:
     size = settings.MESHLINE_PROCESSING_BATCH_SIZE
     processed = skipped = failed = 0
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]
         try:
-            done = _with_deadlock_retry(organization, chunk)
+            done = _process_chunk(organization, chunk)
         except Exception:
             log.warning("process_batch: a batch of %s failed; one by one", len(chunk))
             for event_id in chunk:
                 try:
-                    alone = _process_together(organization, [event_id])
+                    alone = _process_chunk(organization, [event_id])
                 except Exception as exc:
                     failed += 1
                     log.exception("process_batch: event %s failed", event_id)
@@ -141,13 +141,15 @@ def _process_chunks(organization, ids: list[str]) -> BatchResult:
     return BatchResult(processed, skipped, failed)
 
 
-def _with_deadlock_retry(organization, chunk: list[str], attempts: int = 3) -> int:
+def _with_deadlock_retry(
+    organization, chunk: list[str], *, wait: bool, attempts: int = 3
+) -> tuple[int, list[str]]:
     """Batches of overlapping deliverables' neighbours (a sitemap settling other pages'
     timers, a client-wide agreement) can deadlock; PostgreSQL aborts one, which is retried
     whole rather than split into single events."""
     for attempt in range(attempts):
         try:
-            return _process_together(organization, chunk)
+            return _process_together(organization, chunk, wait=wait)
         except OperationalError as exc:
             deadlock = getattr(getattr(exc, "__cause__", None), "sqlstate", None) in DEADLOCK
             if not deadlock or attempt == attempts - 1:
@@ -174,11 +176,37 @@ def process_event(event_id) -> bool:
     if organization_id is None:
         return False
     organization = Organization.objects.get(pk=organization_id)
-    return _process_together(organization, [str(event_id)]) == 1
+    return _process_chunk(organization, [str(event_id)]) == 1
 
 
-def _process_together(organization, event_ids: list[str]) -> int:
-    """Claim, lock and process ``event_ids`` in one transaction; returns how many."""
+# Passes over events whose deliverable another worker holds; the last one waits for it.
+BUSY_PASSES = 3
+
+
+def _process_chunk(organization, event_ids: list[str]) -> int:
+    """Process ``event_ids``; returns how many this call processed.
+
+    A deliverable another worker is processing is skipped, not waited for (its events are
+    taken on the next pass): with a few hundred busy deliverables, waiting made workers
+    queue behind each other's whole batches instead of working side by side.
+    """
+    done, todo = 0, event_ids
+    for attempt in range(BUSY_PASSES):
+        processed, todo = _with_deadlock_retry(organization, todo, wait=attempt == BUSY_PASSES - 1)
+        done += processed
+        if not todo:
+            break
+    return done
+
+
+def _process_together(
+    organization, event_ids: list[str], *, wait: bool = True
+) -> tuple[int, list[str]]:
+    """Claim, lock and process ``event_ids`` in one transaction.
+
+    Returns how many were processed, and the ids left because their deliverable is locked
+    by another worker (only when not ``wait``).
+    """
     with transaction.atomic():
         claimed = list(
             EventProcessing.objects.select_for_update(skip_locked=True).filter(
@@ -188,7 +216,7 @@ def _process_together(organization, event_ids: list[str]) -> int:
             )
         )
         if not claimed:
-            return 0
+            return 0, []
         events = list(
             Event.objects.filter(
                 organization=organization, pk__in=[row.event_id for row in claimed]
@@ -199,11 +227,17 @@ def _process_together(organization, event_ids: list[str]) -> int:
         # takes KEY SHARE) goes on instead of waiting for, or deadlocking with, the batch.
         deliverables = {
             d.pk: d
-            for d in Deliverable.objects.select_for_update(of=("self",), no_key=True)
+            for d in Deliverable.objects.select_for_update(
+                of=("self",), no_key=True, skip_locked=not wait
+            )
             .select_related("client")
             .filter(organization=organization, pk__in={e.deliverable_id for e in events})
             .order_by("pk")
         }
+        busy = [str(e.pk) for e in events if e.deliverable_id not in deliverables]
+        events = [e for e in events if e.deliverable_id in deliverables]
+        if not events:
+            return 0, busy
         for event in events:
             event.organization = organization
         events.sort(key=lambda e: (e.deliverable_id, e.occurred_at, e.received_at, e.pk))
@@ -217,14 +251,14 @@ def _process_together(organization, event_ids: list[str]) -> int:
         finally:
             _current.reset(token)
         EventProcessing.objects.filter(
-            organization=organization, event_id__in=[row.event_id for row in claimed]
+            organization=organization, event_id__in=[e.pk for e in events]
         ).update(
             status=ProcessingStatus.PROCESSED,
             attempts=F("attempts") + 1,
             processed_at=timezone.now(),
             last_error="",
         )
-    return len(claimed)
+    return len(events), busy
 
 
 def record_failure(event_id, error: str) -> None:

@@ -494,14 +494,14 @@ def test_a_deadlocked_batch_is_retried_whole(org_a, client_acme, store, event_bo
     real = processing._process_together
     calls = []
 
-    def deadlock_once(organization, chunk):
+    def deadlock_once(organization, chunk, *, wait=True):
         calls.append(list(chunk))
         if len(calls) == 1:
             try:
                 raise psycopg.errors.DeadlockDetected("deadlock detected")
             except psycopg.Error as cause:
                 raise OperationalError("deadlock detected") from cause
-        return real(organization, chunk)
+        return real(organization, chunk, wait=wait)
 
     monkeypatch.setattr(processing, "_process_together", deadlock_once)
     monkeypatch.setattr(processing.time, "sleep", lambda seconds: None)
