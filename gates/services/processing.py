@@ -15,7 +15,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F, FloatField, Q, Sum, Window
+from django.db.models import F, FloatField, Q, Window
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, RowNumber
 from django.utils import timezone
@@ -243,7 +243,6 @@ class BatchHistory:
         self.cut: set[int] = set()
         if event_types:
             self._fetch(event_types)
-        self.hours_before: dict[int, float] = {}
         self.hours_rows: dict[int, list[Event]] = defaultdict(list)
         if with_totals:
             self._fetch_hours()
@@ -291,32 +290,26 @@ class BatchHistory:
         return tuple(event_view(e) for e in earlier[-HISTORY_LIMIT:])
 
     def _fetch_hours(self) -> None:
-        """Hours logged before each deliverable's first batch event (one grouped sum), and
-        the rows between its first and last (few): every event's total, exactly."""
-        hours = Cast(KT("payload__hours"), FloatField())
-        first = Q()
-        window = Q()
-        for deliverable_id, (start, end) in self.span.items():
-            first |= Q(deliverable=deliverable_id, occurred_at__lt=start)
-            window |= Q(deliverable=deliverable_id, occurred_at__gte=start, occurred_at__lte=end)
-        logged = self._earlier().filter(event_type="time.logged")
-        self.hours_before = dict(
-            logged.filter(first)
-            .order_by()
-            .values("deliverable")
-            .annotate(total=Sum(hours))
-            .values_list("deliverable", "total")
+        """Every ``time.logged`` of the batch's deliverables up to their latest batch event:
+        one query through the (organization, event_type) index; each event's total is
+        summed from them exactly."""
+        logged = (
+            self._earlier()
+            .filter(
+                event_type="time.logged",
+                deliverable__in=list(self.span),
+                occurred_at__lte=max(end for _start, end in self.span.values()),
+            )
+            .annotate(h=Cast(KT("payload__hours"), FloatField()))
+            .only("id", "deliverable", "occurred_at")
         )
-        for event in (
-            logged.filter(window).annotate(h=hours).only("id", "deliverable", "occurred_at")
-        ):
+        for event in logged:
             self.hours_rows[event.deliverable_id].append(event)
 
     def totals(self, gate: Gate, event: Event) -> dict:
         if gate.check_name != CheckName.SCOPE_LIMITS:
             return {}
-        total = self.hours_before.get(event.deliverable_id) or 0.0
-        total += sum(
+        total = sum(
             e.h or 0.0
             for e in self.hours_rows.get(event.deliverable_id, ())
             if e.pk != event.pk and e.occurred_at <= event.occurred_at
