@@ -8,6 +8,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from meshline import queues
 from meshline.env import (
     ConfigError,
     database_from_url,
@@ -272,6 +273,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool(
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "meshline")
+# One queue per kind of work (meshline/queues.py), each named after the default queue:
+# meshline.processing, meshline.gates, ... A worker without -Q consumes them all.
+CELERY_TASK_QUEUES = queues.declare(CELERY_TASK_DEFAULT_QUEUE)
+CELERY_TASK_ROUTES = ("meshline.queues.route",)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
