@@ -13,6 +13,7 @@ from meshline.env import (
     ConfigError,
     database_from_url,
     env_bool,
+    env_choice,
     env_int,
     env_list,
     env_rate,
@@ -195,11 +196,25 @@ WHITENOISE_USE_FINDERS = True
 # the portal and API hand them out after checking the tenant.
 MEDIA_ROOT = env_str("MESHLINE_MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 
+# plain: one readable line per record; json: one JSON object per line with trace_id,
+# span_id, organization, deliverable_id, event_type and correlation_id when known
+# (meshline/telemetry.py), for a log pipeline that searches by them.
+MESHLINE_LOG_FORMAT = env_choice("MESHLINE_LOG_FORMAT", ("plain", "json"), "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "meshline.telemetry.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "meshline.telemetry.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": MESHLINE_LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("MESHLINE_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
