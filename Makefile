@@ -57,8 +57,23 @@ migrate: $(STAMP)
 web: $(STAMP)
 	$(VENV)/bin/gunicorn meshline.wsgi --bind 127.0.0.1:8000 --workers 4
 
+## One worker taking every queue (development, one machine)
 worker: $(STAMP)
 	$(VENV)/bin/celery -A meshline worker --loglevel INFO
+
+# One pool per kind of work (meshline/queues.py; README, "Running for real"), e.g.
+# `make worker-processing`. Queues are named after CELERY_TASK_DEFAULT_QUEUE (meshline);
+# each pool has its own node name and heartbeat file; WORKER_ARGS adds options
+# (e.g. WORKER_ARGS=--concurrency=2 for the CPU-bound heavy pool).
+QUEUE := $(or $(CELERY_TASK_DEFAULT_QUEUE),meshline)
+WORKER_KINDS := processing gates heavy notifications exports
+.PHONY: worker-default $(addprefix worker-,$(WORKER_KINDS))
+$(addprefix worker-,$(WORKER_KINDS)): worker-%: $(STAMP)
+	MESHLINE_WORKER_HEARTBEAT_FILE=/tmp/meshline-worker-$*.heartbeat \
+		$(VENV)/bin/celery -A meshline worker -Q $(QUEUE).$* -n $*@%h --loglevel INFO $(WORKER_ARGS)
+worker-default: $(STAMP)
+	MESHLINE_WORKER_HEARTBEAT_FILE=/tmp/meshline-worker-default.heartbeat \
+		$(VENV)/bin/celery -A meshline worker -Q $(QUEUE) -n default@%h --loglevel INFO $(WORKER_ARGS)
 
 beat: $(STAMP)
 	$(VENV)/bin/celery -A meshline beat --loglevel INFO

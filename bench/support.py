@@ -197,7 +197,8 @@ class Gunicorn(Process):
 
 
 class CeleryWorker(Process):
-    """``celery -A meshline worker`` as production runs it (prefork pool)."""
+    """``celery -A meshline worker`` as production runs it (prefork pool), on every queue
+    (no ``-Q``: meshline/queues.py declares them all)."""
 
     name = "celery-worker"
 

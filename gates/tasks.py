@@ -10,6 +10,7 @@ from deliveries.models import Event, ProcessingStatus
 from gates import services
 from gates.models import CheckName, Gate, GateMode, SitemapTimer, TimerStatus
 from gates.services.processing import HEAVY_CHECKS
+from meshline import telemetry
 from meshline.celery import TenantTask
 
 
@@ -18,9 +19,12 @@ from meshline.celery import TenantTask
 )
 def evaluate_gate(*, organization, gate_id: int, event_id: str) -> str:
     gate = Gate.objects.get(organization=organization, pk=gate_id)
-    event = Event.objects.get(organization=organization, pk=event_id)
+    event = Event.objects.select_related("deliverable").get(organization=organization, pk=event_id)
+    telemetry.tag_event(event, event.deliverable)
     evaluation = services.evaluate(gate, event)
-    return evaluation.outcome if evaluation else "not applicable"
+    outcome = evaluation.outcome if evaluation else "not applicable"
+    telemetry.tag(gate=gate.slug, gate_check=gate.check_name, gate_outcome=outcome)
+    return outcome
 
 
 @shared_task(

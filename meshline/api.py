@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.viewsets import GenericViewSet
 
+from meshline import telemetry
 from meshline.ids import uuid_or_404
 from meshline.instants import instant_problem
 
@@ -150,6 +151,7 @@ class TenantAPIMixin:
         super().initial(request, *args, **kwargs)
         refuse_nul_in_query(request)
         self.organization = request.auth.organization
+        telemetry.tag_organization(self.organization)
         self._tenant_scope = scope(organization=self.organization)
         self._tenant_scope.__enter__()
 

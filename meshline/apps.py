@@ -6,4 +6,9 @@ class MeshlineConfig(AppConfig):
     verbose_name = "Organizations and access"
 
     def ready(self) -> None:
-        from meshline import checks, schema  # noqa: F401  (register deploy checks, OpenAPI auth)
+        from django.core.signals import request_started
+
+        from meshline import checks, schema, telemetry  # noqa: F401  (deploy checks, OpenAPI auth)
+
+        # A thread serves request after request: log keys never outlive their request.
+        request_started.connect(telemetry.clear_keys, dispatch_uid="meshline.telemetry.clear_keys")

@@ -10,9 +10,17 @@ import logging
 import os
 
 from celery import Celery, Task
-from celery.signals import celeryd_init
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    beat_init,
+    celeryd_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 from celery.worker.consumer import Consumer as CeleryConsumer
-from django.db import transaction
+
+from meshline import telemetry
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "meshline.settings")
 log = logging.getLogger(__name__)
@@ -37,8 +45,12 @@ class MeshlineTask(Task):
         return True
 
     def publish_on_commit(self, **kwargs) -> None:
-        """``publish`` once the current transaction commits (at once outside one)."""
-        transaction.on_commit(lambda: self.publish(**kwargs))
+        """``publish`` once the current transaction commits (at once outside one).
+
+        The message carries the trace of the code that called this, even if the commit
+        happens after its span ended (meshline.telemetry.on_commit).
+        """
+        telemetry.on_commit(lambda: self.publish(**kwargs))
 
     def fan_out(self, model, *conditions, **filters) -> int:
         """Publish this (tenant) task once per organization owning a matching row.
@@ -86,6 +98,17 @@ def _configure_worker(conf=None, instance=None, **kwargs):
     instance.app.steps["consumer"].add(HeartbeatFile)
 
 
+# Tracing (off unless OTEL_* says otherwise): once per process that runs tasks. Prefork
+# children (and the solo pool) get worker_process_init after the fork, so the SDK's export
+# thread and the instrumented database connections are their own.
+worker_process_init.connect(lambda **kwargs: telemetry.setup("worker"), weak=False)
+worker_process_shutdown.connect(lambda **kwargs: telemetry.flush(), weak=False)
+beat_init.connect(lambda **kwargs: telemetry.setup("beat"), weak=False)
+# Celery configures the worker's and beat's logging itself: MESHLINE_LOG_FORMAT=json there too.
+after_setup_logger.connect(telemetry.json_logging_for_celery, weak=False)
+after_setup_task_logger.connect(telemetry.json_logging_for_celery, weak=False)
+
+
 class Consumer(CeleryConsumer):
     """The worker's consumer (setting CELERY_WORKER_CONSUMER), without mingle and gossip.
 
@@ -126,7 +149,8 @@ class TenantTask(MeshlineTask):
         if organization_id is None:
             raise TypeError(f"{self.name} must be called with organization_id=")
         organization = Organization.objects.get(pk=organization_id)
-        with scope(organization=organization):
+        with scope(organization=organization), telemetry.scoped_keys():
+            telemetry.tag_organization(organization)
             return super().__call__(*args, organization=organization, **kwargs)
 
     def signature_from_request(self, request=None, args=None, kwargs=None, **options):

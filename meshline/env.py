@@ -32,6 +32,17 @@ def env_bool(name: str, default: bool = False) -> bool:
     )
 
 
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    """One of a fixed set of words, e.g. a log format."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+    return value
+
+
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":

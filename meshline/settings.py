@@ -8,10 +8,12 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from meshline import queues
 from meshline.env import (
     ConfigError,
     database_from_url,
     env_bool,
+    env_choice,
     env_int,
     env_list,
     env_rate,
@@ -194,11 +196,25 @@ WHITENOISE_USE_FINDERS = True
 # the portal and API hand them out after checking the tenant.
 MEDIA_ROOT = env_str("MESHLINE_MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 
+# plain: one readable line per record; json: one JSON object per line with trace_id,
+# span_id, organization, deliverable_id, event_type and correlation_id when known
+# (meshline/telemetry.py), for a log pipeline that searches by them.
+MESHLINE_LOG_FORMAT = env_choice("MESHLINE_LOG_FORMAT", ("plain", "json"), "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "meshline.telemetry.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "meshline.telemetry.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": MESHLINE_LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("MESHLINE_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
@@ -272,6 +288,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool(
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "meshline")
+# One queue per kind of work (meshline/queues.py), each named after the default queue:
+# meshline.processing, meshline.gates, ... A worker without -Q consumes them all.
+CELERY_TASK_QUEUES = queues.declare(CELERY_TASK_DEFAULT_QUEUE)
+CELERY_TASK_ROUTES = ("meshline.queues.route",)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

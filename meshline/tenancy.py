@@ -13,7 +13,7 @@ from django.urls import Resolver404, resolve
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
-from meshline import extensions
+from meshline import extensions, telemetry
 from meshline.models import Membership, Organization
 
 
@@ -55,6 +55,7 @@ class TenantMiddleware:
             raise Http404("No such organization")
         request.organization = membership.organization
         request.membership = membership
+        telemetry.tag_organization(membership.organization)
         # Dates and times render, and forms parse them, in the organization's zone.
         with (
             scope(organization=membership.organization),

@@ -24,6 +24,7 @@ from deliveries import registry
 from deliveries.models import EventSource
 from deliveries.services import ingest_events
 from deliveries.services.ingest import Status, validate_envelope
+from meshline import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ def receive(
         )
     if endpoint is None:
         return Answer.error(404, "unknown_endpoint", "No webhook endpoint has this id.")
+    telemetry.tag_organization(endpoint.organization)
     with scope(organization=endpoint.organization):
         size = max(declared_size, len(body))
         return _receive(endpoint, headers, body, content_type, size, path, now)

@@ -25,7 +25,7 @@ from django_scopes import scope, scopes_disabled
 
 from deliveries import registry
 from deliveries.models import Deliverable, Event, EventProcessing, ProcessingStatus
-from meshline import extensions
+from meshline import extensions, telemetry
 from meshline.models import Organization
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,7 @@ def _process_chunk(organization, event_ids: list[str]) -> int:
     return done
 
 
+@telemetry.traced("meshline.process_batch")
 def _process_together(
     organization, event_ids: list[str], *, wait: bool = True
 ) -> tuple[int, list[str]]:
@@ -242,6 +243,7 @@ def _process_together(
             event.organization = organization
         events.sort(key=lambda e: (e.deliverable_id, e.occurred_at, e.received_at, e.pk))
         batch = Batch(organization, [(e, deliverables[e.deliverable_id]) for e in events])
+        telemetry.tag_batch(batch.items)  # span attributes and log keys
         _advance_lifecycles(batch)
         # Later apps' steps (meshline.extensions.processing_steps), without importing them.
         token = _current.set(batch)

@@ -14,7 +14,6 @@ import time
 from collections import defaultdict
 from datetime import timedelta
 
-from django.db import transaction
 from django.db.models import F, FloatField, Q, Window
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, RowNumber
@@ -43,6 +42,7 @@ from gates.services.verdicts import (
     history_types,
     record_verdict,
 )
+from meshline import telemetry
 from owners.models import ACTIVE_STATUSES
 
 # Checks too slow to hold a batch's transaction: each gets a task on its own queue.
@@ -89,7 +89,8 @@ def on_batch_processed(batch) -> None:
     if judged:
         judge(batch, judged)
     if heavy:
-        transaction.on_commit(lambda: _queue_heavy(batch.organization.pk, heavy))
+        # In the batch's trace, whenever the commit comes.
+        telemetry.on_commit(lambda: _queue_heavy(batch.organization.pk, heavy))
 
 
 def _timer(gate, event, deliverable) -> SitemapTimer | None:
@@ -118,6 +119,7 @@ def _queue_heavy(organization_id: int, pairs: list[tuple[int, str]]) -> None:
             return
 
 
+@telemetry.traced("meshline.judge_gates")
 def judge(batch, judged: list[tuple[Gate, Event, Deliverable]]) -> None:
     """Each (gate, event) verdict once; a fixed number of statements for the whole batch.
 

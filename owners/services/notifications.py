@@ -16,7 +16,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from meshline import outbound
+from meshline import outbound, telemetry
 from owners.models import (
     ChannelKind,
     DeliveryStatus,
@@ -165,7 +165,7 @@ def enqueue(organization_id, notification_ids: list) -> None:
     ids = list(notification_ids)
     # Broker down: owners.tasks.resend_pending_notifications picks them up.
     if len(ids) == 1:
-        transaction.on_commit(lambda: dispatch(organization_id, ids))
+        telemetry.on_commit(lambda: dispatch(organization_id, ids))
     else:
         send_notifications.publish_on_commit(organization_id=organization_id, notification_ids=ids)
 

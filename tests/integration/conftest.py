@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection
 from kombu import pools
 
+from meshline import queues
 from meshline.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,10 +205,12 @@ class Publisher:
         self.queue = queue
         self.saved = {key: app.conf[key] for key in self.KEYS}
 
-    def use(self, broker_url: str) -> None:
+    def use(self, broker_url: str, queue: str | None = None) -> None:
+        """Publish to ``broker_url``, to the queues named after ``queue`` (this run's by
+        default; a test with workers of its own passes theirs)."""
         self.app.conf.task_always_eager = False
         self.app.conf.broker_url = broker_url
-        self.app.conf.task_default_queue = self.queue
+        self.app.conf.task_default_queue = queue or self.queue
         self._forget_connections()
 
     def restore(self) -> None:
@@ -241,6 +244,49 @@ def worker(celery_worker, publisher, transactional_db):
     # Let late tasks (a second dispatch, a beat sweep) finish before the database is
     # flushed under them.
     wait_idle(celery_worker, publisher.queue)
+
+
+@pytest.fixture
+def start_worker(celery_env, transactional_db, tmp_path):
+    """Start workers of the test's own (stopped at its end, before the database is flushed).
+
+    ``start_worker(name, default_queue=..., queues=[...], env={...}, args=[...])``: the
+    node is ``name@host``; it consumes ``queues`` (``-Q``), or every queue named after
+    ``default_queue`` without them, as a production worker without ``-Q`` does.
+    """
+    started: list[CeleryProcess] = []
+
+    def start(name, *, default_queue, queues=(), env=None, args=()) -> CeleryProcess:
+        worker_env = {
+            **celery_env,
+            "CELERY_TASK_DEFAULT_QUEUE": default_queue,
+            "MESHLINE_WORKER_HEARTBEAT_FILE": str(tmp_path / f"{name}.heartbeat"),
+            **(env or {}),
+        }
+        command = [
+            "worker",
+            "--loglevel=INFO",
+            f"--hostname={name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            *args,
+        ]
+        if queues:
+            command.append(f"--queues={','.join(queues)}")
+        process = CeleryProcess(name, command, worker_env, tmp_path / f"{name}.log")
+        _processes.append(process)
+        started.append(process)
+        process.start(ready_marker=" ready.")
+        return process
+
+    yield start
+    for process in started:  # all at once: each finishes its running task meanwhile
+        if process.alive:
+            process.proc.terminate()
+    for process in started:
+        process.stop()
+        _processes.remove(process)
 
 
 @pytest.fixture
@@ -289,7 +335,9 @@ def wait_idle(worker: CeleryProcess, queue: str, timeout: float = 10) -> None:
     def idle() -> bool:
         log = worker.log(worker.mark)
         running = set(TASK_RECEIVED.findall(log)) - set(TASK_FINISHED.findall(log))
-        return not running and _redis().llen(queue) == 0
+        return not running and all(
+            _redis().llen(name) == 0 for name in queues.names(queue).values()
+        )
 
     wait_until(idle, timeout, message="the worker to finish its tasks")
 

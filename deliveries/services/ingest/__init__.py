@@ -45,6 +45,7 @@ from deliveries.services.ingest.storage import (
     PostgresStorage,
     _storage,
 )
+from meshline import telemetry
 from meshline.ids import uuid7
 
 __all__ = [
@@ -110,6 +111,7 @@ def ingest_events(
         )
     if candidates:
         _store(organization, candidates, source)
+        telemetry.tag_events(c.data for c in candidates if c.result.status == Status.ACCEPTED)
     return results
 
 
@@ -133,7 +135,7 @@ def _store(organization, candidates: list[Candidate], source: str) -> None:
     if created:
         from deliveries.services.processing import dispatch_events
 
-        transaction.on_commit(lambda: dispatch_events(organization.pk, created))
+        telemetry.on_commit(lambda: dispatch_events(organization.pk, created))
 
 
 def _store_once(organization, candidates: list[Candidate], source: str) -> list:

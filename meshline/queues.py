@@ -1,0 +1,122 @@
+"""Queues by kind of work, so that each kind runs on its own worker pool.
+
+A burst of events must not wait behind a night's exports, nor a screenshot comparison
+behind a thousand cheap checks. Every Meshline task is routed here, by name, to one kind;
+the queue of a kind is named after the default queue (``CELERY_TASK_DEFAULT_QUEUE``,
+"meshline"): ``meshline.processing``, ``meshline.gates``... and the default kind is the
+default queue itself. A worker started without ``-Q`` consumes every queue (development,
+the demo, one-machine installs); production starts one pool per kind (README, "Running for
+real"). A task missing from ``ROUTES`` fails tests/test_queues.py, so no new task can land
+on a queue that no pool consumes.
+"""
+
+from enum import StrEnum
+
+from kombu import Exchange, Queue
+
+
+class Kind(StrEnum):
+    PROCESSING = "processing"  # events after ingest: lifecycle, processing steps, sweeps
+    GATES = "gates"  # gate evaluations and their sweeps
+    HEAVY = "heavy"  # CPU-heavy checks (screenshot comparison)
+    NOTIFICATIONS = "notifications"  # anything that calls out: email, webhooks, outbound
+    EXPORTS = "exports"  # nightly attribution and exports: long, never urgent
+    DEFAULT = "default"  # beat fan-outs and small periodic work
+
+
+ROUTES: dict[str, Kind] = {
+    # deliveries
+    "deliveries.process_events": Kind.PROCESSING,
+    "deliveries.sweep_unprocessed_events": Kind.PROCESSING,
+    "deliveries.compact_event_counts": Kind.DEFAULT,
+    "deliveries.compact_event_counts_for": Kind.DEFAULT,
+    # connectors: inbound mapping makes events (processing); outbound calls out
+    "connectors.map_inbound": Kind.PROCESSING,
+    "connectors.sweep_inbox": Kind.PROCESSING,
+    "connectors.sweep_inbox_for": Kind.PROCESSING,
+    "connectors.send_outbound": Kind.NOTIFICATIONS,
+    "connectors.send_due_deliveries": Kind.NOTIFICATIONS,
+    "connectors.send_due_for": Kind.NOTIFICATIONS,
+    # gates
+    "gates.evaluate_gate": Kind.GATES,
+    "gates.evaluate_heavy": Kind.HEAVY,
+    "gates.sweep_unevaluated": Kind.GATES,
+    "gates.sweep_unevaluated_for": Kind.GATES,
+    "gates.timer_sweep": Kind.GATES,
+    "gates.expire_timers": Kind.GATES,
+    # owners: escalation stays on the default pool (small, time-critical); sending is apart
+    "owners.escalation_sweep": Kind.DEFAULT,
+    "owners.escalate_tickets": Kind.DEFAULT,
+    "owners.handoff_sweep": Kind.DEFAULT,
+    "owners.record_handoffs": Kind.DEFAULT,
+    "owners.send_notification": Kind.NOTIFICATIONS,
+    "owners.send_notifications": Kind.NOTIFICATIONS,
+    "owners.resend_pending_notifications": Kind.NOTIFICATIONS,
+    # flows
+    "flows.breach_sweep": Kind.DEFAULT,
+    "flows.breach_due_runs": Kind.DEFAULT,
+    # reporting
+    "reporting.nightly": Kind.EXPORTS,
+    "reporting.nightly_for": Kind.EXPORTS,
+}
+
+
+def queue_name(kind: Kind | str, default_queue: str) -> str:
+    """The queue of a kind: the default queue for DEFAULT, ``<default>.<kind>`` otherwise."""
+    kind = Kind(kind)
+    return default_queue if kind == Kind.DEFAULT else f"{default_queue}.{kind}"
+
+
+def names(default_queue: str) -> dict[Kind, str]:
+    """Every kind's queue name."""
+    return {kind: queue_name(kind, default_queue) for kind in Kind}
+
+
+def declare(default_queue: str) -> tuple[Queue, ...]:
+    """``CELERY_TASK_QUEUES``: every kind's queue, so a worker without ``-Q`` takes them all.
+
+    One direct exchange per queue, named like it (what Celery would create for a missing
+    queue), so the layout is the same on Redis and RabbitMQ.
+    """
+    return tuple(
+        Queue(name, Exchange(name, type="direct"), routing_key=name)
+        for name in names(default_queue).values()
+    )
+
+
+def route(name, args, kwargs, options, task=None, **kw):
+    """Celery router (``CELERY_TASK_ROUTES``): the queue of the task's kind.
+
+    Read at publish time from the app's default queue, so one setting renames them all.
+    """
+    kind = ROUTES.get(name)
+    if kind is None:
+        return None  # not a Meshline task (celery.*): Celery's default queue
+    from meshline.celery import app
+
+    return {"queue": queue_name(kind, app.conf.task_default_queue)}
+
+
+def depths(app=None) -> dict[str, int]:
+    """Messages waiting in each kind's queue, on any broker (kombu's passive declare).
+
+    Redis answers from the list's length, RabbitMQ from the queue's message count. A queue
+    the broker does not know yet (nothing published to it) counts 0.
+    """
+    from meshline.celery import app as default_app
+
+    app = app or default_app
+    counts: dict[str, int] = {}
+    with app.connection_for_read() as connection:
+        for kind, name in names(app.conf.task_default_queue).items():
+            channel = connection.channel()
+            try:
+                counts[kind] = channel.queue_declare(queue=name, passive=True).message_count
+            except connection.channel_errors:  # RabbitMQ: NOT_FOUND closes the channel
+                counts[kind] = 0
+            finally:
+                try:
+                    channel.close()
+                except connection.connection_errors + connection.channel_errors:
+                    pass
+    return counts
