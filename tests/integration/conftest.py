@@ -255,6 +255,7 @@ def start_worker(celery_env, transactional_db, tmp_path):
     ``default_queue`` without them, as a production worker without ``-Q`` does.
     """
     started: list[CeleryProcess] = []
+    namespaces: set[str] = set()
 
     def start(name, *, default_queue, queues=(), env=None, args=()) -> CeleryProcess:
         worker_env = {
@@ -277,6 +278,7 @@ def start_worker(celery_env, transactional_db, tmp_path):
         process = CeleryProcess(name, command, worker_env, tmp_path / f"{name}.log")
         _processes.append(process)
         started.append(process)
+        namespaces.add(default_queue)
         process.start(ready_marker=" ready.")
         return process
 
@@ -287,6 +289,10 @@ def start_worker(celery_env, transactional_db, tmp_path):
     for process in started:
         process.stop()
         _processes.remove(process)
+    client = _redis()
+    for namespace in namespaces:  # the queues and kombu's bindings of the test's workers
+        for key in client.scan_iter(f"*{namespace}*"):
+            client.delete(key)
 
 
 @pytest.fixture
