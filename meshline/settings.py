@@ -257,6 +257,17 @@ MESHLINE_STUCK_AFTER_SECONDS = env_int("MESHLINE_STUCK_AFTER_SECONDS", 30 * 60, 
 MESHLINE_SWEEP_GRACE_SECONDS = env_int("MESHLINE_SWEEP_GRACE_SECONDS", 30, minimum=0)
 
 MESHLINE_METRICS_TOKEN = env_str("MESHLINE_METRICS_TOKEN", "")
+# Where every process adds its latency observations so that any web process reports them
+# all (meshline/metrics.py). Unset: the broker's Redis, else MESHLINE_CACHE_URL's, else
+# each process keeps its own (right only when tasks run in the web process, as in eager mode).
+MESHLINE_METRICS_REDIS_URL = env_str("MESHLINE_METRICS_REDIS_URL")
+if MESHLINE_METRICS_REDIS_URL and not MESHLINE_METRICS_REDIS_URL.startswith(
+    ("redis://", "rediss://", "unix://")
+):
+    raise ConfigError(
+        f"MESHLINE_METRICS_REDIS_URL={MESHLINE_METRICS_REDIS_URL!r} must be a redis:// URL"
+    )
+
 # Webhooks call only public addresses (meshline/outbound.py); these hosts, addresses or
 # CIDR networks are allowed anyway (an operator's own receiver on a private network).
 MESHLINE_OUTBOUND_ALLOWED_HOSTS = env_list("MESHLINE_OUTBOUND_ALLOWED_HOSTS", [])
