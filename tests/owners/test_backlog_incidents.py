@@ -329,6 +329,8 @@ def test_the_sweep_checks_only_organizations_past_a_limit_or_with_an_incident_op
     [incident] = incidents(org_a)
     assert incident.is_open and incident.ticket is not None
     assert incidents(org_b) == []
+    assert backlog_sweep() == 1  # past a limit and with an incident open: checked once
+    assert [i.pk for i in incidents(org_a)] == [incident.pk]
 
     drain(org_a)
     assert backlog_sweep() == 1  # A's open incident: only a check can close it
