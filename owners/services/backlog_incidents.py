@@ -222,7 +222,10 @@ def _ensure_ticket(incident: BacklogIncident, reasons: list[str], limits: Limits
             incident.organization,
             source=TicketSource.INCIDENT,
             source_key=f"backlog-incident:{incident.pk}",
-            title="Processing is behind: events wait longer than the limit allows",
+            title=(
+                f"Processing is behind: {incident.pending:,} events pending, the oldest "
+                f"waiting {_duration(incident.lag_seconds)}"
+            ),
             event_type=LAG_EVENT_TYPE,
             context=_context(incident, reasons, limits),
             priority=Priority.P1,

@@ -79,6 +79,7 @@ def lag_stack(celery_env, transactional_db, tmp_path):
     client = redis.Redis.from_url(settings.REDIS_URL)
     for key in client.scan_iter(f"*{queue}*"):
         client.delete(key)
+    client.delete(metrics.PROCESSING_LATENCY.key, metrics.EVALUATION_LATENCY.key)
 
 
 def _incident(organization) -> BacklogIncident | None:

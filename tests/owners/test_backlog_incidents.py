@@ -122,6 +122,7 @@ def test_lag_past_the_limit_opens_one_incident_with_a_ticket_for_the_operator_ro
     )
     assert ticket.owner_role == operator_role and ticket.assignee == owner
     assert ticket.opened_at == now
+    assert ticket.title == "Processing is behind: 3 events pending, the oldest waiting 31 min"
     assert ticket.context["reasons"] == [
         "The oldest pending event has waited 31 min, longer than the limit of 30 min."
     ]
