@@ -330,6 +330,15 @@ CANONICAL_EVENT_TYPES: list[dict] = [
         ("config.rolled_back", "A configuration change was rolled back (written by Meshline)."),
         ("incident.declared", "An incident paused non-essential flows (written by Meshline)."),
         ("incident.ended", "An incident ended; paused flows resumed (written by Meshline)."),
+        (
+            "processing.lagging",
+            "Processing fell behind its lag or depth limit: an incident opened (written by "
+            "Meshline). Route it to the operator role in the owner map.",
+        ),
+        (
+            "processing.caught_up",
+            "Processing caught up: the backlog incident closed itself (written by Meshline).",
+        ),
     ]
 ]
 

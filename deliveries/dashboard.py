@@ -5,12 +5,11 @@ from datetime import datetime, time, timedelta
 from urllib.parse import urlencode
 
 from django import forms
-from django.db.models import Count, Min
 from django.urls import reverse
 from django.utils import timezone
 
 from deliveries.models import SUBMITTED_SOURCES, Client, EventProcessing, ProcessingStatus
-from deliveries.services import throughput
+from deliveries.services import backlog, throughput
 
 PERIODS = {  # key: (label, length)
     "24h": ("Last 24 hours", timedelta(hours=24)),
@@ -102,9 +101,7 @@ def throughput_panel(request, scope: DashboardScope) -> dict:
     organization, client = scope.organization, scope.client
     last_24h = throughput.count_events(organization, scope.now - timedelta(hours=24), client)
     last_7d = throughput.count_events(organization, scope.now - timedelta(days=7), client)
-    pending = EventProcessing.objects.filter(
-        organization=scope.organization, status=ProcessingStatus.PENDING
-    ).aggregate(n=Count("pk"), oldest=Min("enqueued_at"))
+    pending = backlog.measure(scope.organization, scope.now)
     failed = EventProcessing.objects.filter(
         organization=scope.organization, status=ProcessingStatus.FAILED
     ).count()
@@ -113,8 +110,8 @@ def throughput_panel(request, scope: DashboardScope) -> dict:
         "last_24h": last_24h,
         "last_7d": last_7d,
         "chart": _chart(scope),
-        "pending": pending["n"],
-        "lag_seconds": (scope.now - pending["oldest"]).total_seconds() if pending["oldest"] else 0,
+        "pending": pending.pending,
+        "lag_seconds": pending.lag.total_seconds(),
         "failed": failed,
         "url_24h": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(hours=24)).isoformat(), source=SUBMITTED_SOURCES)}",
         "url_7d": f"{events_url}?{scope.query(occurred_after=(scope.now - timedelta(days=7)).isoformat(), source=SUBMITTED_SOURCES)}",

@@ -68,9 +68,18 @@ class MeshlineTask(Task):
                 .values_list("organization_id", flat=True)
                 .distinct()
             )
-        for organization_id in organization_ids:
+        return self.fan_out_to(organization_ids)
+
+    def fan_out_to(self, organization_ids) -> int:
+        """Publish this (tenant) task once per organization id, each id once.
+
+        For a beat task whose organizations come from more than one query (those with work
+        to do, plus those with something open to close).
+        """
+        unique = list(dict.fromkeys(organization_ids))
+        for organization_id in unique:
             self.publish(organization_id=organization_id)
-        return len(organization_ids)
+        return len(unique)
 
 
 app = Celery("meshline", task_cls=MeshlineTask)

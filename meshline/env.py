@@ -63,6 +63,15 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_minutes_or_seconds(minutes_name: str, seconds_name: str, default_minutes: int) -> int:
+    """A duration in seconds, set in minutes (the everyday knob) or in seconds (drills and
+    tests want less than a minute); setting both is ambiguous and refused."""
+    if os.environ.get(minutes_name) and os.environ.get(seconds_name):
+        raise ConfigError(f"Set {minutes_name} or {seconds_name}, not both")
+    minutes = env_int(minutes_name, default_minutes, minimum=1)
+    return env_int(seconds_name, 60 * minutes, minimum=1)
+
+
 _RATE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
 
 

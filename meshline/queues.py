@@ -10,9 +10,14 @@ real"). A task missing from ``ROUTES`` fails tests/test_queues.py, so no new tas
 on a queue that no pool consumes.
 """
 
+import logging
+from collections.abc import Iterable
+from contextlib import suppress
 from enum import StrEnum
 
-from kombu import Exchange, Queue
+from kombu import Connection, Exchange, Queue
+
+log = logging.getLogger(__name__)
 
 
 class Kind(StrEnum):
@@ -52,6 +57,9 @@ ROUTES: dict[str, Kind] = {
     "owners.send_notification": Kind.NOTIFICATIONS,
     "owners.send_notifications": Kind.NOTIFICATIONS,
     "owners.resend_pending_notifications": Kind.NOTIFICATIONS,
+    # the backlog check must not wait behind the backlog it measures
+    "owners.backlog_sweep": Kind.DEFAULT,
+    "owners.check_backlog": Kind.DEFAULT,
     # flows
     "flows.breach_sweep": Kind.DEFAULT,
     "flows.breach_due_runs": Kind.DEFAULT,
@@ -120,3 +128,47 @@ def depths(app=None) -> dict[str, int]:
                 except connection.connection_errors + connection.channel_errors:
                     pass
     return counts
+
+
+def queue_names() -> list[str]:
+    """Every kind's queue under the configured default queue (what the metrics report)."""
+    from django.conf import settings
+
+    return sorted(names(settings.CELERY_TASK_DEFAULT_QUEUE).values())
+
+
+def queue_depths(queue_list: Iterable[str] | None = None) -> dict[str, int | None]:
+    """Messages waiting in each queue (not those a worker holds); None where unknown.
+
+    On a connection of its own with the publishers' fail-fast timeouts: a scrape or the
+    backlog check must never hang on a broker that is down. A queue the broker does not
+    know yet has no messages: 0. A broker that cannot be reached makes every depth unknown.
+    """
+    from django.conf import settings
+
+    wanted = list(queue_names() if queue_list is None else queue_list)
+    found: dict[str, int | None] = dict.fromkeys(wanted)
+    try:
+        with Connection(
+            settings.CELERY_BROKER_URL,
+            connect_timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT,
+            transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        ) as connection:
+            connection.ensure_connection(max_retries=0)
+            for name in wanted:
+                found[name] = _depth(connection, name)
+    except Exception:  # the broker is down or unusable: depth unknown, never an error
+        log.warning("queue depth: broker unreachable", exc_info=True)
+    return found
+
+
+def _depth(connection: Connection, name: str) -> int | None:
+    # A channel per queue: AMQP closes the channel on which a passive declare failed.
+    channel = connection.channel()
+    try:
+        return channel.queue_declare(queue=name, passive=True).message_count
+    except connection.channel_errors:  # NOT_FOUND: never declared, so nothing waits in it
+        return 0
+    finally:
+        with suppress(Exception):  # already closed by the broker after NOT_FOUND
+            channel.close()

@@ -16,6 +16,7 @@ from meshline.env import (
     env_choice,
     env_int,
     env_list,
+    env_minutes_or_seconds,
     env_rate,
     env_str,
 )
@@ -273,6 +274,26 @@ MESHLINE_STUCK_AFTER_SECONDS = env_int("MESHLINE_STUCK_AFTER_SECONDS", 30 * 60, 
 MESHLINE_SWEEP_GRACE_SECONDS = env_int("MESHLINE_SWEEP_GRACE_SECONDS", 30, minimum=0)
 
 MESHLINE_METRICS_TOKEN = env_str("MESHLINE_METRICS_TOKEN", "")
+# Where every process adds its latency observations so that any web process reports them
+# all (meshline/metrics.py). Unset: the broker's Redis, else MESHLINE_CACHE_URL's, else
+# each process keeps its own (right only when tasks run in the web process, as in eager mode).
+MESHLINE_METRICS_REDIS_URL = env_str("MESHLINE_METRICS_REDIS_URL")
+if MESHLINE_METRICS_REDIS_URL and not MESHLINE_METRICS_REDIS_URL.startswith(
+    ("redis://", "rediss://", "unix://")
+):
+    raise ConfigError(
+        f"MESHLINE_METRICS_REDIS_URL={MESHLINE_METRICS_REDIS_URL!r} must be a redis:// URL"
+    )
+
+# Processing backlog incidents (owners/services/backlog_incidents.py), the seeds' "lost
+# event" exception: an organization whose oldest pending event has waited longer than the
+# lag limit, or with more pending events than the depth limit, gets one incident ticket
+# (event type processing.lagging in the owner map); it resolves itself once both are back
+# under. MINUTES is the everyday knob; SECONDS replaces it (drills, tests); not both.
+MESHLINE_LAG_INCIDENT_SECONDS = env_minutes_or_seconds(
+    "MESHLINE_LAG_INCIDENT_MINUTES", "MESHLINE_LAG_INCIDENT_SECONDS", 30
+)
+MESHLINE_BACKLOG_INCIDENT_DEPTH = env_int("MESHLINE_BACKLOG_INCIDENT_DEPTH", 50_000, minimum=1)
 # Webhooks call only public addresses (meshline/outbound.py); these hosts, addresses or
 # CIDR networks are allowed anyway (an operator's own receiver on a private network).
 MESHLINE_OUTBOUND_ALLOWED_HOSTS = env_list("MESHLINE_OUTBOUND_ALLOWED_HOSTS", [])
@@ -345,6 +366,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-unprocessed-events": {
         "task": "deliveries.sweep_unprocessed_events",
         "schedule": env_int("MESHLINE_SWEEP_INTERVAL_SECONDS", 30, minimum=1),
+    },
+    "backlog-incidents": {
+        "task": "owners.backlog_sweep",
+        "schedule": env_int("MESHLINE_BACKLOG_CHECK_SECONDS", 60, minimum=1),
     },
     "escalation-sweep": {
         "task": "owners.escalation_sweep",

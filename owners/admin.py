@@ -24,6 +24,7 @@ from meshline.admin import (
 )
 from meshline.outbound import generate_secret, mask_secret
 from owners.models import (
+    BacklogIncident,
     BusinessCalendar,
     ChannelKind,
     EscalationPolicy,
@@ -353,6 +354,25 @@ class NotificationAdmin(ReadOnlyTenantAdmin):
     list_display = ["subject", "kind", "address", "status", "attempts", "created_at", "sent_at"]
     list_filter = ["status", "kind"]
     inlines = [NotificationAttemptInline]
+
+
+@admin.register(BacklogIncident)
+class BacklogIncidentAdmin(ReadOnlyTenantAdmin):
+    """Processing backlog incidents, opened and closed by the backlog check, read-only: an
+    incident without a ticket says why here (no owner rule for processing.lagging)."""
+
+    deletable = False
+    list_display = [
+        "opened_at",
+        "closed_at",
+        "pending",
+        "lag_seconds",
+        "peak_pending",
+        "peak_lag_seconds",
+        "ticket",
+        "ticket_error",
+    ]
+    list_select_related = ["ticket"]
 
 
 @admin.register(Ticket)

@@ -8,6 +8,7 @@ from django.db.models import Aggregate, Avg, Count, F, FloatField, Func, Q
 from django.urls import reverse
 
 from owners.models import ACTIVE_STATUSES, Ticket, TicketStatus, overdue_q
+from owners.services import backlog_incidents
 
 
 def _duration_text(seconds: float | None) -> str:
@@ -108,4 +109,17 @@ def tickets_panel(request, scope) -> dict:
         "board_url": board,
         "list_url": ticket_list,
         "client_query": scope.query(),
+    }
+
+
+def backlog_panel(request, scope) -> dict:
+    """Processing backlog incident: the open one (or the last), and when one opens."""
+    limits = backlog_incidents.Limits.from_settings()
+    incident = backlog_incidents.latest(scope.organization)
+    return {
+        "incident": incident,
+        "lag_limit_minutes": round(limits.lag_seconds / 60, 1),
+        "depth_limit": limits.pending,
+        "lag_minutes": round(incident.lag_seconds / 60, 1) if incident else None,
+        "peak_lag_minutes": round(incident.peak_lag_seconds / 60, 1) if incident else None,
     }

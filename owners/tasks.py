@@ -11,9 +11,17 @@ from celery import shared_task
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
+from deliveries.services import backlog
 from meshline.celery import TenantTask
-from owners.models import ACTIVE_STATUSES, DeliveryStatus, Notification, Rota, Ticket
-from owners.services import escalation, notifications, rotas
+from owners.models import (
+    ACTIVE_STATUSES,
+    BacklogIncident,
+    DeliveryStatus,
+    Notification,
+    Rota,
+    Ticket,
+)
+from owners.services import backlog_incidents, escalation, notifications, rotas
 
 log = logging.getLogger(__name__)
 NOTIFY_MAX_RETRIES = 5
@@ -87,3 +95,29 @@ def resend_pending_notifications() -> int:
     for organization_id, pk in rows:
         send_notification.publish(organization_id=organization_id, notification_id=pk)
     return len(rows)
+
+
+@shared_task(name="owners.backlog_sweep", acks_late=True, time_limit=120)
+def backlog_sweep() -> int:
+    """Fan out: one backlog check per organization past a limit or with an incident open
+    (which only a check can close)."""
+    limits = backlog_incidents.Limits.from_settings()
+    past = backlog.organizations_past(
+        timezone.now(), lag_seconds=limits.lag_seconds, pending=limits.pending
+    )
+    with scopes_disabled():
+        open_incidents = list(
+            BacklogIncident.objects.filter(closed_at__isnull=True).values_list(
+                "organization_id", flat=True
+            )
+        )
+    return check_backlog.fan_out_to([*past, *open_incidents])
+
+
+@shared_task(base=TenantTask, name="owners.check_backlog", acks_late=True, time_limit=120)
+def check_backlog(*, organization) -> str:
+    """Open, keep or close the organization's backlog incident, measured now."""
+    incident = backlog_incidents.check(organization, timezone.now())
+    if incident is None:
+        return "none"
+    return "closed" if incident.closed_at else "open"

@@ -9,6 +9,7 @@ from meshline.extensions import DuplicateExtension, ExtensionPoint, LateRegistra
 def test_installed_apps_register_their_entries_in_explicit_order():
     assert [e.name for e in extensions.dashboard_panels.entries()] == [
         "deliveries.throughput",
+        "owners.backlog",
         "owners.tickets",
         "gates.gates",
         "flows.flows",

@@ -4,17 +4,24 @@ Counted from the database at scrape time, so any web process gives the same answ
 loopback when no token is configured; with MESHLINE_METRICS_TOKEN, only to its bearer.
 """
 
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
+from kombu import Queue
 from prometheus_client.parser import text_string_to_metric_families
 
 from deliveries.models import EventProcessing
 from deliveries.services import ingest_events, process_event
 from deliveries.services.processing import MAX_ATTEMPTS, record_failure
+from meshline import metrics
+from meshline.queues import queue_names
 
 STUCK_AFTER = 30 * 60
 
@@ -129,3 +136,198 @@ def test_metrics_with_the_right_token_answer_from_anywhere(client, org_a, client
     metrics = scrape(client, HTTP_AUTHORIZATION="Bearer scrape-secret", REMOTE_ADDR="203.0.113.9")
 
     assert metrics[("meshline_events_pending", "org-a")] == 1
+
+
+# --- Broker queue depth ---------------------------------------------------------------
+
+
+def samples(client, name: str) -> dict[tuple, float]:
+    """{sorted label items: value} of one sample name on /metrics."""
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.content
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+@pytest.fixture
+def redis_queues():
+    """Two queue names of this test on the test Redis, deleted afterwards."""
+    import redis
+
+    queue = f"lag-test-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client, queue, f"{queue}-gates"
+    for key in client.scan_iter(f"{queue}*"):
+        client.delete(key)
+
+
+@pytest.mark.redis
+def test_broker_queue_depth_is_reported_per_configured_queue(client, db, redis_queues):
+    redis_client, queue, gates_queue = redis_queues
+    redis_client.rpush(queue, "m1", "m2", "m3")
+    redis_client.rpush(f"{queue}\x06\x163", "a priority message")  # kombu's priority list
+    routes = {"gates.*": {"queue": gates_queue}, "deliveries.process_events": queue}
+
+    with override_settings(
+        CELERY_BROKER_URL=settings.REDIS_URL,
+        CELERY_TASK_ALWAYS_EAGER=False,
+        CELERY_TASK_DEFAULT_QUEUE=queue,
+        CELERY_TASK_ROUTES=routes,
+    ):
+        depth = samples(client, "meshline_broker_queue_depth")
+        reachable = samples(client, "meshline_broker_reachable")
+
+    assert depth == {(("queue", queue),): 4, (("queue", gates_queue),): 0}
+    assert reachable == {(): 1}
+
+
+@override_settings(
+    CELERY_BROKER_URL="redis://127.0.0.1:1/0",  # a closed port: refused at once
+    CELERY_TASK_ALWAYS_EAGER=False,
+)
+def test_an_unreachable_broker_leaves_depth_unknown_and_the_scrape_answers(
+    client, org_a, client_acme, store
+):
+    store(org_a, "a1")
+    started = time.monotonic()
+
+    assert samples(client, "meshline_broker_queue_depth") == {}
+    assert samples(client, "meshline_broker_reachable") == {(): 0}
+    assert scrape(client)[("meshline_events_pending", "org-a")] == 1
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("queues", "routes", "expected"),
+    [
+        (None, None, ["meshline"]),
+        ([Queue("meshline"), Queue("gates")], None, ["gates", "meshline"]),
+        ({"exports": {"exchange": "exports"}}, None, ["exports", "meshline"]),
+        (
+            None,
+            [{"gates.*": "gates"}, "myapp.routers.route", lambda *a, **k: None],
+            ["gates", "meshline"],
+        ),
+        (None, {"a": {"queue": Queue("heavy")}, "b": {"priority": 1}}, ["heavy", "meshline"]),
+    ],
+)
+def test_queue_names_come_from_the_default_queue_queues_and_routes(queues, routes, expected):
+    with override_settings(
+        CELERY_TASK_DEFAULT_QUEUE="meshline", CELERY_TASK_QUEUES=queues, CELERY_TASK_ROUTES=routes
+    ):
+        assert queue_names() == expected
+
+
+# --- Latency histograms ---------------------------------------------------------------
+
+
+def bucket_counts(client, name: str, **labels) -> dict[str, float]:
+    """{le: cumulative count} of a histogram, plus "count" and "sum"."""
+    counts = {}
+    for key, value in samples(client, f"{name}_bucket").items():
+        found = dict(key)
+        if all(found.get(k) == v for k, v in labels.items()):
+            counts[found["le"]] = value
+    for part in ("count", "sum"):
+        for key, value in samples(client, f"{name}_{part}").items():
+            if all(dict(key).get(k) == v for k, v in labels.items()):
+                counts[part] = value
+    return counts
+
+
+def grown(before: dict, after: dict) -> dict:
+    return {k: round(v - before.get(k, 0), 6) for k, v in after.items() if v != before.get(k, 0)}
+
+
+def test_processing_latency_is_observed_when_an_event_is_processed(
+    client, org_a, client_acme, store, django_capture_on_commit_callbacks
+):
+    (event_id,) = store(org_a, "a1")
+    before = bucket_counts(client, "meshline_processing_latency_seconds")
+
+    with (
+        scope(organization=org_a),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        process_event(event_id)
+        process_event(event_id)  # already done: not observed again
+
+    change = grown(before, bucket_counts(client, "meshline_processing_latency_seconds"))
+    assert change["count"] == 1 and change["+Inf"] == 1
+
+
+def test_latency_lands_in_the_buckets_prometheus_expects(
+    client, db, django_capture_on_commit_callbacks
+):
+    """le is inclusive; buckets are cumulative; sum and count add up."""
+    received = timezone.now()
+    before = bucket_counts(client, "meshline_processing_latency_seconds")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        metrics.observe_processed([received, received], received + timedelta(seconds=2.5))
+        metrics.observe_processed([received], received + timedelta(seconds=40))
+
+    change = grown(before, bucket_counts(client, "meshline_processing_latency_seconds"))
+    assert "1.0" not in change  # nothing at or under 1 s
+    assert (change["2.5"], change["5.0"], change["30.0"], change["60.0"]) == (2, 2, 2, 3)
+    assert (change["+Inf"], change["count"], change["sum"]) == (3, 3, 45.0)
+
+
+def test_nothing_is_observed_for_work_that_rolled_back(
+    client, db, django_capture_on_commit_callbacks
+):
+    received = timezone.now()
+    before = bucket_counts(client, "meshline_processing_latency_seconds")
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            metrics.observe_processed([received], received + timedelta(seconds=1))
+            raise RuntimeError("processing failed")
+        metrics.observe_processed([received], received + timedelta(seconds=1))
+
+    assert len(callbacks) == 1  # the committed one only
+    assert grown(before, bucket_counts(client, "meshline_processing_latency_seconds"))["count"] == 1
+
+
+@pytest.mark.redis
+def test_with_redis_every_process_reports_what_any_process_observed(
+    client, db, django_capture_on_commit_callbacks
+):
+    """The worker observes, the web process reports: both only share Redis."""
+    import redis
+
+    received = timezone.now()
+    key = metrics.PROCESSING_LATENCY.key
+    redis.Redis.from_url(settings.REDIS_URL).delete(key)
+    try:
+        with override_settings(MESHLINE_METRICS_REDIS_URL=settings.REDIS_URL):
+            with django_capture_on_commit_callbacks(execute=True):
+                metrics.observe_processed([received], received + timedelta(seconds=7))
+            # Another process: its own store object, the same Redis hash (le=30 bucket).
+            other = metrics._RedisStore(settings.REDIS_URL)
+            other.add(key, {"[]|7": 1, "[]|sum": 20.5, "[]|count": 1})
+            counts = bucket_counts(client, "meshline_processing_latency_seconds")
+    finally:
+        redis.Redis.from_url(settings.REDIS_URL).delete(key)
+
+    assert (counts["5.0"], counts["10.0"], counts["30.0"]) == (0, 1, 2)
+    assert (counts["count"], counts["sum"]) == (2, 27.5)
+
+
+def test_a_redis_outage_drops_observations_and_never_fails_the_work(
+    client, db, caplog, django_capture_on_commit_callbacks
+):
+    received = timezone.now()
+    with override_settings(MESHLINE_METRICS_REDIS_URL="redis://127.0.0.1:1/0"):
+        with django_capture_on_commit_callbacks(execute=True):
+            metrics.observe_processed([received], received + timedelta(seconds=1))  # no raise
+        with django_capture_on_commit_callbacks(execute=True):
+            metrics.observe_processed([received], received + timedelta(seconds=1))  # skipped
+        counts = bucket_counts(client, "meshline_processing_latency_seconds")
+
+    assert counts == {}  # nothing to report, and the scrape still answered
+    assert caplog.text.count("metrics: Redis unreachable, dropping observations") == 1

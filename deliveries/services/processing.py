@@ -25,7 +25,7 @@ from django_scopes import scope, scopes_disabled
 
 from deliveries import registry
 from deliveries.models import Deliverable, Event, EventProcessing, ProcessingStatus
-from meshline import extensions, telemetry
+from meshline import extensions, metrics, telemetry
 from meshline.models import Organization
 
 log = logging.getLogger(__name__)
@@ -260,6 +260,7 @@ def _process_together(
             processed_at=timezone.now(),
             last_error="",
         )
+        metrics.observe_processed([e.received_at for e in events], timezone.now())  # on commit
     return len(events), busy
 
 

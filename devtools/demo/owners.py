@@ -16,11 +16,15 @@ ROLES = [
     ),
     ("creative-ops-lead", "Creative Ops Lead", ["admin@northwind.example", "am@northwind.example"]),
     ("account-manager", "Account Manager", ["am@northwind.example"]),
+    # Whoever watches Meshline itself: processing backlog incidents (processing.lagging).
+    ("platform-operator", "Platform Operator", ["admin@northwind.example"]),
 ]
 RULES = [
     ("page.published", "", "", "seo-delivery-owner", 120, 480),
     ("sitemap.submitted", "", "", "seo-delivery-owner", 120, 480),
     ("asset.uploaded", "", "", "creative-ops-lead", 60, 480),
+    # Without this rule a backlog incident would go to the catch-all (account managers).
+    ("processing.lagging", "", "", "platform-operator", 15, 120),
     ("page.published", "enterprise", "landing_page", "seo-delivery-owner", 30, 240),
     ("", "", "", "account-manager", 240, 960),
 ]

@@ -42,7 +42,7 @@ from gates.services.verdicts import (
     history_types,
     record_verdict,
 )
-from meshline import telemetry
+from meshline import metrics, telemetry
 from owners.models import ACTIVE_STATUSES
 
 # Checks too slow to hold a batch's transaction: each gets a task on its own queue.
@@ -195,6 +195,9 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]]) -> None:
         )
         written.append((evaluation, result))
     GateEvaluation.objects.bulk_create([evaluation for evaluation, _result in written])
+    metrics.observe_evaluated(
+        (e.gate.check_name, e.event.received_at, e.evaluated_at) for e, _result in written
+    )
     trail.record_many(
         organization,
         [

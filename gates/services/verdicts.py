@@ -28,6 +28,7 @@ from gates.models import (
     Outcome,
 )
 from gates.services.strictness import check_strictness
+from meshline import metrics
 from owners.models import ACTIVE_STATUSES, Ticket, TicketSource
 from owners.services import tickets
 
@@ -177,6 +178,7 @@ def record_verdict(
             content_type=artifact.content_type,
             data=artifact.data,
         )
+    metrics.observe_evaluated([(gate.check_name, event.received_at, evaluation.evaluated_at)])
     if outcome == Outcome.FAIL:
         _open_failure_ticket(gate, event, deliverable, evaluation, result)
     elif outcome == Outcome.PASS:

@@ -9,6 +9,7 @@ import Ticket`` (and the migrations' ``owners.models.validate_timezone``) keep w
 """
 
 from meshline.models import validate_timezone
+from owners.models.backlog import BacklogIncident
 from owners.models.calendars import BusinessCalendar, Holiday, parse_working_hours
 from owners.models.escalation import EscalationPolicy, EscalationStep, StepAction, WaitKind
 from owners.models.notifications import (
@@ -33,6 +34,7 @@ from owners.models.tickets import (
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "BacklogIncident",
     "BusinessCalendar",
     "ChannelKind",
     "DeliveryStatus",

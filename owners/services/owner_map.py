@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from deliveries.models import DeliverableType, Tier
 from deliveries.registry import types_for
-from owners.models import OwnerRule
+from owners.models import BacklogIncident, OwnerRule
 
 
 @dataclass
@@ -81,8 +81,9 @@ def warnings(organization) -> list[str]:
         else:
             seen[keys] = rule
     known_types = {name for name, t in types_for(organization).items() if not t.internal}
+    routed = known_types | {BacklogIncident.EVENT_TYPE}  # Meshline's own, routed by the map
     for rule in rules:
-        if rule.event_type and rule.event_type not in known_types:
+        if rule.event_type and rule.event_type not in routed:
             problems.append(
                 f"Rule #{rule.pk} ({rule}) names event type '{rule.event_type}', "
                 "which is not registered: it can never match."
@@ -99,5 +100,10 @@ def warnings(organization) -> list[str]:
         problems.append(
             f"{len(uncovered)} combination(s) of event type, tier and deliverable type have no "
             f"owner, e.g. {sample}. Add a catch-all rule (all keys blank)."
+        )
+    if not any(r.matches(BacklogIncident.EVENT_TYPE, "", "") for r in rules):
+        problems.append(
+            f"No rule routes '{BacklogIncident.EVENT_TYPE}': a processing backlog incident "
+            "would open no ticket. Add a rule for it to your operator role."
         )
     return problems

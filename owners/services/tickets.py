@@ -240,8 +240,19 @@ def reassign(ticket: Ticket, actor: Actor, assignee) -> Ticket:
     return ticket
 
 
-def resolve(ticket: Ticket, actor: Actor, note: str = "", waiver_reason: str = "") -> Ticket:
-    """Close as done. Guards registered by higher layers may refuse (e.g. gate still failing)."""
+def resolve(
+    ticket: Ticket,
+    actor: Actor,
+    note: str = "",
+    waiver_reason: str = "",
+    *,
+    at: datetime | None = None,
+) -> Ticket:
+    """Close as done. Guards registered by higher layers may refuse (e.g. gate still failing).
+
+    ``at``: when it was done, for a resolution Meshline observed (a backlog drained) rather
+    than one a person made just now.
+    """
     with transaction.atomic():
         ticket = _locked(ticket)
         if ticket.status not in ACTIVE_STATUSES:
@@ -249,11 +260,13 @@ def resolve(ticket: Ticket, actor: Actor, note: str = "", waiver_reason: str = "
         for guard in extensions.resolve_guards:  # higher layers' vetoes (gates)
             guard(ticket, waiver_reason)
         ticket.status = TicketStatus.RESOLVED
-        ticket.resolved_at = timezone.now()
+        ticket.resolved_at = at or timezone.now()
         ticket.next_escalation_at = None
         ticket.closed_note = note or waiver_reason
         ticket.save()
-        _record(ticket, "ticket.resolved", "resolved", actor, note=note, waiver=waiver_reason)
+        _record(
+            ticket, "ticket.resolved", "resolved", actor, at=at, note=note, waiver=waiver_reason
+        )
     return ticket
 
 

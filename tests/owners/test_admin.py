@@ -9,6 +9,7 @@ from django_scopes import scope, scopes_disabled
 from meshline.models import Role
 from meshline.services import create_user
 from owners.models import (
+    BacklogIncident,
     BusinessCalendar,
     EscalationPolicy,
     OwnerRule,
@@ -52,6 +53,19 @@ def _seed(organization, prefix, people):
         event_type="page.published",
         at=datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
     )
+    moment = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    s.incident = BacklogIncident.objects.create(
+        organization=organization,
+        opened_at=moment,
+        measured_at=moment,
+        lag_limit_seconds=1800,
+        depth_limit=50_000,
+        pending=7,
+        lag_seconds=4000,
+        peak_pending=7,
+        peak_lag_seconds=4000,
+        ticket_error=f"{prefix} has no rule for processing.lagging",
+    )
     return s
 
 
@@ -81,6 +95,7 @@ CHANGELISTS = {
     "escalationpolicy": ("Alpha Standard policy", "Bravo Standard policy"),
     "webhookendpoint": ("Alpha pager", "Bravo pager"),
     "ticket": ("Alpha broken landing page", "Bravo broken landing page"),
+    "backlogincident": ("Alpha has no rule", "Bravo has no rule"),
 }
 
 
@@ -106,6 +121,7 @@ def _b_paths(b):
         "escalationpolicy": b.policy.pk,
         "webhookendpoint": b.webhook.pk,
         "ticket": b.ticket.pk,
+        "backlogincident": b.incident.pk,
     }
 
 
