@@ -14,7 +14,6 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
-from kombu import Queue
 from prometheus_client.parser import text_string_to_metric_families
 
 from deliveries.models import EventProcessing
@@ -166,22 +165,28 @@ def redis_queues():
 
 
 @pytest.mark.redis
-def test_broker_queue_depth_is_reported_per_configured_queue(client, db, redis_queues):
-    redis_client, queue, gates_queue = redis_queues
-    redis_client.rpush(queue, "m1", "m2", "m3")
-    redis_client.rpush(f"{queue}\x06\x163", "a priority message")  # kombu's priority list
-    routes = {"gates.*": {"queue": gates_queue}, "deliveries.process_events": queue}
+def test_broker_queue_depth_is_reported_per_kind_of_queue(client, db, redis_queues):
+    redis_client, queue, _other = redis_queues
+    redis_client.rpush(f"{queue}.processing", "m1", "m2", "m3")
+    redis_client.rpush(f"{queue}.processing\x06\x163", "a priority message")  # kombu's
+    redis_client.rpush(f"{queue}.gates", "g1")
 
     with override_settings(
         CELERY_BROKER_URL=settings.REDIS_URL,
         CELERY_TASK_ALWAYS_EAGER=False,
         CELERY_TASK_DEFAULT_QUEUE=queue,
-        CELERY_TASK_ROUTES=routes,
     ):
         depth = samples(client, "meshline_broker_queue_depth")
         reachable = samples(client, "meshline_broker_reachable")
 
-    assert depth == {(("queue", queue),): 4, (("queue", gates_queue),): 0}
+    assert depth == {
+        (("queue", queue),): 0,
+        (("queue", f"{queue}.processing"),): 4,
+        (("queue", f"{queue}.gates"),): 1,
+        (("queue", f"{queue}.heavy"),): 0,
+        (("queue", f"{queue}.notifications"),): 0,
+        (("queue", f"{queue}.exports"),): 0,
+    }
     assert reachable == {(): 1}
 
 
@@ -201,25 +206,16 @@ def test_an_unreachable_broker_leaves_depth_unknown_and_the_scrape_answers(
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize(
-    ("queues", "routes", "expected"),
-    [
-        (None, None, ["meshline"]),
-        ([Queue("meshline"), Queue("gates")], None, ["gates", "meshline"]),
-        ({"exports": {"exchange": "exports"}}, None, ["exports", "meshline"]),
-        (
-            None,
-            [{"gates.*": "gates"}, "myapp.routers.route", lambda *a, **k: None],
-            ["gates", "meshline"],
-        ),
-        (None, {"a": {"queue": Queue("heavy")}, "b": {"priority": 1}}, ["heavy", "meshline"]),
-    ],
-)
-def test_queue_names_come_from_the_default_queue_queues_and_routes(queues, routes, expected):
-    with override_settings(
-        CELERY_TASK_DEFAULT_QUEUE="meshline", CELERY_TASK_QUEUES=queues, CELERY_TASK_ROUTES=routes
-    ):
-        assert queue_names() == expected
+def test_queue_names_are_every_kind_under_the_default_queue():
+    with override_settings(CELERY_TASK_DEFAULT_QUEUE="acme"):
+        assert queue_names() == [
+            "acme",
+            "acme.exports",
+            "acme.gates",
+            "acme.heavy",
+            "acme.notifications",
+            "acme.processing",
+        ]
 
 
 # --- Latency histograms ---------------------------------------------------------------
