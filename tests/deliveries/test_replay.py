@@ -427,3 +427,60 @@ def test_replayed_at_is_the_replays_time(org_a, history):
         replay.replay(org_a, replay.Selection(deliverable_id="LP-2"), now=lambda: moment)
     row = processing_rows(history["d2-other"])[history["d2-other"]]
     assert (row.replayed_at, row.enqueued_at) == (moment, moment)
+
+
+# --- the portal ---------------------------------------------------------------------------
+
+
+def retry_url(event_id, org="org-a"):
+    return f"/o/{org}/events/{event_id}/retry/"
+
+
+@pytest.fixture
+def failed(org_a, history):
+    with scopes_disabled():
+        EventProcessing.objects.filter(event_id=history["d2-late"]).update(
+            status=ProcessingStatus.FAILED, attempts=MAX_ATTEMPTS, last_error="RuntimeError: boom"
+        )
+    return history["d2-late"]
+
+
+def test_portal_admin_retries_a_failed_event(as_owner, failed, steps_seen):
+    listing = as_owner.get("/o/org-a/events/?processing=failed")
+    assert retry_url(failed) in listing.content.decode()
+    response = as_owner.post(
+        retry_url(failed), {"next": "/o/org-a/events/?processing=failed"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == "/o/org-a/events/?processing=failed"
+    assert "queued for processing again" in response.content.decode()
+    assert steps_seen == [failed]
+    row = processing_rows(failed)[failed]
+    assert (row.status, row.attempts, row.replay_count) == (ProcessingStatus.PROCESSED, 1, 1)
+
+
+def test_portal_retry_of_an_event_that_is_not_failing_changes_nothing(
+    as_owner, history, steps_seen
+):
+    event_id = history["d1-intake"]
+    response = as_owner.post(retry_url(event_id), follow=True)
+    assert "not failing: nothing to retry" in response.content.decode()
+    assert steps_seen == []
+    assert processing_rows(event_id)[event_id].replay_count == 0
+
+
+def test_portal_retry_is_for_admins_and_this_organization_only(
+    client, member, as_outsider, failed, steps_seen
+):
+    client.force_login(member)
+    assert retry_url(failed) not in client.get("/o/org-a/events/").content.decode()
+    assert client.post(retry_url(failed)).status_code == 403
+    assert as_outsider.post(retry_url(failed)).status_code == 404
+    assert as_outsider.post(retry_url(failed, org="org-b")).status_code == 404
+    assert client.post(retry_url("not-a-uuid")).status_code in (403, 404)
+    assert steps_seen == []
+    assert processing_rows(failed)[failed].status == ProcessingStatus.FAILED
+
+
+def test_portal_retry_answers_only_post(as_owner, failed):
+    assert as_owner.get(retry_url(failed)).status_code == 405
+    assert as_owner.post(retry_url("not-a-uuid")).status_code == 404
