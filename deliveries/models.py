@@ -288,6 +288,10 @@ class EventProcessing(TenantModel):
     enqueued_at = models.DateTimeField()
     processed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # Set by deliveries.services.replay: how often an operator re-ran this event, and when
+    # last. db_default, because ingestion writes these rows in SQL of its own.
+    replay_count = models.PositiveIntegerField(default=0, db_default=0)
+    replayed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -34,6 +34,7 @@ urlpatterns = [
     path("deliverables/", views.deliverable_list, name="deliverable-list"),
     path("deliverables/<ref:deliverable_id>/", views.deliverable_detail, name="deliverable-detail"),
     path("events/", views.event_list, name="event-list"),
+    path("events/<str:event_id>/retry/", views.event_retry, name="event-retry"),
     path("clients/", views.client_list, name="client-list"),
     path("clients/<ref:client_id>/", views.client_detail, name="client-detail"),
 ]

@@ -2,15 +2,21 @@
 
 import uuid
 
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.views.decorators.http import require_POST
 
 from deliveries.dashboard import dashboard_scope
 from deliveries.filters import DeliverableFilter, EventFilter
-from deliveries.models import Client, Deliverable, Event
+from deliveries.models import Client, Deliverable, Event, EventSource
+from deliveries.services import replay
 from meshline import extensions
+from meshline.ids import uuid_or_404
+from meshline.models import Role
 
 PAGE_SIZE = 50
 EVENT_PAGE_SIZE = 100
@@ -96,6 +102,7 @@ def event_list(request, org_slug):
         request,
         "deliveries/event_list.html",
         {
+            "is_admin": request.membership.role == Role.ADMIN,
             "filter": filterset,
             "events": rows,
             "next_before": rows[-1].pk if has_next else None,
@@ -104,6 +111,35 @@ def event_list(request, org_slug):
             "clients": _client_options(request),
         },
     )
+
+
+@require_POST
+def event_retry(request, org_slug, event_id):
+    """An admin retries an event whose processing failed: reset and queued, like the
+    Django admin's action; the worker does the processing."""
+    if request.membership.role != Role.ADMIN:
+        raise PermissionDenied("Only admins retry processing.")
+    event = get_object_or_404(
+        Event.objects.exclude(source=EventSource.MESHLINE),
+        organization=request.organization,
+        pk=uuid_or_404(event_id),
+    )
+    failing = Event.objects.filter(organization=request.organization, pk=event.pk).filter(
+        replay.failed_condition()
+    )
+    count, queued = replay.queue_replay(request.organization, failing)
+    if not count:
+        messages.info(request, "That event's processing is not failing: nothing to retry.")
+    elif queued:
+        messages.success(request, "The event is queued for processing again.")
+    else:
+        messages.warning(
+            request, "The queue could not be reached: the sweeper will process the event soon."
+        )
+    next_url = request.POST.get("next")
+    if next_url and next_url.startswith(f"/o/{request.organization.slug}/"):
+        return redirect(next_url)
+    return redirect("event-list", org_slug=request.organization.slug)
 
 
 def client_list(request, org_slug):

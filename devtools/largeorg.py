@@ -281,7 +281,7 @@ def _events(run: _Run, events: int, evaluations: int, deliverable_rows) -> list[
         EventProcessing,
         PROCESSING_FIELDS,
         (
-            (event_id, organization.pk, processed, 1, run.now, run.now, "")
+            (event_id, organization.pk, processed, 1, run.now, run.now, "", 0, None)
             for event_id in all_event_ids
         ),
     )

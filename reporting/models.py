@@ -64,6 +64,9 @@ class SearchPerformance(TenantModel):
     clicks = models.PositiveBigIntegerField(default=0)
     ctr = models.FloatField(default=0)
     position = models.FloatField(null=True, blank=True)
+    # When Meshline was told these numbers: the export event's received_at, or the bulk
+    # import's time. An event received no later never overwrites them (a replay, a lag).
+    as_of = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -242,3 +242,16 @@ def as_outsider(outsider):
     client = DjangoClient()
     client.force_login(outsider)
     return client
+
+
+@pytest.fixture
+def replay_events(django_capture_on_commit_callbacks):
+    """replay_events(organization, event_ids): processing again, as `manage.py replay_events`
+    does it, with what its commits trigger (gate evaluations) run in this process."""
+    from deliveries.services.replay import replay_chunk
+
+    def run(organization, event_ids):
+        with scope(organization=organization), django_capture_on_commit_callbacks(execute=True):
+            return replay_chunk(organization, event_ids)
+
+    return run

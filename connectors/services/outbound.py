@@ -33,7 +33,9 @@ def enqueue(organization, events: list[Event], now=None) -> list[OutboundDeliver
     """One delivery per matching (subscription, event); sent after the commit.
 
     Runs inside the transaction that stored the events, so a delivery exists exactly when
-    its event does; the unique (subscription, event) makes a retried step a no-op.
+    its event does; the unique (subscription, event) makes a retried step a no-op. A
+    subscription gets the events received since it was created: replaying older events
+    (deliveries.services.replay) sends a new subscriber no history.
     """
     subscriptions = [
         s
@@ -53,7 +55,7 @@ def enqueue(organization, events: list[Event], now=None) -> list[OutboundDeliver
         )
         for event in events
         for subscription in subscriptions
-        if subscription.matches(event)
+        if subscription.matches(event) and subscription.created_at <= event.received_at
     ]
     OutboundDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
     from connectors.tasks import send_outbound

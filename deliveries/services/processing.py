@@ -19,12 +19,12 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from deliveries import registry
-from deliveries.models import Deliverable, Event, EventProcessing, ProcessingStatus
+from deliveries.models import Deliverable, Event, EventProcessing, EventSource, ProcessingStatus
 from meshline import extensions, metrics, telemetry
 from meshline.models import Organization
 
@@ -279,6 +279,7 @@ def _advance_lifecycles(batch: Batch) -> None:
     """Move each deliverable through its events; one UPDATE for all that changed."""
     types = registry.types_for(batch.organization)
     changed: dict[int, Deliverable] = {}
+    last_published = _last_published(batch)
     for event, deliverable in batch.items:
         registered = types.get(event.event_type)
         if (
@@ -291,11 +292,43 @@ def _advance_lifecycles(batch: Batch) -> None:
             deliverable.last_event_at = event.occurred_at
             changed[deliverable.pk] = deliverable
         url = event.payload.get("url") if event.event_type == "page.published" else None
-        if url and isinstance(url, str) and url[:1000] != deliverable.url:
+        if (
+            url
+            and isinstance(url, str)
+            and url[:1000] != deliverable.url
+            and event.occurred_at >= last_published.get(deliverable.pk, event.occurred_at)
+        ):
             deliverable.url = url[:1000]
             changed[deliverable.pk] = deliverable
     if changed:
         _save_deliverables(list(changed.values()), timezone.now())
+
+
+def _last_published(batch: Batch) -> dict:
+    """When each of the batch's pages was last published (one query, only for a batch that
+    would change a URL): an older page.published, processed late or replayed, must not
+    take back the URL a newer one set."""
+    pages = {
+        deliverable.pk
+        for event, deliverable in batch.items
+        if event.event_type == "page.published"
+        and isinstance(event.payload.get("url"), str)
+        and event.payload["url"][:1000] != deliverable.url
+    }
+    if not pages:
+        return {}
+    return dict(
+        Event.objects.filter(
+            organization=batch.organization,
+            deliverable__in=pages,
+            event_type="page.published",
+            payload__has_key="url",
+        )
+        .exclude(source=EventSource.MESHLINE)
+        .values("deliverable")
+        .annotate(last=Max("occurred_at"))
+        .values_list("deliverable", "last")
+    )
 
 
 def _save_deliverables(deliverables: list[Deliverable], now) -> None:

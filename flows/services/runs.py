@@ -4,6 +4,7 @@ overlaps another, changes nothing the first did not.
 """
 
 import logging
+from collections import defaultdict
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -95,14 +96,17 @@ def on_batch_processed(batch) -> None:
 
     Runs under the deliverables' row locks (taken by processing), so two events of one
     deliverable never advance its runs at the same time. The flows and the runs they may
-    touch are read once for the batch.
+    touch are read once for the batch. An event goes to the run that had started when it
+    happened, not to whichever run is newest when it is processed, and an event that
+    started a run never starts another: replaying a deliverable's history
+    (deliveries.services.replay) lands every event where it landed the first time.
     """
     flows = batch.remember("flows.active", lambda: active_flows(batch.organization))
     types = set().union(*(f.event_types for f in flows)) if flows else set()
     relevant = [(e, d) for e, d in batch.items if e.event_type in types]
     if not relevant:
         return
-    latest: dict[tuple[int, int], FlowRun] = {}
+    runs: dict[tuple[int, int], list[FlowRun]] = defaultdict(list)
     # Locked for the batch (the breach sweep skips locked runs), so advancing one needs no
     # second read.
     for run in (
@@ -112,35 +116,41 @@ def on_batch_processed(batch) -> None:
             flow__in=flows,
         )
         .select_for_update(of=("self",))
-        .order_by("started_at")
+        .order_by("started_at", "id")
     ):
-        key = (run.deliverable_id, run.flow_id)
-        # The open run (one at most) is the one events advance; else the newest.
-        if key not in latest or run.is_open or not latest[key].is_open:
-            latest[key] = run
+        runs[(run.deliverable_id, run.flow_id)].append(run)
     for event, deliverable in relevant:
         for flow in flows:
             if event.event_type not in flow.event_types:
                 continue
             key = (deliverable.pk, flow.pk)
-            newest = _on_event(flow, latest.get(key), event, deliverable)
-            if newest is not None:
-                latest[key] = newest
+            started = _on_event(flow, runs[key], event, deliverable)
+            if started is not None:
+                runs[key].append(started)
+                runs[key].sort(key=lambda run: (run.started_at, str(run.pk)))
 
 
-def _on_event(flow: Flow, run: FlowRun | None, event: Event, deliverable) -> FlowRun | None:
-    """Advance ``run`` (the flow's newest for the deliverable) or start one; returns the
-    run as it is now, for the next event of the batch."""
-    if run is not None and run.is_open:
-        return _advance(flow, run, event)
+def _on_event(flow: Flow, runs: list[FlowRun], event: Event, deliverable) -> FlowRun | None:
+    """Apply ``event`` to the flow's runs of the deliverable (oldest first); returns a run
+    it started, if any."""
+    if any(run.trigger_event_id == event.pk for run in runs):
+        return None  # processed before (a replay): its run has it already
+    open_run = next((run for run in runs if run.is_open), None)
+    if open_run is not None and open_run.started_at <= event.occurred_at:
+        _advance(flow, open_run, event)
+        return None
     if flow.triggered_by(
         event.event_type, deliverable.client.tier, deliverable.type, event.payload
     ):
+        if open_run is not None:
+            _advance(flow, open_run, event)  # a repeated trigger joins the open run
+            return None
         return start(flow, event, deliverable)
-    if run is not None and run.state == RunState.COMPLETED and event.occurred_at >= run.started_at:
+    started = [run for run in runs if run.started_at <= event.occurred_at]
+    if started and started[-1].state == RunState.COMPLETED:
         # A late milestone of a closed run: the funnel counts it.
-        return _advance(flow, run, event)
-    return run
+        _advance(flow, started[-1], event)
+    return None
 
 
 def start(flow: Flow, event: Event, deliverable) -> FlowRun:

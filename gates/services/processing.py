@@ -11,6 +11,7 @@ CPU-heavy checks (screenshot comparison) are not judged here: each is a task on 
 """
 
 import time
+import uuid
 from collections import defaultdict
 from datetime import timedelta
 
@@ -38,6 +39,7 @@ from gates.services.verdicts import (
     applies,
     event_view,
     failed_entry,
+    failed_later,
     history_for,
     history_types,
     record_verdict,
@@ -88,6 +90,16 @@ def on_batch_processed(batch) -> None:
     SitemapTimer.objects.bulk_create([t for t in timers if t is not None], ignore_conflicts=True)
     if judged:
         judge(batch, judged)
+    if heavy:
+        # A replayed event: a heavy check that judged it keeps its verdict, unqueued.
+        done = set(
+            GateEvaluation.objects.filter(
+                organization=batch.organization,
+                event__in={event_id for _gate_id, event_id in heavy},
+                gate__in={gate_id for gate_id, _event_id in heavy},
+            ).values_list("gate_id", "event_id")
+        )
+        heavy = [(g, e) for g, e in heavy if (g, uuid.UUID(e)) not in done]
     if heavy:
         # In the batch's trace, whenever the commit comes.
         telemetry.on_commit(lambda: _queue_heavy(batch.organization.pk, heavy))
@@ -176,8 +188,8 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]]) -> None:
             evaluation = record_verdict(gate, event, deliverable, result, duration_ms)
             if outcome == Outcome.FAIL and evaluation.ticket_id is not None:
                 open_tickets[key] = evaluation.ticket_id
-            elif outcome == Outcome.PASS:
-                open_tickets.pop(key, None)
+            elif outcome == Outcome.PASS and not failed_later(gate, event, deliverable):
+                open_tickets.pop(key, None)  # resolved (an older pass resolves nothing)
             continue
         evaluation = GateEvaluation(
             organization=organization,

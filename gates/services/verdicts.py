@@ -304,8 +304,24 @@ def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
     evaluation.save(update_fields=["ticket"])
 
 
+def failed_later(gate, event, deliverable) -> bool:
+    """Whether the gate failed the deliverable on an event after ``event``: then a pass on
+    ``event`` (processed late, or replayed) fixes nothing newer and resolves nothing."""
+    return GateEvaluation.objects.filter(
+        organization=event.organization_id,
+        gate=gate,
+        deliverable=deliverable,
+        outcome=Outcome.FAIL,
+        event__occurred_at__gt=event.occurred_at,
+    ).exists()
+
+
 def _resolve_failure_tickets(gate, event, deliverable, evaluation) -> None:
+    """A pass resolves the gate's open tickets for the deliverable, unless a later event
+    failed (``failed_later``)."""
     active = list(active_failure_tickets(gate, deliverable))
+    if active and failed_later(gate, event, deliverable):
+        return
     for ticket in active:
         tickets.resolve(
             ticket,

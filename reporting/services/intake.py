@@ -11,6 +11,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from deliveries.models import Deliverable
 from reporting.models import CrmTouch, RevenueRow, SearchPerformance, TouchType
@@ -28,7 +29,12 @@ def on_event_processed(event, deliverable) -> None:
 
 
 def record_search_event(event, deliverable) -> SearchPerformance:
-    """One page-day from ``search_export.processed``; a later event for it replaces it."""
+    """One page-day from ``search_export.processed``; a later event for it replaces it.
+
+    Later by when Meshline was told (``as_of``: the event's ``received_at``, the bulk
+    import's time), not by when it is processed: a replayed export, or one received before
+    the day's bulk import, leaves the newer numbers alone.
+    """
     payload = event.payload
     url = normalize_url(payload.get("url") or deliverable.url)
     # A deliverable with no URL yet still gets its numbers, under a key of its own.
@@ -36,17 +42,24 @@ def record_search_event(event, deliverable) -> SearchPerformance:
     url = url or f"deliverable:{deliverable.deliverable_id}"
     impressions, clicks = int(payload["impressions"]), int(payload["clicks"])
     ctr = payload.get("ctr")
+    key = {
+        "organization": event.organization,
+        "site": site,
+        "date": date.fromisoformat(payload["date"]),
+        "url": url,
+    }
+    newer = SearchPerformance.objects.filter(**key, as_of__gte=event.received_at).first()
+    if newer is not None:
+        return newer
     row, _ = SearchPerformance.objects.update_or_create(
-        organization=event.organization,
-        site=site,
-        date=date.fromisoformat(payload["date"]),
-        url=url,
+        **key,
         defaults={
             "deliverable": deliverable,
             "impressions": impressions,
             "clicks": clicks,
             "ctr": ctr if ctr is not None else (clicks / impressions if impressions else 0.0),
             "position": payload.get("position"),
+            "as_of": event.received_at,
         },
     )
     return row
@@ -57,7 +70,7 @@ def record_touch(event, deliverable) -> CrmTouch:
     from reporting.services.attribution import resolve_mismatches
 
     payload = event.payload
-    touch, _ = CrmTouch.objects.get_or_create(
+    touch, created = CrmTouch.objects.get_or_create(
         organization=event.organization,
         touch_id=payload["touch_id"],
         defaults={
@@ -71,7 +84,10 @@ def record_touch(event, deliverable) -> CrmTouch:
             "occurred_at": event.occurred_at,
         },
     )
-    resolve_mismatches(touch)
+    if created:
+        # Only the first time: a replayed old touch must not resolve a mismatch opened
+        # since (its window may have moved past it).
+        resolve_mismatches(touch)
     return touch
 
 
@@ -285,13 +301,13 @@ def _copy_rows(organization, site: str, day: date, rows: Iterator[_Row]) -> int:
                 )
         cursor.execute(
             f"INSERT INTO {SearchPerformance._meta.db_table} (organization_id, site, date, url, "
-            "deliverable_id, impressions, clicks, ctr, position) "
+            "deliverable_id, impressions, clicks, ctr, position, as_of) "
             "SELECT %s, %s, %s, url, MIN(deliverable_id), SUM(impressions), SUM(clicks), "
             "COALESCE(SUM(clicks)::float / NULLIF(SUM(impressions), 0), 0), "
             "SUM(position * impressions) / NULLIF(SUM(impressions) FILTER "
-            "(WHERE position IS NOT NULL), 0) "
+            "(WHERE position IS NOT NULL), 0), %s "
             "FROM reporting_search_in GROUP BY url",
-            [organization.pk, site, day],
+            [organization.pk, site, day, timezone.now()],
         )
         pages = cursor.rowcount
         cursor.execute("DROP TABLE reporting_search_in")
@@ -301,6 +317,7 @@ def _copy_rows(organization, site: str, day: date, rows: Iterator[_Row]) -> int:
 def _orm_rows(organization, site: str, day: date, rows: Iterator[_Row]) -> int:
     """The fallback where there is no COPY (SQLite, the demo): folded in memory."""
     pages: dict[str, list] = {}
+    now = timezone.now()
     for row in rows:
         page = pages.setdefault(row.url, [row.deliverable_id, 0, 0, 0.0, 0])
         page[1] += row.impressions
@@ -320,6 +337,7 @@ def _orm_rows(organization, site: str, day: date, rows: Iterator[_Row]) -> int:
                 clicks=clicks,
                 ctr=clicks / impressions if impressions else 0.0,
                 position=weighted / positioned if positioned else None,
+                as_of=now,
             )
             for url, (deliverable_id, impressions, clicks, weighted, positioned) in pages.items()
         ),

@@ -273,3 +273,23 @@ def test_replaying_a_time_range_resends_delivered_and_failed_ones_once_more(
         OutboundStatus.DELIVERED,
         OutboundStatus.PENDING,
     }
+
+
+def test_a_replay_sends_a_subscription_none_of_the_events_before_it(
+    org_a, client_acme, subscribe, replay_events, django_capture_on_commit_callbacks
+):
+    from deliveries.services import ingest_events
+    from tests.gates.conftest import event
+
+    def submit(key):
+        with scope(organization=org_a), django_capture_on_commit_callbacks(execute=True):
+            (result,) = ingest_events(org_a, [event("intake.received", "LP-1", {}, key=key)])
+        return result.event_id
+
+    old = submit("before")
+    subscription = subscribe("https://receiver.example/hook", ["intake.received"], paused=True)
+    new = submit("after")
+    assert replay_events(org_a, [old, new]).replayed == 2
+    assert [(d.subscription_id, str(d.event_id)) for d in _deliveries(org_a)] == [
+        (subscription.pk, new)
+    ]

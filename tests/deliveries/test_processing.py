@@ -510,3 +510,27 @@ def test_a_deadlocked_batch_is_retried_whole(org_a, client_acme, store, event_bo
     assert (result.processed, result.failed) == (2, 0)
     assert calls == [ids, ids]  # retried as one batch, not split into single events
     assert {_processing(e).attempts for e in ids} == {1}
+
+
+def test_an_older_page_published_never_takes_back_the_deliverables_url(
+    org_a, client_acme, store, event_body, replay_events
+):
+    """Processed late, or replayed: the newest page.published's URL stands."""
+    older = event_body(
+        idempotency_key="page-old",
+        occurred_at="2026-11-20T10:00:00Z",
+        payload={"url": "https://acme.example/old", "html": "<html></html>"},
+    )
+    newer = event_body(
+        idempotency_key="page-new",
+        occurred_at="2026-11-21T10:00:00Z",
+        payload={"url": "https://acme.example/new", "html": "<html></html>"},
+    )
+    old_id, new_id = store(org_a, older, newer)
+    with scope(organization=org_a):
+        process_event(new_id)
+        process_event(old_id)  # arrives late
+        assert Deliverable.objects.get(organization=org_a).url == "https://acme.example/new"
+    replay_events(org_a, [old_id])
+    with scope(organization=org_a):
+        assert Deliverable.objects.get(organization=org_a).url == "https://acme.example/new"

@@ -250,3 +250,37 @@ def test_advancing_a_run_costs_the_same_whatever_the_number_of_runs(
     publish(org_a, *(intake(f"LP-{n}") for n in range(10, 30)))
     many = _processing_queries(org_a, publish, approved("LP-2"))
     assert many == one
+
+
+def test_replaying_a_trigger_whose_run_ended_starts_no_second_run(
+    org_a, client_acme, make_flow, publish, replay_events
+):
+    """An exception run (and a completed one) is closed: its trigger, replayed, used to
+    start a second run, which the database refused, failing the event."""
+    make_flow()
+    broken = publish(org_a, intake("LP-1", requested_by=""))
+    done = publish(
+        org_a, intake("LP-2"), approved("LP-2"), published("LP-2"), sitemap("LP-2", minutes=90)
+    )
+    outcome = replay_events(org_a, broken + done)
+    assert (outcome.replayed, outcome.failed) == (5, 0)
+    with scope(organization=org_a):
+        assert FlowRun.objects.filter(organization=org_a).count() == 2
+        assert Ticket.objects.filter(organization=org_a, source=TicketSource.FLOW).count() == 1
+    assert _run(org_a, deliverable__deliverable_id="LP-1").state == RunState.EXCEPTION
+    assert _run(org_a, deliverable__deliverable_id="LP-2").state == RunState.COMPLETED
+
+
+def test_an_event_belongs_to_the_run_that_had_started_when_it_happened(
+    org_a, client_acme, make_flow, publish, replay_events
+):
+    """A replayed outcome of an earlier run must not complete the run started after it."""
+    make_flow()
+    first = publish(org_a, intake(minutes=0), sitemap(minutes=10))
+    publish(org_a, intake(minutes=100))
+    assert _run(org_a, started_at=at(100)).state == RunState.RUNNING
+    replay_events(org_a, first)
+    second = _run(org_a, started_at=at(100))
+    assert second.state == RunState.RUNNING
+    assert second.reached == {}
+    assert _run(org_a, started_at=at(0)).completed_at == at(10)

@@ -973,3 +973,39 @@ def test_checks_that_read_no_history_cost_no_history_query(
         assert services.history_types(screenshots) == {"page.published"}
         with django_assert_num_queries(1):
             services.history_for(stored, services.history_types(screenshots))
+
+
+def test_a_replayed_event_gets_no_second_verdict_nor_a_queued_heavy_check(
+    org_a, screenshot_failure, make_gate, replay_events, monkeypatch
+):
+    make_gate(CheckName.SCHEMA_CHECK, slug="jsonld")
+    with scope(organization=org_a):
+        event_ids = [str(screenshot_failure.event_id)]
+    queued = []
+    monkeypatch.setattr(tasks.evaluate_heavy, "publish", lambda **kw: queued.append(kw) or True)
+    monkeypatch.setattr(tasks.evaluate_gate, "publish", lambda **kw: queued.append(kw) or True)
+    before = [(e.gate.slug, e.outcome) for e in evaluations(org_a)]
+    outcome = replay_events(org_a, event_ids)
+    assert (outcome.replayed, queued) == (1, [])
+    # The JSON-LD gate, added since, judges the replayed page once; the screenshot's
+    # verdict and ticket stay as they were.
+    after = [(e.gate.slug, e.outcome) for e in evaluations(org_a)]
+    assert sorted(after) == sorted([*before, ("jsonld", Outcome.PASS)])
+    replay_events(org_a, event_ids)
+    assert sorted((e.gate.slug, e.outcome) for e in evaluations(org_a)) == sorted(after)
+    assert [t.status for t in tickets_of(org_a)] == [TicketStatus.OPEN]
+
+
+def test_a_pass_on_an_older_event_leaves_the_ticket_of_a_later_failure_open(
+    org_a, client_acme, owner_map, make_gate, publish, earlier
+):
+    """Events arrive out of order (or are replayed): the older page passing says nothing
+    about the newer one that failed. It used to resolve that ticket (or, evaluated in the
+    same instant, trip the still-failing guard and record no verdict at all)."""
+    make_gate(CheckName.SCHEMA_CHECK)
+    publish(org_a, published("LP-1", page("missing_jsonld.html"), at=earlier(10)))
+    publish(org_a, published("LP-1", page("product_landing.html"), at=earlier(20)))
+    assert sorted(e.outcome for e in evaluations(org_a)) == [Outcome.FAIL, Outcome.PASS]
+    assert [t.status for t in tickets_of(org_a)] == [TicketStatus.OPEN]
+    publish(org_a, published("LP-1", page("product_landing.html"), at=earlier(5)))
+    assert [t.status for t in tickets_of(org_a)] == [TicketStatus.RESOLVED]

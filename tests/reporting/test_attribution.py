@@ -159,3 +159,17 @@ def test_export_rows_equal_the_portal_numbers(org_a, journey, publish, settings,
     with scope(organization=org_a):
         again = exports.run_export(org_a, R, "csv")
         assert again.pk == csv_export.pk
+
+
+def test_a_replayed_old_touch_leaves_a_mismatch_opened_since_open(
+    org_a, pages, publish, owner_map, replay_events
+):
+    """The touch fell out of the window before the mismatch was opened: replaying it must
+    not resolve the mismatch (the first processing of a touch resolves, not a replay)."""
+    publish(org_a, search("LP-3", "2026-03-02", 50, 1))
+    touch_ids = publish(org_a, touch("LP-3", "T-3", "2026-03-01T23:59:59Z"))
+    with scope(organization=org_a):
+        attribution.compute_day(org_a, date(2026, 3, 31), now=NOW)
+    assert mismatches(org_a) == [("LP-3", MismatchStatus.OPEN, TicketStatus.OPEN)]
+    assert replay_events(org_a, touch_ids).replayed == 1
+    assert mismatches(org_a) == [("LP-3", MismatchStatus.OPEN, TicketStatus.OPEN)]

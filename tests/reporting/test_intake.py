@@ -136,3 +136,18 @@ def test_crm_touch_version_1_payload_still_accepted(org_a, pages, publish):
     )
     with scope(organization=org_a):
         assert CrmTouch.objects.get(organization=org_a).touch_type == "visit"
+
+
+def test_a_replayed_export_never_overwrites_newer_numbers(
+    api_a, org_a, pages, publish, replay_events
+):
+    """Newer by when Meshline was told: a later export event, then the day's bulk import."""
+    first = publish(org_a, search("LP-1", "2026-03-05", 100, 3))
+    publish(org_a, search("LP-1", "2026-03-05", 200, 6) | {"idempotency_key": "gsc-again"})
+    assert rows(org_a) == [("https://acme.example/lp/1", "LP-1", 200, 6, None)]
+    replay_events(org_a, first)
+    assert rows(org_a) == [("https://acme.example/lp/1", "LP-1", 200, 6, None)]
+    again = "page,impressions,clicks\nhttps://acme.example/lp/1,30,3\n"
+    assert post_csv(api_a, again).status_code == 200
+    replay_events(org_a, first)
+    assert rows(org_a) == [("https://acme.example/lp/1", "LP-1", 30, 3, None)]

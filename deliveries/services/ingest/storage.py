@@ -40,6 +40,8 @@ PROCESSING_FIELDS = (
     "enqueued_at",
     "processed_at",
     "last_error",
+    "replay_count",
+    "replayed_at",
 )
 
 
@@ -121,12 +123,12 @@ class PostgresStorage:
         self.insert_one_sql = (
             f"WITH e AS (INSERT INTO {event} ({columns}) VALUES ({placeholders}) RETURNING id) "
             f"INSERT INTO {processing} ({processing_columns}) "
-            "SELECT id, %s, %s, 0, %s, NULL, '' FROM e"
+            "SELECT id, %s, %s, 0, %s, NULL, '', 0, NULL FROM e"
         )
         self.copy_sql = f"COPY {event} ({columns}) FROM STDIN"
         self.insert_processing_sql = (
             f"INSERT INTO {processing} ({processing_columns}) "
-            "SELECT unnest(%s::uuid[]), %s, %s, 0, %s, NULL, ''"
+            "SELECT unnest(%s::uuid[]), %s, %s, 0, %s, NULL, '', 0, NULL"
         )
 
     @staticmethod
