@@ -91,7 +91,7 @@ class ScopeAgreement(TenantModel):
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     client = models.ForeignKey(
-        "deliveries.Client", on_delete=models.PROTECT, related_name="agreements"
+        "deliveries.Client", on_delete=models.PROTECT, related_name="agreements", db_index=False
     )
     deliverable = models.ForeignKey(
         "deliveries.Deliverable",
@@ -99,6 +99,7 @@ class ScopeAgreement(TenantModel):
         blank=True,
         on_delete=models.PROTECT,
         related_name="agreements",
+        db_index=False,
         help_text="Empty: the agreement covers all of the client's work.",
     )
     version = models.PositiveIntegerField()
@@ -109,13 +110,21 @@ class ScopeAgreement(TenantModel):
     valid_until = models.DateTimeField(null=True, blank=True)
     accepted_by = models.CharField(max_length=200)
     accepted_at = models.DateTimeField()
-    source_event = models.OneToOneField(
-        "deliveries.Event", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    # At most one agreement per scope.accepted (agreement_once_per_event).
+    source_event = models.ForeignKey(
+        "deliveries.Event",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     canonical = models.TextField()
     digest = models.CharField(max_length=64)
     signature = models.CharField(max_length=100)
-    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="+")
+    signing_key = models.ForeignKey(
+        SigningKey, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -129,6 +138,9 @@ class ScopeAgreement(TenantModel):
                 fields=["organization", "client", "version"],
                 condition=Q(deliverable__isnull=True),
                 name="agreement_client_version_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "source_event"], name="agreement_once_per_event"
             ),
         ]
         indexes = [
@@ -167,10 +179,17 @@ class BillableItem(TenantModel):
     decided by finance. ``idempotency_key`` makes replayed events bill once."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    agreement = models.ForeignKey(ScopeAgreement, on_delete=models.PROTECT, related_name="items")
-    client = models.ForeignKey("deliveries.Client", on_delete=models.PROTECT, related_name="+")
+    agreement = models.ForeignKey(
+        ScopeAgreement, on_delete=models.PROTECT, related_name="items", db_index=False
+    )
+    client = models.ForeignKey(
+        "deliveries.Client", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     deliverable = models.ForeignKey(
-        "deliveries.Deliverable", on_delete=models.PROTECT, related_name="billable_items"
+        "deliveries.Deliverable",
+        on_delete=models.PROTECT,
+        related_name="billable_items",
+        db_index=False,
     )
     clause = models.CharField(max_length=64, help_text="The agreement limit it exceeds.")
     description = models.CharField(max_length=300)
@@ -198,7 +217,12 @@ class BillableItem(TenantModel):
     rejection_reason = models.TextField(blank=True)
     adjustments = models.JSONField(default=list, blank=True)
     invoice = models.ForeignKey(
-        "Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="items"
+        "Invoice",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="items",
+        db_index=False,
     )
 
     class Meta:
@@ -215,6 +239,13 @@ class BillableItem(TenantModel):
         indexes = [
             models.Index(fields=["organization", "status", "-proposed_at"], name="item_queue"),
             models.Index(fields=["organization", "agreement", "clause"], name="item_clause"),
+            # Drafting a client's invoice for a period.
+            models.Index(fields=["organization", "client", "occurred_at"], name="item_client"),
+            # The deliverable page's items, newest first.
+            models.Index(
+                fields=["organization", "deliverable", "-proposed_at"], name="item_deliverable"
+            ),
+            models.Index(fields=["organization", "invoice"], name="item_invoice"),
         ]
 
     def __str__(self) -> str:
@@ -227,10 +258,20 @@ class BillingTicketLink(TenantModel):
     ticket = models.OneToOneField(
         "owners.Ticket", primary_key=True, on_delete=models.CASCADE, related_name="billing_link"
     )
-    event = models.OneToOneField("deliveries.Event", on_delete=models.PROTECT, related_name="+")
-    deliverable = models.ForeignKey(
-        "deliveries.Deliverable", on_delete=models.PROTECT, related_name="+"
+    # One exception per event (billing_link_once_per_event).
+    event = models.ForeignKey(
+        "deliveries.Event", on_delete=models.PROTECT, related_name="+", db_index=False
     )
+    deliverable = models.ForeignKey(
+        "deliveries.Deliverable", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "event"], name="billing_link_once_per_event"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"billing exception -> {self.ticket_id}"
@@ -273,7 +314,9 @@ class Invoice(TenantModel):
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     kind = models.CharField(max_length=20, choices=InvoiceKind.choices, default=InvoiceKind.INVOICE)
-    client = models.ForeignKey("deliveries.Client", on_delete=models.PROTECT, related_name="+")
+    client = models.ForeignKey(
+        "deliveries.Client", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     number = models.PositiveIntegerField(null=True, blank=True)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
@@ -286,7 +329,12 @@ class Invoice(TenantModel):
     tax = models.DecimalField(**MONEY, default=Decimal("0.00"))
     total = models.DecimalField(**MONEY, default=Decimal("0.00"))
     corrects = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_notes"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credit_notes",
+        db_index=False,
     )
     reason = models.TextField(blank=True)
     digest = models.CharField(max_length=64, blank=True)
@@ -326,8 +374,12 @@ class Invoice(TenantModel):
 class InvoiceLine(TenantModel):
     """One line: an approved billable item (or, on a credit note, its reversal)."""
 
-    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
-    item = models.ForeignKey(BillableItem, on_delete=models.PROTECT, related_name="lines")
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.CASCADE, related_name="lines", db_index=False
+    )
+    item = models.ForeignKey(
+        BillableItem, on_delete=models.PROTECT, related_name="lines", db_index=False
+    )
     position = models.PositiveIntegerField()
     description = models.CharField(max_length=300)
     quantity = models.DecimalField(max_digits=12, decimal_places=2)
@@ -338,8 +390,12 @@ class InvoiceLine(TenantModel):
     class Meta:
         ordering = ["position"]
         constraints = [
-            models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_position")
+            models.UniqueConstraint(
+                fields=["organization", "invoice", "position"], name="invoice_line_unique"
+            )
         ]
+        # Whether an item was credited already (credit notes).
+        indexes = [models.Index(fields=["organization", "item"], name="invoice_line_item")]
 
     def __str__(self) -> str:
         return f"{self.description}: {self.amount}"

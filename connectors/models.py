@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 
 from deliveries.models import Client, Event
 from meshline import outbound
@@ -46,7 +47,7 @@ class InboundEndpoint(TenantModel):
     public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=20, choices=ConnectorKind.choices)
-    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="+")
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="+", db_index=False)
     mapping = models.JSONField(default=dict, blank=True)
     secret = models.CharField(max_length=100, editable=False)
     previous_secret = models.CharField(max_length=100, blank=True, editable=False)
@@ -112,9 +113,10 @@ class InboundDelivery(TenantModel):
     same delivery is answered as a duplicate and stored once.
     """
 
-    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
+    # Unique per organization (inbound_public_id_unique): always looked up with it.
+    public_id = models.UUIDField(default=uuid7, editable=False)
     endpoint = models.ForeignKey(
-        InboundEndpoint, on_delete=models.PROTECT, related_name="deliveries"
+        InboundEndpoint, on_delete=models.PROTECT, related_name="deliveries", db_index=False
     )
     vendor_delivery_id = models.CharField(max_length=200)
     received_at = models.DateTimeField()
@@ -130,8 +132,12 @@ class InboundDelivery(TenantModel):
         ordering = ["-received_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["endpoint", "vendor_delivery_id"], name="inbound_vendor_id_unique"
-            )
+                fields=["organization", "endpoint", "vendor_delivery_id"],
+                name="inbound_vendor_id_once",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "public_id"], name="inbound_public_id_unique"
+            ),
         ]
         indexes = [models.Index(fields=["organization", "state", "received_at"])]
 
@@ -155,7 +161,7 @@ class RejectedDelivery(TenantModel):
     rate-limited per endpoint (connectors.inbound.REJECTS_PER_MINUTE)."""
 
     endpoint = models.ForeignKey(
-        InboundEndpoint, on_delete=models.CASCADE, related_name="rejections"
+        InboundEndpoint, on_delete=models.CASCADE, related_name="rejections", db_index=False
     )
     reason = models.CharField(max_length=40, choices=RejectReason.choices)
     detail = models.CharField(max_length=300, blank=True)
@@ -185,12 +191,13 @@ class Subscription(TenantModel):
     BREAKER_COOLDOWN = timedelta(minutes=1)
     BREAKER_MAX_COOLDOWN = timedelta(hours=1)
 
-    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
+    # Unique per organization (subscription_public_id_unique): always looked up with it.
+    public_id = models.UUIDField(default=uuid7, editable=False)
     name = models.CharField(max_length=100)
     url = models.URLField(max_length=500, validators=[outbound.validate_url])
     event_types = models.JSONField(default=list)
     client = models.ForeignKey(
-        Client, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Client, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     secret = models.CharField(max_length=100, default=outbound.generate_secret, editable=False)
     paused = models.BooleanField(default=False)
@@ -204,6 +211,11 @@ class Subscription(TenantModel):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "public_id"], name="subscription_public_id_unique"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -260,11 +272,13 @@ class OutboundDelivery(TenantModel):
     RETRY_BASE = timedelta(seconds=30)
     RETRY_CAP = timedelta(hours=4)
 
-    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
+    # Unique per organization (outbound_public_id_unique): always looked up with it. The
+    # receivers' webhook-id is made of it: a UUIDv7 no other organization draws.
+    public_id = models.UUIDField(default=uuid7, editable=False)
     subscription = models.ForeignKey(
-        Subscription, on_delete=models.CASCADE, related_name="deliveries"
+        Subscription, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
-    event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="+")
+    event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="+", db_index=False)
     status = models.CharField(
         max_length=20, choices=OutboundStatus.choices, default=OutboundStatus.PENDING
     )
@@ -278,10 +292,20 @@ class OutboundDelivery(TenantModel):
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["subscription", "event"], name="outbound_delivery_unique"
+                fields=["organization", "subscription", "event"], name="outbound_once_per_event"
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "public_id"], name="outbound_public_id_unique"
+            ),
+        ]
+        indexes = [
+            # What is due, per organization; the beat's fan-out reads the pending ones only.
+            models.Index(
+                fields=["organization", "next_attempt_at"],
+                condition=Q(status="pending"),
+                name="outbound_due",
             )
         ]
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
 
     def __str__(self) -> str:
         return f"{self.event_id} -> {self.subscription_id} ({self.status})"
@@ -301,7 +325,7 @@ class OutboundAttempt(TenantModel):
     """One try of an outbound delivery: when, how long, and what came back."""
 
     delivery = models.ForeignKey(
-        OutboundDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+        OutboundDelivery, on_delete=models.CASCADE, related_name="attempt_log", db_index=False
     )
     attempted_at = models.DateTimeField()
     status_code = models.PositiveIntegerField(null=True, blank=True)
@@ -311,6 +335,11 @@ class OutboundAttempt(TenantModel):
 
     class Meta:
         ordering = ["attempted_at", "pk"]
+        indexes = [
+            models.Index(
+                fields=["organization", "delivery", "attempted_at"], name="outbound_attempts"
+            )
+        ]
 
     @property
     def succeeded(self) -> bool:

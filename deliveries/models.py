@@ -74,7 +74,9 @@ class Client(TenantModel):
 class Deliverable(TenantModel):
     """A brief, asset or page being delivered; created by its first event."""
 
-    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="deliverables")
+    client = models.ForeignKey(
+        Client, on_delete=models.PROTECT, related_name="deliverables", db_index=False
+    )
     deliverable_id = models.CharField(max_length=100, validators=[reference_validator])
     type = models.CharField(
         max_length=20, choices=DeliverableType.choices, default=DeliverableType.OTHER
@@ -187,15 +189,30 @@ class Event(TenantModel):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    # The biggest table: every index costs each ingested event a write. Four indexes lead
+    # with the organization already, so it gets no index of its own.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
     event_type = models.CharField(max_length=64)
     schema_version = models.PositiveIntegerField(default=1)
     # Submitted events always name both; Meshline's own (rota.handoff, a triage ticket's
     # events) may concern no deliverable.
     client = models.ForeignKey(
-        Client, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
+        Client,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="events",
+        db_index=False,
     )
     deliverable = models.ForeignKey(
-        Deliverable, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
+        Deliverable,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="events",
+        db_index=False,
     )
     correlation_id = models.CharField(max_length=100, blank=True)
     idempotency_key = models.CharField(max_length=200)
@@ -222,6 +239,8 @@ class Event(TenantModel):
             models.Index(fields=["organization", "-occurred_at"], name="event_occurred"),
             # ?correlation_id= on the events list and API: one organization's related events.
             models.Index(fields=["organization", "correlation_id"], name="event_correlation"),
+            # ?client= on the events list and API, newest first.
+            models.Index(fields=["organization", "client", "-id"], name="event_client_recent"),
         ]
 
     def __str__(self) -> str:
@@ -241,8 +260,9 @@ class EventCount(TenantModel):
     deleted, so the sums only grow.
     """
 
-    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+", db_index=False)
     hour = models.DateTimeField()
+
     count = models.PositiveBigIntegerField(default=0)
     compacted = models.BooleanField(default=False)
 
@@ -256,6 +276,8 @@ class EventCount(TenantModel):
         ]
         indexes = [
             models.Index(fields=["organization", "hour"], name="event_count_hour"),
+            # One client's hours (the dashboard's ?client=).
+            models.Index(fields=["organization", "client", "hour"], name="event_count_client"),
             models.Index(
                 fields=["organization"], condition=Q(compacted=False), name="event_count_deltas"
             ),

@@ -49,10 +49,12 @@ class Flow(TenantModel):
     """A trigger-to-outcome path: trigger event and conditions, ordered milestones with due
     times (measured from the trigger), the outcome, its owner, runbook and governance flags."""
 
-    slug = models.SlugField(max_length=63)
+    slug = models.SlugField(max_length=63, db_index=False)
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
-    template = models.SlugField(max_length=63, blank=True, help_text="Shipped template, if any.")
+    template = models.SlugField(
+        max_length=63, blank=True, db_index=False, help_text="Shipped template, if any."
+    )
     trigger_event_type = models.CharField(max_length=64)
     client_tiers = models.JSONField(default=list, blank=True, help_text="Empty: every tier.")
     deliverable_types = models.JSONField(
@@ -85,6 +87,7 @@ class Flow(TenantModel):
         blank=True,
         on_delete=models.PROTECT,
         related_name="flows",
+        db_index=False,
         help_text="Who gets breach tickets. Blank: the owner map decides.",
     )
     runbook = models.TextField(blank=True, help_text="Markdown; attached to every breach ticket.")
@@ -181,13 +184,18 @@ class FlowRun(TenantModel):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    flow = models.ForeignKey(Flow, on_delete=models.PROTECT, related_name="runs")
+    flow = models.ForeignKey(Flow, on_delete=models.PROTECT, related_name="runs", db_index=False)
     deliverable = models.ForeignKey(
-        "deliveries.Deliverable", on_delete=models.PROTECT, related_name="flow_runs"
+        "deliveries.Deliverable",
+        on_delete=models.PROTECT,
+        related_name="flow_runs",
+        db_index=False,
     )
-    client = models.ForeignKey("deliveries.Client", on_delete=models.PROTECT, related_name="+")
+    client = models.ForeignKey(
+        "deliveries.Client", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     trigger_event = models.ForeignKey(
-        "deliveries.Event", on_delete=models.PROTECT, related_name="+"
+        "deliveries.Event", on_delete=models.PROTECT, related_name="+", db_index=False
     )
     state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.RUNNING)
     started_at = models.DateTimeField()
@@ -263,7 +271,9 @@ class FlowTicketLink(TenantModel):
     ticket = models.OneToOneField(
         "owners.Ticket", primary_key=True, on_delete=models.CASCADE, related_name="flow_link"
     )
-    run = models.ForeignKey(FlowRun, on_delete=models.PROTECT, related_name="ticket_links")
+    run = models.ForeignKey(
+        FlowRun, on_delete=models.PROTECT, related_name="ticket_links", db_index=False
+    )
     kind = models.CharField(max_length=10, choices=LinkKind.choices)
 
     class Meta:
@@ -297,11 +307,20 @@ class Incident(TenantModel):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     title = models.CharField(max_length=200)
     declared_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     started_at = models.DateTimeField()
     ended_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     ended_at = models.DateTimeField(null=True, blank=True)
     paused_runs = models.ManyToManyField(FlowRun, blank=True, related_name="incidents")
@@ -359,19 +378,34 @@ class Change(TenantModel):
     )
     requires_approval = models.BooleanField(default=True)
     proposed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     proposed_at = models.DateTimeField()
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_note = models.TextField(blank=True)
     previous_history_id = models.PositiveBigIntegerField(null=True, blank=True)
     applied_history_id = models.PositiveBigIntegerField(null=True, blank=True)
     rolled_back_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
+
     rolled_back_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -35,7 +35,7 @@ class Outcome(models.TextChoices):
 class Gate(TenantModel):
     """A check, when it runs (event types, tiers, deliverable types), how strict it is."""
 
-    slug = models.SlugField(max_length=63)
+    slug = models.SlugField(max_length=63, db_index=False)
     name = models.CharField(max_length=100)
     check_name = models.CharField(max_length=40, choices=CheckName.choices)
     event_types = models.JSONField(
@@ -91,12 +91,20 @@ class GateEvaluation(TenantModel):
     """One verdict of one gate on one event (and deliverable). Never recomputed."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    gate = models.ForeignKey(Gate, on_delete=models.PROTECT, related_name="evaluations")
+    gate = models.ForeignKey(
+        Gate, on_delete=models.PROTECT, related_name="evaluations", db_index=False
+    )
     event = models.ForeignKey(
-        "deliveries.Event", on_delete=models.PROTECT, related_name="gate_evaluations"
+        "deliveries.Event",
+        on_delete=models.PROTECT,
+        related_name="gate_evaluations",
+        db_index=False,
     )
     deliverable = models.ForeignKey(
-        "deliveries.Deliverable", on_delete=models.PROTECT, related_name="gate_evaluations"
+        "deliveries.Deliverable",
+        on_delete=models.PROTECT,
+        related_name="gate_evaluations",
+        db_index=False,
     )
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     mode = models.CharField(max_length=10, choices=GateMode.choices)
@@ -106,7 +114,12 @@ class GateEvaluation(TenantModel):
     duration_ms = models.FloatField(default=0)
     evaluated_at = models.DateTimeField()
     ticket = models.ForeignKey(
-        "owners.Ticket", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "owners.Ticket",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
 
     class Meta:
@@ -123,6 +136,8 @@ class GateEvaluation(TenantModel):
                 fields=["organization", "deliverable", "-evaluated_at"],
                 name="evaluation_deliverable",
             ),
+            # An event's verdicts (trail, event page).
+            models.Index(fields=["organization", "event"], name="evaluation_event"),
         ]
 
     def __str__(self) -> str:
@@ -133,12 +148,17 @@ class Artifact(TenantModel):
     """A failing artifact kept with its evaluation (e.g. a screenshot difference image)."""
 
     evaluation = models.ForeignKey(
-        GateEvaluation, on_delete=models.CASCADE, related_name="artifacts"
+        GateEvaluation, on_delete=models.CASCADE, related_name="artifacts", db_index=False
     )
     name = models.CharField(max_length=100)
     content_type = models.CharField(max_length=100)
     data = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "evaluation"], name="artifact_evaluation"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -153,18 +173,25 @@ class TimerStatus(models.TextChoices):
 class SitemapTimer(TenantModel):
     """After page.published, a sitemap.submitted listing the URL must arrive by due_at."""
 
-    gate = models.ForeignKey(Gate, on_delete=models.CASCADE, related_name="timers")
+    gate = models.ForeignKey(Gate, on_delete=models.CASCADE, related_name="timers", db_index=False)
     deliverable = models.ForeignKey(
-        "deliveries.Deliverable", on_delete=models.CASCADE, related_name="+"
+        "deliveries.Deliverable", on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    started_by = models.ForeignKey("deliveries.Event", on_delete=models.PROTECT, related_name="+")
+    started_by = models.ForeignKey(
+        "deliveries.Event", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     url = models.CharField(max_length=1000)
     due_at = models.DateTimeField()
     status = models.CharField(
         max_length=10, choices=TimerStatus.choices, default=TimerStatus.WAITING
     )
     settled_by = models.ForeignKey(
-        "deliveries.Event", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "deliveries.Event",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
 
     class Meta:
@@ -174,7 +201,13 @@ class SitemapTimer(TenantModel):
             )
         ]
         indexes = [
-            models.Index(fields=["due_at"], condition=Q(status="waiting"), name="timer_waiting_due")
+            # The expiry sweep of one organization, and the beat's fan-out (which reads the
+            # waiting timers only).
+            models.Index(
+                fields=["organization", "due_at"],
+                condition=Q(status="waiting"),
+                name="timer_due",
+            )
         ]
 
     def __str__(self) -> str:
@@ -192,15 +225,33 @@ class GateTicketLink(TenantModel):
     ticket = models.OneToOneField(
         "owners.Ticket", primary_key=True, on_delete=models.CASCADE, related_name="gate_link"
     )
-    gate = models.ForeignKey(Gate, on_delete=models.PROTECT, related_name="ticket_links")
-    deliverable = models.ForeignKey(
-        "deliveries.Deliverable", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    gate = models.ForeignKey(
+        Gate, on_delete=models.PROTECT, related_name="ticket_links", db_index=False
     )
-    evaluation = models.OneToOneField(
-        GateEvaluation, null=True, blank=True, on_delete=models.PROTECT, related_name="opened"
+    deliverable = models.ForeignKey(
+        "deliveries.Deliverable",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    # One ticket per evaluation, checked per organization (an evaluation has one).
+    evaluation = models.ForeignKey(
+        GateEvaluation,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="opened",
+        db_index=False,
     )
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "evaluation"], name="gate_link_once_per_evaluation"
+            )
+        ]
         indexes = [
             models.Index(fields=["organization", "gate", "deliverable"], name="gate_ticket_link"),
         ]

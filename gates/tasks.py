@@ -3,12 +3,12 @@
 from datetime import timedelta
 
 from celery import shared_task
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from deliveries.models import Event, ProcessingStatus
 from gates import services
-from gates.models import CheckName, Gate, GateMode, SitemapTimer, TimerStatus
+from gates.models import CheckName, Gate, GateEvaluation, GateMode, SitemapTimer, TimerStatus
 from gates.services.processing import HEAVY_CHECKS
 from meshline import telemetry
 from meshline.celery import TenantTask
@@ -75,7 +75,12 @@ def sweep_unevaluated_for(*, organization) -> int:
     )
     queued = 0
     for gate in Gate.objects.filter(EVALUATING, organization=organization):
-        missing = gate.judged_events(recent).exclude(gate_evaluations__gate=gate)
+        # Named with its organization, the verdict lookup is an index probe
+        # (evaluation_once_per_gate_event); a join through the relation would not name it.
+        judged = GateEvaluation.objects.filter(
+            organization=organization, gate=gate, event=OuterRef("pk")
+        )
+        missing = gate.judged_events(recent).exclude(Exists(judged))
         task = evaluate_heavy if gate.check_name in HEAVY_CHECKS else evaluate_gate
         for event_id in missing.values_list("pk", flat=True)[:500]:
             if not task.publish(

@@ -48,7 +48,11 @@ def gates_panel(request, scope) -> dict:
         organization=scope.organization, evaluated_at__gte=scope.since
     )
     if scope.client:
-        evaluations = evaluations.filter(deliverable__client=scope.client)
+        # Naming the deliverables' organization lets the join use deliverable_client_state.
+        evaluations = evaluations.filter(
+            deliverable__organization=scope.organization, deliverable__client=scope.client
+        )
+
     totals = evaluations.aggregate(
         total=Count("pk"),
         passed=Count("pk", filter=Q(outcome=Outcome.PASS)),

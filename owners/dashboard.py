@@ -77,7 +77,11 @@ def resolution_stats(resolved_tickets) -> ResolutionStats:
 def tickets_panel(request, scope) -> dict:
     tickets = Ticket.objects.filter(organization=scope.organization)
     if scope.client:
-        tickets = tickets.filter(deliverable__client=scope.client)
+        # Naming the deliverables' organization lets the join use deliverable_client_state.
+        tickets = tickets.filter(
+            deliverable__organization=scope.organization, deliverable__client=scope.client
+        )
+
     now = scope.now
     overdue = overdue_q(now)
     active = tickets.filter(status__in=ACTIVE_STATUSES)

@@ -59,6 +59,7 @@ class SearchPerformance(TenantModel):
         blank=True,
         on_delete=models.PROTECT,
         related_name="search_rows",
+        db_index=False,
     )
     impressions = models.PositiveBigIntegerField(default=0)
     clicks = models.PositiveBigIntegerField(default=0)
@@ -87,11 +88,15 @@ class CrmTouch(TenantModel):
     """A CRM touch (visit, MQL, SQL, opportunity, closed-won) from a ``crm.touch`` event."""
 
     touch_id = models.CharField(max_length=200)
-    event = models.OneToOneField(
-        "deliveries.Event", on_delete=models.PROTECT, related_name="crm_touch"
+    # One touch per event (crm_touch_once_per_event).
+    event = models.ForeignKey(
+        "deliveries.Event", on_delete=models.PROTECT, related_name="+", db_index=False
     )
     deliverable = models.ForeignKey(
-        "deliveries.Deliverable", on_delete=models.PROTECT, related_name="crm_touches"
+        "deliveries.Deliverable",
+        on_delete=models.PROTECT,
+        related_name="crm_touches",
+        db_index=False,
     )
     touch_type = models.CharField(max_length=20, choices=TouchType.choices)
     contact_id = models.CharField(max_length=200, blank=True)
@@ -103,7 +108,10 @@ class CrmTouch(TenantModel):
     class Meta:
         ordering = ["occurred_at"]
         constraints = [
-            models.UniqueConstraint(fields=["organization", "touch_id"], name="crm_touch_once")
+            models.UniqueConstraint(fields=["organization", "touch_id"], name="crm_touch_once"),
+            models.UniqueConstraint(
+                fields=["organization", "event"], name="crm_touch_once_per_event"
+            ),
         ]
         indexes = [
             models.Index(
@@ -122,11 +130,15 @@ class RevenueRow(TenantModel):
     """Recognised revenue (an invoice or opportunity) from a ``revenue.recognized`` event."""
 
     reference = models.CharField(max_length=200)
-    event = models.OneToOneField(
-        "deliveries.Event", on_delete=models.PROTECT, related_name="revenue_row"
+    # One row per event (revenue_once_per_event).
+    event = models.ForeignKey(
+        "deliveries.Event", on_delete=models.PROTECT, related_name="+", db_index=False
     )
     deliverable = models.ForeignKey(
-        "deliveries.Deliverable", on_delete=models.PROTECT, related_name="revenue_rows"
+        "deliveries.Deliverable",
+        on_delete=models.PROTECT,
+        related_name="revenue_rows",
+        db_index=False,
     )
     contact_id = models.CharField(max_length=200, blank=True)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
@@ -136,7 +148,10 @@ class RevenueRow(TenantModel):
     class Meta:
         ordering = ["date", "reference"]
         constraints = [
-            models.UniqueConstraint(fields=["organization", "reference"], name="revenue_once")
+            models.UniqueConstraint(fields=["organization", "reference"], name="revenue_once"),
+            models.UniqueConstraint(
+                fields=["organization", "event"], name="revenue_once_per_event"
+            ),
         ]
         indexes = [models.Index(fields=["organization", "date"], name="revenue_date")]
 
@@ -153,7 +168,10 @@ class AttributionFact(TenantModel):
     """
 
     deliverable = models.ForeignKey(
-        "deliveries.Deliverable", on_delete=models.CASCADE, related_name="attribution_facts"
+        "deliveries.Deliverable",
+        on_delete=models.CASCADE,
+        related_name="attribution_facts",
+        db_index=False,
     )
     date = models.DateField()
     model = models.CharField(max_length=20, choices=AttributionModel.choices)
@@ -188,9 +206,14 @@ class AttributionShare(TenantModel):
     every attributed amount links back to its revenue row and the touches behind it.
     """
 
-    revenue = models.ForeignKey(RevenueRow, on_delete=models.CASCADE, related_name="shares")
+    revenue = models.ForeignKey(
+        RevenueRow, on_delete=models.CASCADE, related_name="shares", db_index=False
+    )
     deliverable = models.ForeignKey(
-        "deliveries.Deliverable", on_delete=models.CASCADE, related_name="attribution_shares"
+        "deliveries.Deliverable",
+        on_delete=models.CASCADE,
+        related_name="attribution_shares",
+        db_index=False,
     )
     model = models.CharField(max_length=20, choices=AttributionModel.choices)
     share = models.DecimalField(max_digits=9, decimal_places=8)
@@ -224,7 +247,10 @@ class AttributionMismatch(TenantModel):
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     deliverable = models.ForeignKey(
-        "deliveries.Deliverable", on_delete=models.PROTECT, related_name="attribution_mismatches"
+        "deliveries.Deliverable",
+        on_delete=models.PROTECT,
+        related_name="attribution_mismatches",
+        db_index=False,
     )
     detected_on = models.DateField()
     window_start = models.DateField()
@@ -234,8 +260,9 @@ class AttributionMismatch(TenantModel):
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(
-        CrmTouch, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        CrmTouch, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
+
     ticket = models.OneToOneField(
         "owners.Ticket",
         null=True,

@@ -53,12 +53,14 @@ class BusinessCalendar(TenantModel):
         help_text='Weekday (0=Monday) to local intervals, e.g. {"0": [["09:00", "17:30"]]}.',
     )
     is_default = models.BooleanField(default=False)
-    client = models.OneToOneField(
+    # At most one per client (calendar_once_per_client).
+    client = models.ForeignKey(
         "deliveries.Client",
         null=True,
         blank=True,
         on_delete=models.CASCADE,
-        related_name="business_calendar",
+        related_name="+",
+        db_index=False,
     )
     history = HistoricalRecords()
 
@@ -66,10 +68,13 @@ class BusinessCalendar(TenantModel):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
+                fields=["organization", "client"], name="calendar_once_per_client"
+            ),
+            models.UniqueConstraint(
                 fields=["organization"],
                 condition=Q(is_default=True),
                 name="one_default_calendar_per_org",
-            )
+            ),
         ]
 
     def __str__(self) -> str:
@@ -88,8 +93,9 @@ class BusinessCalendar(TenantModel):
 
 class Holiday(TenantModel):
     calendar = models.ForeignKey(
-        BusinessCalendar, on_delete=models.CASCADE, related_name="holidays"
+        BusinessCalendar, on_delete=models.CASCADE, related_name="holidays", db_index=False
     )
+
     date = models.DateField()
     name = models.CharField(max_length=100, blank=True)
 

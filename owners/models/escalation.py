@@ -50,7 +50,9 @@ class EscalationPolicy(TenantModel):
 
 
 class EscalationStep(TenantModel):
-    policy = models.ForeignKey(EscalationPolicy, on_delete=models.CASCADE, related_name="steps")
+    policy = models.ForeignKey(
+        EscalationPolicy, on_delete=models.CASCADE, related_name="steps", db_index=False
+    )
     position = models.PositiveSmallIntegerField(default=0)
     wait_minutes = models.PositiveIntegerField(
         default=30, help_text="Wait this long (after opening or the previous step) before acting."
@@ -58,12 +60,18 @@ class EscalationStep(TenantModel):
     wait_kind = models.CharField(max_length=10, choices=WaitKind.choices, default=WaitKind.BUSINESS)
     action = models.CharField(max_length=20, choices=StepAction.choices)
     target_role = models.ForeignKey(
-        OwnerRole, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        OwnerRole, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     people = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     webhook = models.ForeignKey(
-        "owners.WebhookEndpoint", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "owners.WebhookEndpoint",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
+
     history = HistoricalRecords(m2m_fields=[people])
 
     class Meta:

@@ -42,7 +42,9 @@ class ChannelKind(models.TextChoices):
 class NotificationChannel(TenantModel):
     """How to reach a person. Without one, their account email is used."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     kind = models.CharField(max_length=10, choices=ChannelKind.choices, default=ChannelKind.EMAIL)
     address = models.CharField(max_length=1000, help_text="Email address or webhook URL.")
     # Generated for a webhook channel, shown once at creation (see WebhookEndpoint).
@@ -83,18 +85,34 @@ class Notification(TenantModel):
         blank=True,
         on_delete=models.CASCADE,
         related_name="notifications",
+        db_index=False,
     )
     recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     kind = models.CharField(max_length=10, choices=ChannelKind.choices)
     address = models.CharField(max_length=1000)
     # Where a webhook's signing secret is read at send time (never copied here).
     channel = models.ForeignKey(
-        NotificationChannel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        NotificationChannel,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     endpoint = models.ForeignKey(
-        WebhookEndpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        WebhookEndpoint,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     subject = models.CharField(max_length=300)
     body = models.JSONField(default=dict)
@@ -115,6 +133,7 @@ class Notification(TenantModel):
                 fields=["organization", "dedupe_key"], name="notification_dedupe"
             )
         ]
+        indexes = [models.Index(fields=["organization", "ticket"], name="notification_ticket")]
 
     def __str__(self) -> str:
         return f"{self.kind} to {self.address}: {self.subject}"
@@ -126,10 +145,15 @@ class Notification(TenantModel):
 
 
 class NotificationAttempt(TenantModel):
-    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="log")
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="log", db_index=False
+    )
     at = models.DateTimeField(auto_now_add=True)
     ok = models.BooleanField()
     detail = models.TextField(blank=True)
 
     class Meta:
         ordering = ["at"]
+        indexes = [
+            models.Index(fields=["organization", "notification"], name="notification_attempts")
+        ]

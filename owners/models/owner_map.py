@@ -23,15 +23,28 @@ class OwnerRule(TenantModel):
     deliverable_type = models.CharField(
         max_length=20, choices=DeliverableType.choices, blank=True, help_text="Blank: any type."
     )
-    owner_role = models.ForeignKey(OwnerRole, on_delete=models.PROTECT, related_name="rules")
+    owner_role = models.ForeignKey(
+        OwnerRole, on_delete=models.PROTECT, related_name="rules", db_index=False
+    )
     backup_role = models.ForeignKey(
-        OwnerRole, null=True, blank=True, on_delete=models.PROTECT, related_name="backup_rules"
+        OwnerRole,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="backup_rules",
+        db_index=False,
     )
     respond_minutes = models.PositiveIntegerField(default=60)
     resolve_minutes = models.PositiveIntegerField(default=8 * 60)
     escalation_policy = models.ForeignKey(
-        EscalationPolicy, null=True, blank=True, on_delete=models.PROTECT, related_name="rules"
+        EscalationPolicy,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rules",
+        db_index=False,
     )
+
     position = models.PositiveIntegerField(default=100, help_text="Tie-break: lower wins.")
     is_active = models.BooleanField(default=True)
     history = HistoricalRecords()

@@ -9,7 +9,8 @@ from meshline.models import TenantModel
 class OwnerRole(TenantModel):
     """A role that owns work ("SEO Delivery Owner"); people are attached through rotas."""
 
-    slug = models.SlugField(max_length=63)
+    slug = models.SlugField(max_length=63, db_index=False)
+
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     history = HistoricalRecords()

@@ -30,7 +30,7 @@ class Rota(TenantModel):
 
 
 class RotaLayer(TenantModel):
-    rota = models.ForeignKey(Rota, on_delete=models.CASCADE, related_name="layers")
+    rota = models.ForeignKey(Rota, on_delete=models.CASCADE, related_name="layers", db_index=False)
     name = models.CharField(max_length=100)
     priority = models.IntegerField(default=1, help_text="Higher wins where layers overlap.")
     frequency = models.CharField(max_length=10, choices=Frequency.choices, default=Frequency.WEEKLY)
@@ -82,8 +82,13 @@ class RotaLayer(TenantModel):
 
 
 class RotaOverride(TenantModel):
-    rota = models.ForeignKey(Rota, on_delete=models.CASCADE, related_name="overrides")
-    person = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    rota = models.ForeignKey(
+        Rota, on_delete=models.CASCADE, related_name="overrides", db_index=False
+    )
+    person = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+
     start = models.DateTimeField()
     end = models.DateTimeField()
     reason = models.CharField(max_length=200, blank=True)

@@ -56,18 +56,35 @@ class Ticket(TenantModel):
     source_key = models.CharField(max_length=200)
     title = models.CharField(max_length=300)
     deliverable = models.ForeignKey(
-        Deliverable, null=True, blank=True, on_delete=models.PROTECT, related_name="tickets"
+        Deliverable,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="tickets",
+        db_index=False,
     )
     priority = models.CharField(max_length=2, choices=Priority.choices, default=Priority.P3)
     status = models.CharField(
         max_length=20, choices=TicketStatus.choices, default=TicketStatus.OPEN
     )
-    owner_role = models.ForeignKey(OwnerRole, on_delete=models.PROTECT, related_name="tickets")
+    owner_role = models.ForeignKey(
+        OwnerRole, on_delete=models.PROTECT, related_name="tickets", db_index=False
+    )
     assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     calendar = models.ForeignKey(
-        BusinessCalendar, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        BusinessCalendar,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     rule_snapshot = models.JSONField(default=dict, blank=True)
     policy_snapshot = models.JSONField(default=dict, blank=True)
@@ -98,6 +115,8 @@ class Ticket(TenantModel):
             ),
             models.Index(fields=["organization", "status", "owner_role"], name="ticket_board"),
             models.Index(fields=["organization", "deliverable"], name="ticket_deliverable"),
+            # "My tickets" (the portal's assignee view and ?assignee=).
+            models.Index(fields=["organization", "assignee"], name="ticket_assignee"),
         ]
 
     def __str__(self) -> str:
