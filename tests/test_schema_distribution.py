@@ -52,6 +52,11 @@ UNIQUE_EXCEPTIONS = {
         "unique; a role belongs to one organization, so it is (organization, role) unique "
         "too. Distributing turns it into a ForeignKey plus (organization, role)."
     ),
+    ("owners_backlogincident", ("ticket_id",)): (
+        "Django's one-to-one, read by Ticket.opened_by() through ticket_sources like "
+        "reporting_attributionmismatch's: the same equivalence and the same step when "
+        "distributing."
+    ),
     ("reporting_attributionmismatch", ("ticket_id",)): (
         "Django's one-to-one: Ticket.opened_by() and the tickets API select_related it "
         "through ticket_sources, which needs the single-column unique. Same equivalence "

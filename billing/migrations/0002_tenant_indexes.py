@@ -26,9 +26,9 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("billing", "0001_agreements_items_invoices"),
-        ("deliveries", "0007_tenant_indexes"),
+        ("deliveries", "0008_tenant_indexes"),
         ("meshline", "0003_tenant_indexes"),
-        ("owners", "0005_tenant_indexes"),
+        ("owners", "0006_tenant_indexes"),
     ]
 
     operations = [

@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("connectors", "0002_contentful_kind"),
-        ("deliveries", "0007_tenant_indexes"),
+        ("deliveries", "0008_tenant_indexes"),
         ("meshline", "0003_tenant_indexes"),
     ]
 

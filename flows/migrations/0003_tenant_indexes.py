@@ -17,9 +17,9 @@ class Migration(migrations.Migration):
     atomic = False  # CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("deliveries", "0007_tenant_indexes"),
+        ("deliveries", "0008_tenant_indexes"),
         ("flows", "0002_incident_mode_pauses_runs"),
-        ("owners", "0005_tenant_indexes"),
+        ("owners", "0006_tenant_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

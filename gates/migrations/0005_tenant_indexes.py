@@ -26,10 +26,10 @@ class Migration(migrations.Migration):
     atomic = False  # CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("deliveries", "0007_tenant_indexes"),
+        ("deliveries", "0008_tenant_indexes"),
         ("gates", "0004_gate_priority_choices"),
         ("meshline", "0003_tenant_indexes"),
-        ("owners", "0005_tenant_indexes"),
+        ("owners", "0006_tenant_indexes"),
     ]
 
     operations = [

@@ -230,7 +230,6 @@ def _read_the_clients_events(batch):
     Event.objects.filter(organization=batch.organization, client__in=clients).count()
 
 
-
 def test_processing_an_event_reads_no_more_rows_after_100k_earlier_events(
     db, django_capture_on_commit_callbacks
 ):

@@ -17,7 +17,7 @@ from django_scopes import scope, scopes_disabled
 from deliveries import tasks
 from deliveries.models import EventProcessing, ProcessingStatus
 from deliveries.services import ingest_events, replay
-from deliveries.services.processing import MAX_ATTEMPTS, process_batch
+from deliveries.services.processing import MAX_ATTEMPTS, for_each_event, process_batch
 from meshline import extensions
 
 pytestmark = pytest.mark.django_db
@@ -257,7 +257,9 @@ def faulty_step():
             raise RuntimeError("the CRM connector is misconfigured")
 
     with ExitStack() as stack:
-        stack.enter_context(extensions.processing_steps.override("test.faulty", step))
+        stack.enter_context(
+            extensions.processing_steps.override("test.faulty", for_each_event(step))
+        )
         yield fault
 
 
@@ -317,7 +319,7 @@ def steps_seen():
     def step(event, deliverable):
         seen.append(str(event.pk))
 
-    with extensions.processing_steps.override("test.seen", step):
+    with extensions.processing_steps.override("test.seen", for_each_event(step)):
         yield seen
 
 

@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
     atomic = False  # CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("deliveries", "0006_event_correlation_index"),
+        ("deliveries", "0007_eventprocessing_replay"),
         ("meshline", "0003_tenant_indexes"),
     ]
 

@@ -23,9 +23,9 @@ class Migration(migrations.Migration):
     atomic = False  # CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("deliveries", "0007_tenant_indexes"),
+        ("deliveries", "0008_tenant_indexes"),
         ("meshline", "0003_tenant_indexes"),
-        ("reporting", "0001_search_touches_revenue_attribution_exports"),
+        ("reporting", "0002_search_row_as_of"),
     ]
 
     operations = [

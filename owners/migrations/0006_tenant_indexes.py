@@ -28,9 +28,9 @@ class Migration(migrations.Migration):
     atomic = False  # CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("deliveries", "0007_tenant_indexes"),
+        ("deliveries", "0008_tenant_indexes"),
         ("meshline", "0003_tenant_indexes"),
-        ("owners", "0004_ticket_source_flow"),
+        ("owners", "0005_backlog_incident"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
