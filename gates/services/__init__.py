@@ -7,7 +7,7 @@
 - ``visibility``: pass rates, evaluations in the trail and the portal.
 """
 
-from gates.services.processing import applicable_gates, on_batch_processed
+from gates.services.processing import on_batch_processed
 from gates.services.sitemaps import (
     expire_sitemap_timers,
     settle_sitemap_timers,
@@ -36,7 +36,6 @@ from gates.services.visibility import (
 )
 
 __all__ = [
-    "applicable_gates",
     "applies",
     "artifact_response",
     "check_strictness",

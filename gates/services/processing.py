@@ -60,11 +60,6 @@ def active_gates(batch) -> list[Gate]:
     )
 
 
-def applicable_gates(event: Event, deliverable: Deliverable) -> list[Gate]:
-    gates = Gate.objects.filter(organization=event.organization_id).exclude(mode=GateMode.OFF)
-    return [gate for gate in gates if applies(gate, event, deliverable)]
-
-
 def on_batch_processed(batch) -> None:
     """Processing step: start/settle sitemap timers, judge the events, queue heavy checks."""
     submitted = [(e, d) for e, d in batch.items if e.source != EventSource.MESHLINE]

@@ -110,7 +110,7 @@ def evaluate(gate: Gate, event: Event) -> GateEvaluation | None:
 
     None when the gate does not apply to the event (any longer): whoever queued the task
     (processing, the safety-net sweep, a retry after the gate was switched off) is held to
-    the same rule as ``applicable_gates``, here, where every path passes.
+    the same rule as the batch (``applies``), here, where every path passes.
     """
     with transaction.atomic():
         deliverable = (
