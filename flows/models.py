@@ -233,7 +233,12 @@ class FlowRun(TenantModel):
                 name="flow_run_due",
             ),
             models.Index(fields=["organization", "flow", "-started_at"], name="flow_run_flow"),
-            models.Index(fields=["organization", "deliverable"], name="flow_run_deliverable"),
+            # A deliverable's runs of a flow, newest first: processing reads the one latest
+            # run started before its events without reading the deliverable's older runs.
+            models.Index(
+                fields=["organization", "deliverable", "flow", "started_at", "id"],
+                name="flow_run_deliverable_flow",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -8,7 +8,7 @@ built again. Elsewhere (SQLite in tests) they are the plain Django operations.
 """
 
 from django.db import NotSupportedError
-from django.db.migrations.operations import AddConstraint, AddIndex, AlterField
+from django.db.migrations.operations import AddConstraint, AddIndex, AlterField, RemoveIndex
 from django.db.models import UniqueConstraint
 
 
@@ -55,6 +55,30 @@ class AddIndexConcurrently(AddIndex):
         model = from_state.apps.get_model(app_label, self.model_name)
         if self.allow_migrate_model(schema_editor.connection.alias, model):
             schema_editor.remove_index(model, self.index, concurrently=True)
+
+
+class RemoveIndexConcurrently(RemoveIndex):
+    """RemoveIndex dropped with DROP INDEX CONCURRENTLY: reads and writes go on meanwhile."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if not _on_postgres(schema_editor):
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            index = from_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
+            schema_editor.execute(
+                f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(index.name)}"
+            )
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if not _on_postgres(schema_editor):
+            return super().database_backwards(app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        index = to_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model) and _needs_build(
+            schema_editor, index.name
+        ):
+            schema_editor.add_index(model, index, concurrently=True)
 
 
 class AddUniqueConstraintConcurrently(AddConstraint):

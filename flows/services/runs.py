@@ -8,12 +8,13 @@ from collections import defaultdict
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.db.models import Case, DateTimeField, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
-from deliveries.models import Event
+from deliveries.models import Deliverable, Event
 from deliveries.services import trail
 from flows.catalog import TEMPLATES
-from flows.models import Flow, FlowRun, FlowTicketLink, Incident, LinkKind, RunState
+from flows.models import OPEN_STATES, Flow, FlowRun, FlowTicketLink, Incident, LinkKind, RunState
 from owners.models import Priority, TicketSource
 from owners.services import owner_map
 from owners.services.schedules import calendar_for, calendar_spec, deadline
@@ -109,15 +110,7 @@ def on_batch_processed(batch) -> None:
     runs: dict[tuple[int, int], list[FlowRun]] = defaultdict(list)
     # Locked for the batch (the breach sweep skips locked runs), so advancing one needs no
     # second read.
-    for run in (
-        FlowRun.objects.filter(
-            organization=batch.organization,
-            deliverable__in={d.pk for _e, d in relevant},
-            flow__in=flows,
-        )
-        .select_for_update(of=("self",))
-        .order_by("started_at", "id")
-    ):
+    for run in _runs_in_reach(batch.organization, flows, relevant):
         runs[(run.deliverable_id, run.flow_id)].append(run)
     for event, deliverable in relevant:
         for flow in flows:
@@ -128,6 +121,69 @@ def on_batch_processed(batch) -> None:
             if started is not None:
                 runs[key].append(started)
                 runs[key].sort(key=lambda run: (run.started_at, str(run.pk)))
+
+
+def _runs_in_reach(organization, flows: list[Flow], relevant) -> list[FlowRun]:
+    """The runs the batch's events can touch, locked, oldest first.
+
+    Those are, per deliverable and flow, the open run, the latest run started before the
+    deliverable's earliest event in the batch (a late milestone of a closed run lands
+    there) and the runs started in the batch's time span (among them the runs its events
+    triggered, when it is a replay). Older runs cannot be touched, so they are not read: a
+    page republished daily for years costs as few rows as a new one. Each part is one index
+    range (flow_run_deliverable_flow, flow_run_one_open), so the plan does not depend on
+    the table's statistics; the rows are then locked by key.
+    """
+    earliest: dict[int, datetime] = {}
+    for event, deliverable in relevant:
+        at = earliest.get(deliverable.pk)
+        earliest[deliverable.pk] = event.occurred_at if at is None else min(at, event.occurred_at)
+    first, last = min(earliest.values()), max(e.occurred_at for e, _d in relevant)
+
+    def run_of(flow: Flow, *order, **conditions):
+        runs = FlowRun.objects.filter(
+            organization=organization, deliverable=OuterRef("pk"), flow=flow, **conditions
+        )
+        return Subquery(runs.order_by(*order).values("pk")[:1])
+
+    ends = (
+        Deliverable.objects.filter(organization=organization, pk__in=earliest)
+        .annotate(
+            earliest_event=Case(
+                *(When(pk=pk, then=Value(at)) for pk, at in earliest.items()),
+                output_field=DateTimeField(),
+            )
+        )
+        .annotate(
+            **{
+                f"latest_{flow.pk}": run_of(
+                    flow, "-started_at", "-id", started_at__lte=OuterRef("earliest_event")
+                )
+                for flow in flows
+            },
+            # At most one (flow_run_one_open): unordered, so its partial index finds it.
+            **{f"open_{flow.pk}": run_of(flow, state__in=OPEN_STATES) for flow in flows},
+        )
+        .order_by()
+        .values_list(*(f"{end}_{flow.pk}" for flow in flows for end in ("latest", "open")))
+    )
+    ids = {pk for row in ends for pk in row if pk is not None}
+    ids.update(
+        FlowRun.objects.filter(
+            organization=organization,
+            deliverable__in=earliest,
+            flow__in=flows,
+            started_at__gte=first,
+            started_at__lte=last,
+        )
+        .order_by()
+        .values_list("pk", flat=True)
+    )
+    return list(
+        FlowRun.objects.filter(organization=organization, pk__in=ids)
+        .select_for_update(of=("self",))
+        .order_by("started_at", "id")
+    )
 
 
 def _on_event(flow: Flow, runs: list[FlowRun], event: Event, deliverable) -> FlowRun | None:
