@@ -26,6 +26,7 @@ from django_scopes import scope, scopes_disabled
 from deliveries import registry
 from deliveries.models import Deliverable, Event, EventProcessing, EventSource, ProcessingStatus
 from meshline import extensions, metrics, telemetry
+from meshline.db import is_retryable
 from meshline.models import Organization
 
 log = logging.getLogger(__name__)
@@ -151,16 +152,11 @@ def _with_deadlock_retry(
         try:
             return _process_together(organization, chunk, wait=wait)
         except OperationalError as exc:
-            deadlock = getattr(getattr(exc, "__cause__", None), "sqlstate", None) in DEADLOCK
-            if not deadlock or attempt == attempts - 1:
+            if not is_retryable(exc) or attempt == attempts - 1:
                 raise
             log.info("process_batch: deadlock, retrying a batch of %s", len(chunk))
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")
-
-
-# deadlock_detected, serialization_failure
-DEADLOCK = {"40P01", "40001"}
 
 
 def process_event(event_id) -> bool:

@@ -14,7 +14,7 @@ import hashlib
 import logging
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from deliveries import registry
@@ -46,6 +46,7 @@ from deliveries.services.ingest.storage import (
     _storage,
 )
 from meshline import telemetry
+from meshline.db import is_retryable
 from meshline.ids import uuid7
 
 __all__ = [
@@ -122,11 +123,14 @@ def _store(organization, candidates: list[Candidate], source: str) -> None:
             with transaction.atomic():
                 created = _store_once(organization, candidates, source)
             break
-        except IntegrityError:
+        except (IntegrityError, OperationalError) as exc:
             # Another request inserted one of our idempotency keys (or deliverables) between
             # our look-up and our insert. Its transaction has committed by now (the unique
             # index made us wait for it), so the next pass classifies those as duplicates.
-            if attempt == MAX_INSERT_ATTEMPTS:
+            # Or PostgreSQL broke a deadlock with another writer by rolling us back whole.
+            if attempt == MAX_INSERT_ATTEMPTS or not (
+                isinstance(exc, IntegrityError) or is_retryable(exc)
+            ):
                 raise
             log.info("ingest: concurrent insert of the same keys, retrying (attempt %s)", attempt)
             for candidate in candidates:
@@ -220,7 +224,8 @@ def _store_once(organization, candidates: list[Candidate], source: str) -> list:
                 ]
     if not rows:
         return []
-    store.insert(organization, rows, now)
+    # In key order, as deliverables: concurrent repeats of the same keys wait, not deadlock.
+    store.insert(organization, sorted(rows, key=lambda row: row[7]), now)
     return [row[0] for row in rows]
 
 
@@ -266,7 +271,11 @@ def _create_missing_deliverables(
         )
     if missing:
         # ignore_conflicts: a concurrent request may create the same deliverable; re-read.
-        Deliverable.objects.bulk_create(missing.values(), ignore_conflicts=True)
+        # In reference order: two requests creating the same new deliverables then wait for
+        # each other in one order, and cannot deadlock.
+        Deliverable.objects.bulk_create(
+            [missing[ref] for ref in sorted(missing)], ignore_conflicts=True
+        )
         deliverables.update(store.deliverables(organization, missing.keys()))
 
 
