@@ -66,9 +66,6 @@ def on_batch_processed(batch) -> None:
     if not submitted:
         return
     gates = active_gates(batch)
-    for event, _deliverable in submitted:
-        if event.event_type == "sitemap.submitted":
-            settle_sitemap_timers(event)
     timers, judged, heavy = [], [], []
     for event, deliverable in submitted:
         for gate in gates:
@@ -83,8 +80,11 @@ def on_batch_processed(batch) -> None:
                 judged.append((gate, event, deliverable))
     # A replayed batch finds its timers: the unique (gate, started_by) keeps the first.
     SitemapTimer.objects.bulk_create([t for t in timers if t is not None], ignore_conflicts=True)
-    if judged:
-        judge(batch, judged)
+    # After the timers: a sitemap in the same batch as its page settles the page's timer.
+    sitemaps = [event for event, _d in submitted if event.event_type == "sitemap.submitted"]
+    verdicts = settle_sitemap_timers(batch.organization, sitemaps) if sitemaps else []
+    if judged or verdicts:
+        judge(batch, judged, settled=verdicts)
     if heavy:
         # A replayed event: a heavy check that judged it keeps its verdict, unqueued.
         done = set(
@@ -127,22 +127,24 @@ def _queue_heavy(organization_id: int, pairs: list[tuple[int, str]]) -> None:
 
 
 @telemetry.traced("meshline.judge_gates")
-def judge(batch, judged: list[tuple[Gate, Event, Deliverable]]) -> None:
+def judge(batch, judged: list[tuple[Gate, Event, Deliverable]], settled=()) -> None:
     """Each (gate, event) verdict once; a fixed number of statements for the whole batch.
 
-    Verdicts that only need writing (a pass with no ticket to resolve, a monitored failure,
-    an error, a failure whose ticket is open already) are one INSERT, and the failures'
-    ``gate.failed`` trail entries one more. Opening a ticket or resolving one takes the
-    per-verdict path (``record_verdict``): once per (gate, deliverable) change, in order.
+    ``judged`` are run through their checks; ``settled`` are verdicts reached already
+    (sitemap timers settled: ``(gate, event, deliverable, result)``). Verdicts that only
+    need writing (a pass with no ticket to resolve, a monitored failure, an error, a
+    failure whose ticket is open already) are one INSERT, and the failures' ``gate.failed``
+    trail entries one more. Opening a ticket or resolving one takes the per-verdict path
+    (``record_verdict``): once per (gate, deliverable) change, in order.
     """
     organization = batch.organization
-    event_ids = {event.pk for _gate, event, _deliverable in judged}
+    event_ids = {event.pk for _gate, event, _d in judged} | {v[1].pk for v in settled}
     done = set(
         GateEvaluation.objects.filter(organization=organization, event__in=event_ids).values_list(
-            "gate_id", "event_id"
+            "gate_id", "event_id", "deliverable_id"
         )
     )
-    deliverable_ids = {deliverable.pk for _gate, _event, deliverable in judged}
+    deliverable_ids = {d.pk for _g, _e, d in judged} | {v[2].pk for v in settled}
     open_tickets = {
         (gate_id, deliverable_id): ticket_id
         for gate_id, deliverable_id, ticket_id in GateTicketLink.objects.filter(
@@ -151,27 +153,16 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]]) -> None:
             ticket__status__in=ACTIVE_STATUSES,
         ).values_list("gate_id", "deliverable_id", "ticket_id")
     }
-    needs = {gate.pk: history_types(gate) for gate, _event, _deliverable in judged}
-    history = BatchHistory(
-        organization, judged, set().union(*needs.values()), _needs_totals(judged)
-    )
+    verdicts = [
+        (gate, event, deliverable, result, 0.0) for gate, event, deliverable, result in settled
+    ]
+    verdicts += _run_checks(organization, judged, done)
     written: list[tuple[GateEvaluation, checks.CheckResult]] = []
     judged_gates: dict[int, Gate] = {}
-    for gate, event, deliverable in judged:
-        if (gate.pk, event.pk) in done:
+    for gate, event, deliverable, result, duration_ms in verdicts:
+        if (gate.pk, event.pk, deliverable.pk) in done:
             continue
-        done.add((gate.pk, event.pk))
-        check_input = checks.CheckInput(
-            event=event_view(event),
-            deliverable_type=deliverable.type,
-            deliverable_url=deliverable.url,
-            history=history.before(event, needs[gate.pk]),
-            parameters=gate.parameters or {},
-            totals=history.totals(gate, event),
-        )
-        started = time.perf_counter()
-        result = checks.run(gate.check_name, check_input)
-        duration_ms = (time.perf_counter() - started) * 1000
+        done.add((gate.pk, event.pk, deliverable.pk))
         judged_gates[gate.pk] = gate
         outcome = outcome_of(gate, result)
         key = (gate.pk, deliverable.pk)
@@ -216,7 +207,34 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]]) -> None:
         ],
     )
     for gate in judged_gates.values():
-        check_strictness(gate)
+        if gate.check_name != CheckName.SITEMAP_SYNC:  # passes cannot make it too strict
+            check_strictness(gate)
+
+
+def _run_checks(organization, judged, done) -> list[tuple]:
+    """Run each (gate, event) check not judged before, on the batch's history."""
+    judged = [(g, e, d) for g, e, d in judged if (g.pk, e.pk, d.pk) not in done]
+    if not judged:
+        return []
+    needs = {gate.pk: history_types(gate) for gate, _event, _deliverable in judged}
+    history = BatchHistory(
+        organization, judged, set().union(*needs.values()), _needs_totals(judged)
+    )
+    verdicts = []
+    for gate, event, deliverable in judged:
+        check_input = checks.CheckInput(
+            event=event_view(event),
+            deliverable_type=deliverable.type,
+            deliverable_url=deliverable.url,
+            history=history.before(event, needs[gate.pk]),
+            parameters=gate.parameters or {},
+            totals=history.totals(gate, event),
+        )
+        started = time.perf_counter()
+        result = checks.run(gate.check_name, check_input)
+        duration_ms = (time.perf_counter() - started) * 1000
+        verdicts.append((gate, event, deliverable, result, duration_ms))
+    return verdicts
 
 
 def outcome_of(gate: Gate, result: checks.CheckResult) -> str:

@@ -9,7 +9,6 @@ from deliveries.models import Deliverable, Event
 from gates import checks
 from gates.models import (
     Gate,
-    GateEvaluation,
     SitemapTimer,
     TimerStatus,
 )
@@ -37,46 +36,52 @@ def start_sitemap_timer(gate: Gate, event: Event, deliverable: Deliverable) -> S
     return timer
 
 
-def settle_sitemap_timers(event: Event) -> int:
-    """A sitemap listing a waiting timer's URL before its deadline passes that gate."""
-    urls = set(event.payload.get("urls") or [])
-    with transaction.atomic():
-        # Locked (and the WAITING condition re-checked after the lock): the expiry sweep may be
-        # failing the same timer right now, and a timer must get exactly one verdict.
-        waiting = (
-            SitemapTimer.objects.filter(
-                organization=event.organization_id, status=TimerStatus.WAITING, url__in=urls
-            )
-            .select_related("gate", "deliverable")
-            .select_for_update(of=("self",))
-            .order_by("pk")  # one lock order for every worker: no deadlock between them
+def settle_sitemap_timers(organization, sitemaps: list[Event]) -> list[tuple]:
+    """Sitemaps listing a waiting timer's URL before its deadline pass that gate.
+
+    For a processing batch's ``sitemap.submitted`` events at once: the waiting timers of
+    every URL they list are read and locked in one query (in key order, as every worker
+    does: no deadlock between them; WAITING re-checked under the lock, as the expiry sweep
+    may be failing the same timer right now), settled by the earliest sitemap that lists
+    them in time, and saved in one UPDATE. Returns the passing verdicts to write, as
+    ``(gate, event, deliverable, result)``: one per sitemap, gate and deliverable.
+    """
+    urls = {url for event in sitemaps for url in _listed(event)}
+    if not urls:
+        return []
+    waiting = list(
+        SitemapTimer.objects.filter(
+            organization=organization, status=TimerStatus.WAITING, url__in=urls
         )
-        settled = 0
+        .select_related("gate", "deliverable")
+        .select_for_update(of=("self",))
+        .order_by("pk")
+    )
+    settled, verdicts, judged = [], [], set()
+    for event in sorted(sitemaps, key=lambda e: (e.occurred_at, e.pk)):
+        listed = _listed(event)
         for timer in waiting:
+            if timer.status != TimerStatus.WAITING or timer.url not in listed:
+                continue
             if event.occurred_at > timer.due_at:
                 continue  # too late: the expiry sweep fails it
-            timer.status = TimerStatus.SATISFIED
-            timer.settled_by = event
-            timer.save(update_fields=["status", "settled_by"])
-            if GateEvaluation.objects.filter(
-                organization=event.organization_id,
-                gate=timer.gate,
-                event=event,
-                deliverable=timer.deliverable,
-            ).exists():  # one sitemap settling two timers of one deliverable: one verdict
-                settled += 1
-                continue
-            record_verdict(
-                timer.gate,
-                event,
-                timer.deliverable,
-                checks.CheckResult(
-                    True, details={"url": timer.url, "due_at": timer.due_at.isoformat()}
-                ),
-                0.0,
+            timer.status, timer.settled_by = TimerStatus.SATISFIED, event
+            settled.append(timer)
+            key = (timer.gate_id, event.pk, timer.deliverable_id)
+            if key in judged:
+                continue  # one sitemap settling two timers of one deliverable: one verdict
+            judged.add(key)
+            result = checks.CheckResult(
+                True, details={"url": timer.url, "due_at": timer.due_at.isoformat()}
             )
-            settled += 1
-        return settled
+            verdicts.append((timer.gate, event, timer.deliverable, result))
+    SitemapTimer.objects.bulk_update(settled, ["status", "settled_by"])
+    return verdicts
+
+
+def _listed(event: Event) -> set[str]:
+    urls = event.payload.get("urls") if isinstance(event.payload, dict) else None
+    return {url for url in urls if isinstance(url, str)} if isinstance(urls, list) else set()
 
 
 def expire_sitemap_timers(organization, now: datetime | None = None) -> int:

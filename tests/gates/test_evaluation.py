@@ -823,6 +823,49 @@ def test_a_late_sitemap_does_not_satisfy_and_the_expiry_fails_the_gate_once(
     assert ticket.context["page_url"] == PAGE_URL
 
 
+def test_a_sitemap_processed_in_the_same_batch_as_its_page_settles_its_timer(
+    org_a, client_acme, owner_map, sitemap_gate, publish, earlier
+):
+    """One batch: the page's timer is started before the batch's sitemaps settle timers."""
+    page_id, sitemap_id = publish(
+        org_a,
+        published("LP-1", page("product_landing.html"), at=earlier(120)),
+        sitemap([PAGE_URL], at=earlier(60)),
+    )
+    [timer] = timers(org_a)
+    assert (timer.status, str(timer.started_by_id)) == (TimerStatus.SATISFIED, page_id)
+    assert str(timer.settled_by_id) == sitemap_id
+    [evaluation] = evaluations(org_a)
+    assert (evaluation.outcome, str(evaluation.event_id)) == (Outcome.PASS, sitemap_id)
+
+
+def test_one_sitemap_settles_every_listed_page_and_a_pass_resolves_the_expiry_ticket(
+    org_a, client_acme, owner_map, sitemap_gate, publish, earlier
+):
+    """LP-1's first timer expired (a ticket); its republish and LP-2 are then listed by one
+    sitemap: both timers pass, and LP-1's pass resolves its ticket."""
+    other = "https://acme.example/lp/two"
+    publish(org_a, published("LP-1", page("product_landing.html"), at=earlier(30 * 60)))
+    with scope(organization=org_a):
+        assert services.expire_sitemap_timers(org_a) == 1
+    [ticket] = tickets_of(org_a)
+    assert ticket.status == TicketStatus.OPEN
+    publish(
+        org_a,
+        published("LP-1", page("product_landing.html"), at=earlier(120), key="lp1-again"),
+        published("LP-2", page("product_landing.html"), url=other, at=earlier(110)),
+    )
+    [sitemap_id] = publish(org_a, sitemap([PAGE_URL, other], at=earlier(60)))
+    statuses = [t.status for t in timers(org_a)]
+    assert statuses == [TimerStatus.EXPIRED, TimerStatus.SATISFIED, TimerStatus.SATISFIED]
+    passes = [e for e in evaluations(org_a) if str(e.event_id) == sitemap_id]
+    assert sorted(e.deliverable.deliverable_id for e in passes) == ["LP-1", "LP-2"]
+    assert {e.outcome for e in passes} == {Outcome.PASS}
+    with scope(organization=org_a):
+        ticket.refresh_from_db()
+    assert ticket.status == TicketStatus.RESOLVED
+
+
 def test_timers_expire_only_after_their_deadline(
     org_a, client_acme, owner_map, sitemap_gate, publish, earlier
 ):
