@@ -6,16 +6,13 @@ class ReportingConfig(AppConfig):
     verbose_name = "Reporting and attribution"
 
     def ready(self) -> None:
-        from deliveries.services.processing import for_each_event
         from meshline import extensions as ext
         from reporting import demo, views
         from reporting.models import AttributionMismatch
         from reporting.services import intake
 
         # After gates (20): a touch's mismatch ticket is resolved in the same transaction.
-        ext.processing_steps.register(
-            "reporting.intake", for_each_event(intake.on_event_processed), order=40
-        )
+        ext.processing_steps.register("reporting.intake", intake.on_batch_processed, order=40)
         ext.ticket_sources.register(
             "reporting.mismatch",
             ext.TicketSource(

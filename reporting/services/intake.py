@@ -21,20 +21,58 @@ UNMATCHED_SAMPLE = 20
 MAX_LINE = 4000
 
 
-def on_event_processed(event, deliverable) -> None:
-    """Processing step: store the reporting rows an event carries (idempotent)."""
-    handler = HANDLERS.get(event.event_type)
-    if handler is not None:
-        handler(event, deliverable)
+def on_batch_processed(batch) -> None:
+    """Processing step: store the reporting rows the batch's events carry (idempotent).
+
+    A batch's search rows are one read and one upsert; touches and revenue rows (rarer,
+    and a touch may resolve a mismatch) are stored one event at a time.
+    """
+    searches = []
+    for event, deliverable in batch.items:
+        if event.event_type == "search_export.processed":
+            searches.append((event, deliverable))
+        elif (handler := HANDLERS.get(event.event_type)) is not None:
+            handler(event, deliverable)
+    if searches:
+        record_search_events(batch.organization, searches)
 
 
-def record_search_event(event, deliverable) -> SearchPerformance:
-    """One page-day from ``search_export.processed``; a later event for it replaces it.
+SEARCH_FIELDS = ("deliverable", "impressions", "clicks", "ctr", "position", "as_of")
+
+
+def record_search_events(organization, items) -> int:
+    """Page-days from ``search_export.processed`` events; a later event for one replaces it.
 
     Later by when Meshline was told (``as_of``: the event's ``received_at``, the bulk
     import's time), not by when it is processed: a replayed export, or one received before
-    the day's bulk import, leaves the newer numbers alone.
+    the day's bulk import, leaves the newer numbers alone; of two events for one page-day,
+    the one received last wins. Returns the rows written.
     """
+    rows: dict[tuple, SearchPerformance] = {}
+    for event, deliverable in items:
+        row = _search_row(organization, event, deliverable)
+        key = (row.site, row.date, row.url)
+        if key not in rows or rows[key].as_of < row.as_of:
+            rows[key] = row
+    stored = SearchPerformance.objects.filter(
+        organization=organization,
+        url__in={url for _site, _date, url in rows},
+        date__in={day for _site, day, _url in rows},
+    ).values_list("site", "date", "url", "as_of")
+    for site, day, url, as_of in stored:
+        row = rows.get((site, day, url))
+        if row is not None and as_of is not None and as_of >= row.as_of:
+            del rows[(site, day, url)]
+    SearchPerformance.objects.bulk_create(
+        list(rows.values()),
+        update_conflicts=True,
+        unique_fields=["organization", "site", "date", "url"],
+        update_fields=SEARCH_FIELDS,
+    )
+    return len(rows)
+
+
+def _search_row(organization, event, deliverable) -> SearchPerformance:
     payload = event.payload
     url = normalize_url(payload.get("url") or deliverable.url)
     # A deliverable with no URL yet still gets its numbers, under a key of its own.
@@ -42,27 +80,18 @@ def record_search_event(event, deliverable) -> SearchPerformance:
     url = url or f"deliverable:{deliverable.deliverable_id}"
     impressions, clicks = int(payload["impressions"]), int(payload["clicks"])
     ctr = payload.get("ctr")
-    key = {
-        "organization": event.organization,
-        "site": site,
-        "date": date.fromisoformat(payload["date"]),
-        "url": url,
-    }
-    newer = SearchPerformance.objects.filter(**key, as_of__gte=event.received_at).first()
-    if newer is not None:
-        return newer
-    row, _ = SearchPerformance.objects.update_or_create(
-        **key,
-        defaults={
-            "deliverable": deliverable,
-            "impressions": impressions,
-            "clicks": clicks,
-            "ctr": ctr if ctr is not None else (clicks / impressions if impressions else 0.0),
-            "position": payload.get("position"),
-            "as_of": event.received_at,
-        },
+    return SearchPerformance(
+        organization=organization,
+        site=site,
+        date=date.fromisoformat(payload["date"]),
+        url=url,
+        deliverable=deliverable,
+        impressions=impressions,
+        clicks=clicks,
+        ctr=ctr if ctr is not None else (clicks / impressions if impressions else 0.0),
+        position=payload.get("position"),
+        as_of=event.received_at,
     )
-    return row
 
 
 def record_touch(event, deliverable) -> CrmTouch:
@@ -110,7 +139,6 @@ def record_revenue(event, deliverable) -> RevenueRow:
 
 
 HANDLERS = {
-    "search_export.processed": record_search_event,
     "crm.touch": record_touch,
     "revenue.recognized": record_revenue,
 }

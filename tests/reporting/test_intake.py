@@ -151,3 +151,53 @@ def test_a_replayed_export_never_overwrites_newer_numbers(
     assert post_csv(api_a, again).status_code == 200
     replay_events(org_a, first)
     assert rows(org_a) == [("https://acme.example/lp/1", "LP-1", 30, 3, None)]
+
+
+def _ingested(org, *bodies) -> list[str]:
+    """Stored, not yet processed: each body its own request (its own received_at)."""
+    from deliveries.services import ingest_events
+
+    ids = []
+    with scope(organization=org):
+        for body in bodies:
+            [result] = ingest_events(org, [body])
+            ids.append(result.event_id)
+    return ids
+
+
+def test_in_one_batch_the_export_received_last_wins_whatever_the_order(org_a, pages, monkeypatch):
+    from deliveries.services.processing import process_batch
+
+    monkeypatch.setattr("deliveries.services.processing.dispatch_events", lambda *args: True)
+    earlier, later = _ingested(
+        org_a,
+        search("LP-1", "2026-03-05", 100, 3),
+        search("LP-1", "2026-03-05", 200, 6) | {"idempotency_key": "gsc-again"},
+    )
+    with scope(organization=org_a):
+        assert process_batch(org_a, [later, earlier]).processed == 2
+    assert rows(org_a) == [("https://acme.example/lp/1", "LP-1", 200, 6, None)]
+
+
+def test_a_batch_of_exports_costs_the_same_statements_for_two_pages_or_twenty(
+    org_a, client_acme, monkeypatch
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from deliveries.services.processing import process_batch
+
+    monkeypatch.setattr("deliveries.services.processing.dispatch_events", lambda *args: True)
+
+    def statements(prefix: str, count: int) -> int:
+        ids = _ingested(
+            org_a, *(search(f"{prefix}-{n}", "2026-03-05", 10 * n, n) for n in range(count))
+        )
+        with scope(organization=org_a), CaptureQueriesContext(connection) as queries:
+            assert process_batch(org_a, ids).processed == count
+        return len(queries)
+
+    statements("WARM", 2)
+    assert statements("FEW", 2) == statements("MANY", 20)
+    with scope(organization=org_a):
+        assert SearchPerformance.objects.filter(organization=org_a).count() == 24
