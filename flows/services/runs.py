@@ -112,15 +112,46 @@ def on_batch_processed(batch) -> None:
     # second read.
     for run in _runs_in_reach(batch.organization, flows, relevant):
         runs[(run.deliverable_id, run.flow_id)].append(run)
+    changes = _Changes()
     for event, deliverable in relevant:
         for flow in flows:
             if event.event_type not in flow.event_types:
                 continue
             key = (deliverable.pk, flow.pk)
-            started = _on_event(flow, runs[key], event, deliverable)
+            started = _on_event(flow, runs[key], event, deliverable, changes)
             if started is not None:
                 runs[key].append(started)
                 runs[key].sort(key=lambda run: (run.started_at, str(run.pk)))
+    changes.save(batch.organization)
+
+
+class _Changes:
+    """What a batch changed in runs, written at its end: the runs that moved in one UPDATE
+    and their ``flow.completed`` entries in one ``record_many``.
+
+    A run that closes is saved at once instead: the deliverable's next trigger in the same
+    batch may start a run of the flow, and only one may be open (flow_run_one_open).
+    """
+
+    FIELDS = ("reached", "state", "completed_at", "due_at", "due_for", "updated_at")
+
+    def __init__(self):
+        self.moved: dict = {}
+        self.completed: list[trail.Entry] = []
+
+    def moved_run(self, run: FlowRun, was_open: bool) -> None:
+        if was_open and not run.is_open:
+            run.save()
+            self.moved.pop(run.pk, None)
+        else:
+            self.moved[run.pk] = run
+
+    def save(self, organization) -> None:
+        now = timezone.now()
+        for run in self.moved.values():
+            run.updated_at = now
+        FlowRun.objects.bulk_update(list(self.moved.values()), self.FIELDS)
+        trail.record_many(organization, self.completed)
 
 
 def _runs_in_reach(organization, flows: list[Flow], relevant) -> list[FlowRun]:
@@ -186,30 +217,32 @@ def _runs_in_reach(organization, flows: list[Flow], relevant) -> list[FlowRun]:
     )
 
 
-def _on_event(flow: Flow, runs: list[FlowRun], event: Event, deliverable) -> FlowRun | None:
+def _on_event(
+    flow: Flow, runs: list[FlowRun], event: Event, deliverable, changes: "_Changes"
+) -> FlowRun | None:
     """Apply ``event`` to the flow's runs of the deliverable (oldest first); returns a run
     it started, if any."""
     if any(run.trigger_event_id == event.pk for run in runs):
         return None  # processed before (a replay): its run has it already
     open_run = next((run for run in runs if run.is_open), None)
     if open_run is not None and open_run.started_at <= event.occurred_at:
-        _advance(flow, open_run, event)
+        _advance(flow, open_run, event, changes)
         return None
     if flow.triggered_by(
         event.event_type, deliverable.client.tier, deliverable.type, event.payload
     ):
         if open_run is not None:
-            _advance(flow, open_run, event)  # a repeated trigger joins the open run
+            _advance(flow, open_run, event, changes)  # a repeated trigger joins the open run
             return None
-        return start(flow, event, deliverable)
+        return start(flow, event, deliverable, changes)
     started = [run for run in runs if run.started_at <= event.occurred_at]
     if started and started[-1].state == RunState.COMPLETED:
         # A late milestone of a closed run: the funnel counts it.
-        _advance(flow, started[-1], event)
+        _advance(flow, started[-1], event, changes)
     return None
 
 
-def start(flow: Flow, event: Event, deliverable) -> FlowRun:
+def start(flow: Flow, event: Event, deliverable, changes: "_Changes") -> FlowRun:
     """Start a run at its trigger; apply events of the deliverable that arrived first."""
     run = FlowRun(
         organization=event.organization,
@@ -241,9 +274,7 @@ def start(flow: Flow, event: Event, deliverable) -> FlowRun:
         _apply(flow, run, other.event_type, other.occurred_at)
     if run.state == RunState.RUNNING and not flow.essential:
         # Started during an incident: paused from its start, credited when it ends.
-        incident = Incident.objects.filter(
-            organization=event.organization, ended_at__isnull=True
-        ).first()
+        incident = _incident(event.organization)
         if incident is not None:
             run.state, run.paused_at = RunState.PAUSED, max(event.occurred_at, incident.started_at)
     run.due_at, run.due_for = schedule(flow, run, spec_for(run))
@@ -251,8 +282,19 @@ def start(flow: Flow, event: Event, deliverable) -> FlowRun:
     if run.state == RunState.PAUSED:
         incident.paused_runs.add(run)
     if run.state == RunState.COMPLETED:
-        _record_completed(run)
+        changes.completed.append(_completed_entry(run))
     return run
+
+
+def _incident(organization) -> Incident | None:
+    """The organization's ongoing incident; read once per processing batch."""
+    from deliveries.services.processing import current_batch
+
+    def compute():
+        return Incident.objects.filter(organization=organization, ended_at__isnull=True).first()
+
+    batch = current_batch()
+    return compute() if batch is None else batch.remember("flows.incident", compute)
 
 
 def _apply(flow: Flow, run: FlowRun, event_type: str, at: datetime) -> bool:
@@ -268,32 +310,31 @@ def _apply(flow: Flow, run: FlowRun, event_type: str, at: datetime) -> bool:
     return changed
 
 
-def _advance(flow: Flow, locked: FlowRun, event: Event) -> FlowRun:
+def _advance(flow: Flow, locked: FlowRun, event: Event, changes: _Changes) -> FlowRun:
     """Apply ``event`` to the run, whose row lock the caller holds (or which it created)."""
     was_open = locked.is_open
     if not _apply(flow, locked, event.event_type, event.occurred_at):
         return locked  # a duplicate, or an event this run already has: nothing moves
     if locked.state == RunState.RUNNING:
         locked.due_at, locked.due_for = schedule(flow, locked, spec_for(locked))
-    locked.save()
+    changes.moved_run(locked, was_open)
     if was_open and locked.state == RunState.COMPLETED:
-        _record_completed(locked)
+        changes.completed.append(_completed_entry(locked))
     return locked
 
 
-def _record_completed(run: FlowRun) -> None:
-    trail.record(
-        run.organization,
+def _completed_entry(run: FlowRun) -> trail.Entry:
+    return trail.Entry(
         "flow.completed",
-        key=f"flow-run:{run.pk}:completed",
-        deliverable=run.deliverable,
-        occurred_at=run.completed_at,
-        payload={
+        f"flow-run:{run.pk}:completed",
+        {
             "flow": run.flow.slug,
             "run_id": str(run.pk),
             "minutes": int(run.duration.total_seconds() // 60),
             "breached": run.breached_at is not None,
         },
+        deliverable=run.deliverable,
+        occurred_at=run.completed_at,
     )
 
 

@@ -284,3 +284,36 @@ def test_an_event_belongs_to_the_run_that_had_started_when_it_happened(
     assert second.state == RunState.RUNNING
     assert second.reached == {}
     assert _run(org_a, started_at=at(0)).completed_at == at(10)
+
+
+def test_a_run_completed_and_its_successor_started_in_one_batch(
+    org_a, client_acme, make_flow, publish
+):
+    """The completed run is written before the next trigger's run is inserted: only one
+    run of a flow and deliverable may be open at a time."""
+    make_flow()
+    publish(org_a, intake(minutes=0), approved(minutes=10), sitemap(minutes=20), intake(minutes=30))
+    with scope(organization=org_a):
+        states = list(
+            FlowRun.objects.filter(organization=org_a)
+            .order_by("started_at")
+            .values_list("state", "completed_at")
+        )
+        assert states == [(RunState.COMPLETED, at(20)), (RunState.RUNNING, None)]
+        completed = Event.objects.filter(organization=org_a, event_type="flow.completed")
+        assert completed.count() == 1
+
+
+def test_a_batch_moving_ten_runs_costs_the_statements_of_one_moving_two(
+    org_a, client_acme, make_flow, publish
+):
+    make_flow()
+    refs = [f"LP-{n}" for n in range(13)]
+    publish(org_a, *(intake(ref) for ref in refs))
+    _processing_queries(org_a, publish, approved("LP-12"))  # warm the event-type cache
+    two = _processing_queries(org_a, publish, *(approved(ref) for ref in refs[:2]))
+    ten = _processing_queries(org_a, publish, *(approved(ref) for ref in refs[2:12]))
+    assert ten == two
+    with scope(organization=org_a):
+        moved = FlowRun.objects.filter(organization=org_a, reached__has_key="asset.approved")
+        assert moved.count() == 13
