@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Case, DateTimeField, OuterRef, Subquery, Value, When
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from deliveries.models import Deliverable, Event
@@ -110,7 +110,13 @@ def on_batch_processed(batch) -> None:
     runs: dict[tuple[int, int], list[FlowRun]] = defaultdict(list)
     # Locked for the batch (the breach sweep skips locked runs), so advancing one needs no
     # second read.
+    flows_by_pk = {flow.pk: flow for flow in flows}
+    deliverables = {d.pk: d for _e, d in relevant}
     for run in _runs_in_reach(batch.organization, flows, relevant):
+        # What the batch holds already: no query per run for its flow or deliverable.
+        run.organization, run.flow = batch.organization, flows_by_pk[run.flow_id]
+        run.deliverable = deliverables[run.deliverable_id]
+        run.client = run.deliverable.client
         runs[(run.deliverable_id, run.flow_id)].append(run)
     changes = _Changes()
     for event, deliverable in relevant:
@@ -157,19 +163,17 @@ class _Changes:
 def _runs_in_reach(organization, flows: list[Flow], relevant) -> list[FlowRun]:
     """The runs the batch's events can touch, locked, oldest first.
 
-    Those are, per deliverable and flow, the open run, the latest run started before the
-    deliverable's earliest event in the batch (a late milestone of a closed run lands
-    there) and the runs started in the batch's time span (among them the runs its events
-    triggered, when it is a replay). Older runs cannot be touched, so they are not read: a
-    page republished daily for years costs as few rows as a new one. Each part is one index
-    range (flow_run_deliverable_flow, flow_run_one_open), so the plan does not depend on
-    the table's statistics; the rows are then locked by key.
+    An event touches the open run, or the latest run started before it. So, per
+    deliverable and flow: the open run, the latest run started before the batch's earliest
+    event, and the runs started from then to its latest event (among them the runs its
+    events triggered, when it is a replay). Older runs cannot be touched, so they are not
+    read: a page republished daily for years costs as few rows as a new one. Each part is
+    one index range (flow_run_deliverable_flow, flow_run_one_open), so the plan does not
+    depend on the table's statistics; the rows are then locked by key.
     """
-    earliest: dict[int, datetime] = {}
-    for event, deliverable in relevant:
-        at = earliest.get(deliverable.pk)
-        earliest[deliverable.pk] = event.occurred_at if at is None else min(at, event.occurred_at)
-    first, last = min(earliest.values()), max(e.occurred_at for e, _d in relevant)
+    deliverables = {deliverable.pk for _e, deliverable in relevant}
+    first = min(event.occurred_at for event, _d in relevant)
+    last = max(event.occurred_at for event, _d in relevant)
 
     def run_of(flow: Flow, *order, **conditions):
         runs = FlowRun.objects.filter(
@@ -178,18 +182,10 @@ def _runs_in_reach(organization, flows: list[Flow], relevant) -> list[FlowRun]:
         return Subquery(runs.order_by(*order).values("pk")[:1])
 
     ends = (
-        Deliverable.objects.filter(organization=organization, pk__in=earliest)
-        .annotate(
-            earliest_event=Case(
-                *(When(pk=pk, then=Value(at)) for pk, at in earliest.items()),
-                output_field=DateTimeField(),
-            )
-        )
+        Deliverable.objects.filter(organization=organization, pk__in=deliverables)
         .annotate(
             **{
-                f"latest_{flow.pk}": run_of(
-                    flow, "-started_at", "-id", started_at__lte=OuterRef("earliest_event")
-                )
+                f"latest_{flow.pk}": run_of(flow, "-started_at", "-id", started_at__lt=first)
                 for flow in flows
             },
             # At most one (flow_run_one_open): unordered, so its partial index finds it.
@@ -202,7 +198,7 @@ def _runs_in_reach(organization, flows: list[Flow], relevant) -> list[FlowRun]:
     ids.update(
         FlowRun.objects.filter(
             organization=organization,
-            deliverable__in=earliest,
+            deliverable__in=deliverables,
             flow__in=flows,
             started_at__gte=first,
             started_at__lte=last,
