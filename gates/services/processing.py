@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from datetime import timedelta
 
-from django.db.models import F, FloatField, Q, Window
+from django.db.models import F, FloatField, Window
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, RowNumber
 from django.utils import timezone
@@ -266,7 +266,7 @@ class BatchHistory:
             d: (min(e.occurred_at for e in evs), max(e.occurred_at for e in evs))
             for d, evs in events_by_deliverable.items()
         }
-        self.rows: dict[int, list[Event]] = defaultdict(list)
+        self.rows: dict[int, list[checks.EventView]] = defaultdict(list)
         self.limit = HISTORY_LIMIT + max(
             (len(v) for v in events_by_deliverable.values()), default=0
         )
@@ -283,12 +283,16 @@ class BatchHistory:
         )
 
     def _fetch(self, event_types: set[str]) -> None:
-        upto = Q()
-        for deliverable_id, (_first, last) in self.span.items():
-            upto |= Q(deliverable=deliverable_id, occurred_at__lte=last)
+        """One query: per deliverable, its newest events of these types up to the batch's
+        latest event, as the views checks read (no model instances: a batch reads
+        thousands of these rows, and building Events cost more than the query)."""
         ranked = (
             self._earlier()
-            .filter(upto, event_type__in=event_types)
+            .filter(
+                deliverable__in=list(self.span),
+                event_type__in=event_types,
+                occurred_at__lte=max(last for _first, last in self.span.values()),
+            )
             .annotate(
                 rank=Window(
                     RowNumber(),
@@ -297,11 +301,15 @@ class BatchHistory:
                 )
             )
             .filter(rank__lte=self.limit)
+            .order_by()
+            .values_list("deliverable_id", "id", "event_type", "occurred_at", "payload")
         )
-        for event in ranked:
-            self.rows[event.deliverable_id].append(event)
+        for deliverable_id, pk, event_type, occurred_at, payload in ranked:
+            self.rows[deliverable_id].append(
+                checks.EventView(str(pk), event_type, occurred_at, payload)
+            )
         for deliverable_id, rows in self.rows.items():
-            rows.reverse()  # oldest first
+            rows.sort(key=lambda view: (view.occurred_at, view.id))  # oldest first
             if len(rows) >= self.limit:
                 self.cut.add(deliverable_id)
 
@@ -310,14 +318,15 @@ class BatchHistory:
             return ()
         if event.deliverable_id in self.cut:
             return history_for(event, event_types)
+        own = str(event.pk)
         earlier = [
-            e
-            for e in self.rows.get(event.deliverable_id, ())
-            if e.pk != event.pk
-            and e.event_type in event_types
-            and e.occurred_at <= event.occurred_at
+            view
+            for view in self.rows.get(event.deliverable_id, ())
+            if view.id != own
+            and view.event_type in event_types
+            and view.occurred_at <= event.occurred_at
         ]
-        return tuple(event_view(e) for e in earlier[-HISTORY_LIMIT:])
+        return tuple(earlier[-HISTORY_LIMIT:])
 
     def _fetch_hours(self) -> None:
         """Every ``time.logged`` of the batch's deliverables up to their latest batch event:
