@@ -266,9 +266,12 @@ MESHLINE_MAX_BODY_BYTES = env_int("MESHLINE_MAX_BODY_BYTES", 8 * 1024 * 1024, mi
 MESHLINE_MAX_EVENT_BYTES = env_int("MESHLINE_MAX_EVENT_BYTES", 512 * 1024, minimum=1024)
 MESHLINE_MAX_BATCH = env_int("MESHLINE_MAX_BATCH", 500, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MESHLINE_MAX_BODY_BYTES
-# Events still unprocessed after this long are reported as stuck (log and metric).
 # Events a worker claims and processes in one transaction (deliveries.services.processing).
 MESHLINE_PROCESSING_BATCH_SIZE = env_int("MESHLINE_PROCESSING_BATCH_SIZE", 200, minimum=1)
+# A large request's events go to this many tasks, split by deliverable, so that as many
+# workers process it side by side (match the processing workers' total concurrency).
+MESHLINE_PROCESSING_PARTITIONS = env_int("MESHLINE_PROCESSING_PARTITIONS", 4, minimum=1)
+# Events still unprocessed after this long are reported as stuck (log and metric).
 MESHLINE_STUCK_AFTER_SECONDS = env_int("MESHLINE_STUCK_AFTER_SECONDS", 30 * 60, minimum=1)
 # The sweeper leaves fresh events to their after-commit task for this long.
 MESHLINE_SWEEP_GRACE_SECONDS = env_int("MESHLINE_SWEEP_GRACE_SECONDS", 30, minimum=0)

@@ -142,11 +142,15 @@ def _sign_earlier_scopes(organization, billable) -> None:
         deliverables[deliverable.pk] = deliverable
         if deliverable.pk not in latest or event.occurred_at > latest[deliverable.pk]:
             latest[deliverable.pk] = event.occurred_at
-    upto = Q()
-    for deliverable_id, at in latest.items():
-        upto |= Q(deliverable=deliverable_id, occurred_at__lte=at)
+    # One bound for the batch (an OR of every deliverable's costs more to build than to
+    # run); each deliverable's own is applied below.
     waiting = (
-        Event.objects.filter(upto, organization=organization, event_type="scope.accepted")
+        Event.objects.filter(
+            organization=organization,
+            event_type="scope.accepted",
+            deliverable__in=list(latest),
+            occurred_at__lte=max(latest.values()),
+        )
         .exclude(source=EventSource.MESHLINE)
         .exclude(
             pk__in=ScopeAgreement.objects.filter(
@@ -158,6 +162,8 @@ def _sign_earlier_scopes(organization, billable) -> None:
         .order_by("occurred_at", "id")
     )
     for scope_event in waiting:
+        if scope_event.occurred_at > latest[scope_event.deliverable_id]:
+            continue  # after this deliverable's work: not in force for it yet
         try:
             agreements.agreement_from_event(scope_event, deliverables[scope_event.deliverable_id])
         except BillingError as exc:

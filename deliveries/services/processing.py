@@ -34,21 +34,46 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 10
 
 
-def dispatch_events(organization_id: int, event_ids: Iterable) -> bool:
+def dispatch_events(
+    organization_id: int, event_ids: Iterable, deliverable_ids: Iterable | None = None
+) -> bool:
     """Enqueue processing for events; False if the broker could not be reached.
 
     Never raises: the events are committed and pending, so the sweeper will pick them up
     once the broker is back. An API request must not fail because Redis is down.
+
+    ``deliverable_ids`` (one per event, when the caller knows them) split a large request
+    by deliverable (``partitions``): its tasks then lock disjoint deliverables, and the
+    workers taking them process side by side instead of skipping and then waiting for
+    each other's deliverables.
     """
     from deliveries.tasks import process_events
 
-    ids = [str(event_id) for event_id in event_ids]
-    size = settings.MESHLINE_PROCESSING_BATCH_SIZE
-    for start in range(0, len(ids), size):
-        chunk = ids[start : start + size]
+    for chunk in partitions(event_ids, deliverable_ids):
         if not process_events.publish(organization_id=organization_id, event_ids=chunk):
             return False  # the rest would fail the same way; all are left for the sweeper
     return True
+
+
+# Fewer events than this are one task whatever their deliverables: tiny batches would cost
+# more in per-batch work than they win in parallelism.
+PARTITION_MIN_EVENTS = 64
+
+
+def partitions(event_ids: Iterable, deliverable_ids: Iterable | None = None) -> list[list[str]]:
+    """The tasks' event ids: by deliverable key modulo MESHLINE_PROCESSING_PARTITIONS
+    (the same split for every request, so tasks of different partitions never share a
+    deliverable), each cut to MESHLINE_PROCESSING_BATCH_SIZE."""
+    ids = [str(event_id) for event_id in event_ids]
+    size = settings.MESHLINE_PROCESSING_BATCH_SIZE
+    count = settings.MESHLINE_PROCESSING_PARTITIONS
+    groups = [ids]
+    if deliverable_ids is not None and count > 1 and len(ids) >= PARTITION_MIN_EVENTS:
+        by_partition: dict[int, list[str]] = defaultdict(list)
+        for event_id, deliverable_id in zip(ids, deliverable_ids, strict=True):
+            by_partition[deliverable_id % count].append(event_id)
+        groups = [by_partition[key] for key in sorted(by_partition)]
+    return [group[start : start + size] for group in groups for start in range(0, len(group), size)]
 
 
 class BatchResult(NamedTuple):

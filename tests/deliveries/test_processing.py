@@ -534,3 +534,26 @@ def test_an_older_page_published_never_takes_back_the_deliverables_url(
     replay_events(org_a, [old_id])
     with scope(organization=org_a):
         assert Deliverable.objects.get(organization=org_a).url == "https://acme.example/new"
+
+
+def test_a_large_request_is_split_by_deliverable_the_same_way_every_time(settings):
+    from deliveries.services.processing import PARTITION_MIN_EVENTS, partitions
+
+    settings.MESHLINE_PROCESSING_PARTITIONS = 4
+    settings.MESHLINE_PROCESSING_BATCH_SIZE = 30
+    deliverables = [n % 10 for n in range(100)]
+    events = [f"e{n}" for n in range(100)]
+    chunks = partitions(events, deliverables)
+    # every event once, no chunk over the batch size, each chunk one partition's
+    assert sorted(e for chunk in chunks for e in chunk) == sorted(events)
+    assert max(len(chunk) for chunk in chunks) == 30
+    by_partition = {}
+    for chunk in chunks:
+        keys = {deliverables[int(e[1:])] % 4 for e in chunk}
+        assert len(keys) == 1
+        by_partition.setdefault(keys.pop(), []).extend(chunk)
+    assert set(by_partition) == {0, 1, 2, 3}
+    # small requests, and callers that do not know the deliverables, are not split
+    few = events[: PARTITION_MIN_EVENTS - 1]
+    assert partitions(few, deliverables[: len(few)]) == [few[:30], few[30:60], few[60:]]
+    assert partitions(events) == [events[i : i + 30] for i in range(0, 100, 30)]

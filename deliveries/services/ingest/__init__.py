@@ -139,11 +139,13 @@ def _store(organization, candidates: list[Candidate], source: str) -> None:
     if created:
         from deliveries.services.processing import dispatch_events
 
-        telemetry.on_commit(lambda: dispatch_events(organization.pk, created))
+        event_ids, deliverable_ids = zip(*created, strict=True)
+        telemetry.on_commit(lambda: dispatch_events(organization.pk, event_ids, deliverable_ids))
 
 
 def _store_once(organization, candidates: list[Candidate], source: str) -> list:
-    """One attempt: classify duplicates, create deliverables, insert. Returns new event ids."""
+    """One attempt: classify duplicates, create deliverables, insert. Returns the new
+    events' (id, deliverable key) pairs."""
     store = _storage()
     clients, existing, deliverables = store.lookup(
         organization,
@@ -226,7 +228,7 @@ def _store_once(organization, candidates: list[Candidate], source: str) -> list:
         return []
     # In key order, as deliverables: concurrent repeats of the same keys wait, not deadlock.
     store.insert(organization, sorted(rows, key=lambda row: row[7]), now)
-    return [row[0] for row in rows]
+    return [(row[0], row[5]) for row in rows]
 
 
 def _classify_repeat(candidate: Candidate, event_id, digest: str) -> None:
