@@ -14,13 +14,14 @@ from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
     beat_init,
+    before_task_publish,
     celeryd_init,
     worker_process_init,
     worker_process_shutdown,
 )
 from celery.worker.consumer import Consumer as CeleryConsumer
 
-from meshline import telemetry
+from meshline import queues, telemetry
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "meshline.settings")
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ worker_process_init.connect(lambda **kwargs: telemetry.setup("worker"), weak=Fal
 worker_process_shutdown.connect(lambda **kwargs: telemetry.flush(), weak=False)
 beat_init.connect(lambda **kwargs: telemetry.setup("beat"), weak=False)
 # Celery configures the worker's and beat's logging itself: MESHLINE_LOG_FORMAT=json there too.
+before_task_publish.connect(queues.stamp_sent_at, weak=False)
 after_setup_logger.connect(telemetry.json_logging_for_celery, weak=False)
 after_setup_task_logger.connect(telemetry.json_logging_for_celery, weak=False)
 

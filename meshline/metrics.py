@@ -25,7 +25,7 @@ from django_scopes import scopes_disabled
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
-from meshline.queues import queue_depths
+from meshline.queues import queue_ages, queue_depths
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ class ProcessingCollector:
 
 
 class BrokerCollector:
-    """Messages waiting in each Celery queue; the queues are shared, so no organization.
+    """Messages waiting in each Celery queue, and how long the oldest has waited; the
+    queues are shared, so no organization.
 
     Depths are absent (and ``meshline_broker_reachable`` 0) when the broker cannot be read.
     """
@@ -107,12 +108,22 @@ class BrokerCollector:
         reachable = GaugeMetricFamily(
             "meshline_broker_reachable", "1 when the queue depths could be read, else 0"
         )
+        oldest = GaugeMetricFamily(
+            "meshline_broker_queue_oldest_seconds",
+            "How long the oldest message of the queue has waited: the queue's lag "
+            "(Redis brokers; absent where it cannot be read)",
+            labels=["queue"],
+        )
         depths = queue_depths()
         for queue, count in sorted(depths.items()):
             if count is not None:
                 depth.add_metric([queue], count)
         reachable.add_metric([], int(all(count is not None for count in depths.values())))
-        yield from (depth, reachable)
+        if all(count is not None for count in depths.values()):
+            for queue, age in sorted(queue_ages().items()):
+                if age is not None:
+                    oldest.add_metric([queue], round(age, 3))
+        yield from (depth, reachable, oldest)
 
 
 class _LocalStore:

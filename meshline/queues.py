@@ -10,7 +10,9 @@ real"). A task missing from ``ROUTES`` fails tests/test_queues.py, so no new tas
 on a queue that no pool consumes.
 """
 
+import json
 import logging
+import time
 from collections.abc import Iterable
 from contextlib import suppress
 from enum import StrEnum
@@ -114,20 +116,11 @@ def depths(app=None) -> dict[str, int]:
     from meshline.celery import app as default_app
 
     app = app or default_app
-    counts: dict[str, int] = {}
     with app.connection_for_read() as connection:
-        for kind, name in names(app.conf.task_default_queue).items():
-            channel = connection.channel()
-            try:
-                counts[kind] = channel.queue_declare(queue=name, passive=True).message_count
-            except connection.channel_errors:  # RabbitMQ: NOT_FOUND closes the channel
-                counts[kind] = 0
-            finally:
-                try:
-                    channel.close()
-                except connection.connection_errors + connection.channel_errors:
-                    pass
-    return counts
+        return {
+            kind: _depth(connection, name)
+            for kind, name in names(app.conf.task_default_queue).items()
+        }
 
 
 def queue_names() -> list[str]:
@@ -172,3 +165,57 @@ def _depth(connection: Connection, name: str) -> int | None:
     finally:
         with suppress(Exception):  # already closed by the broker after NOT_FOUND
             channel.close()
+
+
+# Stamped on every message as it is published (meshline.celery connects stamp_sent_at), so
+# the oldest message of a queue tells how long work waits there: the queue's lag.
+SENT_AT_HEADER = "meshline_sent_at"
+# kombu's Redis transport keeps a queue's priorities 3, 6 and 9 in lists of their own.
+REDIS_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+def stamp_sent_at(headers=None, **_kwargs) -> None:
+    """``before_task_publish``: when the message left (wall clock, Unix seconds)."""
+    if headers is not None:
+        headers.setdefault(SENT_AT_HEADER, time.time())
+
+
+def queue_ages(
+    queue_list: Iterable[str] | None = None, now: float | None = None
+) -> dict[str, float | None]:
+    """Seconds the oldest message of each queue has waited: 0 for an empty queue, None
+    where unknown (the broker is down, the message carries no stamp, or the broker cannot
+    show a message without taking it: only Redis lists can be peeked)."""
+    from django.conf import settings
+
+    wanted = list(queue_names() if queue_list is None else queue_list)
+    found: dict[str, float | None] = dict.fromkeys(wanted)
+    now = time.time() if now is None else now
+    try:
+        with Connection(
+            settings.CELERY_BROKER_URL,
+            connect_timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT,
+            transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        ) as connection:
+            if connection.transport.driver_type != "redis":
+                return found
+            client = connection.default_channel.client
+            for name in wanted:
+                found[name] = _oldest_age(client, name, now)
+    except Exception:  # the broker is down or unusable: unknown, never an error
+        log.warning("queue age: broker unreachable", exc_info=True)
+    return found
+
+
+def _oldest_age(client, name: str, now: float) -> float | None:
+    """kombu pushes on the left and takes from the right: the oldest is at index -1."""
+    stamps = []
+    for suffix in REDIS_PRIORITY_SUFFIXES:
+        raw = client.lindex(f"{name}{suffix}", -1)
+        if raw is None:
+            continue
+        try:
+            stamps.append(float(json.loads(raw)["headers"][SENT_AT_HEADER]))
+        except (ValueError, TypeError, KeyError):
+            return None  # published before stamping began, or not a Celery message
+    return max(0.0, now - min(stamps)) if stamps else 0.0

@@ -190,6 +190,33 @@ def test_broker_queue_depth_is_reported_per_kind_of_queue(client, db, redis_queu
     assert reachable == {(): 1}
 
 
+@pytest.mark.redis
+def test_broker_queue_lag_is_the_age_of_its_oldest_message(client, db, redis_queues):
+    import json
+
+    import time_machine
+
+    redis_client, queue, _other = redis_queues
+    now = timezone.now()
+    stamped = {"headers": {"task": "deliveries.process_events", "meshline_sent_at": 0}}
+    for waited in (12.5, 3):  # pushed on the left: the oldest ends up on the right
+        stamped["headers"]["meshline_sent_at"] = now.timestamp() - waited
+        redis_client.lpush(f"{queue}.processing", json.dumps(stamped))
+
+    with (
+        override_settings(
+            CELERY_BROKER_URL=settings.REDIS_URL,
+            CELERY_TASK_ALWAYS_EAGER=False,
+            CELERY_TASK_DEFAULT_QUEUE=queue,
+        ),
+        time_machine.travel(now, tick=False),
+    ):
+        oldest = samples(client, "meshline_broker_queue_oldest_seconds")
+
+    assert oldest[(("queue", f"{queue}.processing"),)] == 12.5
+    assert oldest[(("queue", f"{queue}.gates"),)] == 0
+
+
 @override_settings(
     CELERY_BROKER_URL="redis://127.0.0.1:1/0",  # a closed port: refused at once
     CELERY_TASK_ALWAYS_EAGER=False,

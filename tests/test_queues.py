@@ -94,3 +94,54 @@ def test_depths_count_waiting_messages_per_kind():
         publisher.restore()
         for key in client.scan_iter(f"*{namespace}*"):
             client.delete(key)
+
+
+@pytest.mark.redis
+def test_the_oldest_message_of_each_queue_tells_how_long_work_has_waited_there():
+    import json
+    from datetime import UTC, datetime
+
+    import time_machine
+    from django.test import override_settings
+
+    namespace = f"meshline-test-ages-{uuid.uuid4().hex[:8]}"
+    publisher = Publisher(celery_app, namespace)
+    publisher.use(settings.REDIS_URL, queue=namespace)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    first = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    processing, gates, heavy = (
+        f"{namespace}.processing",
+        f"{namespace}.gates",
+        f"{namespace}.heavy",
+    )
+    try:
+        with time_machine.travel(first, tick=False):
+            celery_app.send_task("deliveries.process_events", kwargs={"event_ids": []})
+        with time_machine.travel(first.timestamp() + 30, tick=False):
+            celery_app.send_task("deliveries.process_events", kwargs={"event_ids": []})
+            celery_app.send_task("gates.evaluate_gate", kwargs={}, priority=6)  # its own list
+        # A message from before stamping began (or not Celery's): its age is unknown.
+        client.lpush(heavy, json.dumps({"headers": {"task": "gates.evaluate_heavy"}}))
+        with override_settings(CELERY_BROKER_URL=settings.REDIS_URL):
+            ages = queues.queue_ages(
+                [processing, gates, heavy, f"{namespace}.exports"], now=first.timestamp() + 100
+            )
+        assert ages == {
+            processing: 100.0,  # the older of its two messages
+            gates: 70.0,
+            heavy: None,
+            f"{namespace}.exports": 0.0,  # nothing waits
+        }
+    finally:
+        publisher.restore()
+        for key in client.scan_iter(f"*{namespace}*"):
+            client.delete(key)
+
+
+def test_queue_ages_are_unknown_where_the_broker_cannot_show_a_message():
+    from django.test import override_settings
+
+    with override_settings(CELERY_BROKER_URL="memory://"):
+        assert queues.queue_ages(["meshline.processing"]) == {"meshline.processing": None}
+    with override_settings(CELERY_BROKER_URL="redis://127.0.0.1:1/0"):  # refused at once
+        assert queues.queue_ages(["meshline.processing"]) == {"meshline.processing": None}
