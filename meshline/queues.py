@@ -137,10 +137,17 @@ def queue_depths(queue_list: Iterable[str] | None = None) -> dict[str, int | Non
     backlog check must never hang on a broker that is down. A queue the broker does not
     know yet has no messages: 0. A broker that cannot be reached makes every depth unknown.
     """
+    return _per_queue(
+        queue_list, lambda connection, names: {n: _depth(connection, n) for n in names}
+    )
+
+
+def _per_queue(queue_list: Iterable[str] | None, read) -> dict:
+    """``read(connection, names)`` on a connection of its own, with the publishers'
+    fail-fast timeouts; every queue None (unknown) when the broker cannot be read."""
     from django.conf import settings
 
     wanted = list(queue_names() if queue_list is None else queue_list)
-    found: dict[str, int | None] = dict.fromkeys(wanted)
     try:
         with Connection(
             settings.CELERY_BROKER_URL,
@@ -148,11 +155,10 @@ def queue_depths(queue_list: Iterable[str] | None = None) -> dict[str, int | Non
             transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         ) as connection:
             connection.ensure_connection(max_retries=0)
-            for name in wanted:
-                found[name] = _depth(connection, name)
-    except Exception:  # the broker is down or unusable: depth unknown, never an error
-        log.warning("queue depth: broker unreachable", exc_info=True)
-    return found
+            return read(connection, wanted)
+    except Exception:  # the broker is down or unusable: unknown, never an error
+        log.warning("queues: broker unreachable", exc_info=True)
+        return dict.fromkeys(wanted)
 
 
 def _depth(connection: Connection, name: str) -> int | None:
@@ -186,25 +192,15 @@ def queue_ages(
     """Seconds the oldest message of each queue has waited: 0 for an empty queue, None
     where unknown (the broker is down, the message carries no stamp, or the broker cannot
     show a message without taking it: only Redis lists can be peeked)."""
-    from django.conf import settings
-
-    wanted = list(queue_names() if queue_list is None else queue_list)
-    found: dict[str, float | None] = dict.fromkeys(wanted)
     now = time.time() if now is None else now
-    try:
-        with Connection(
-            settings.CELERY_BROKER_URL,
-            connect_timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT,
-            transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
-        ) as connection:
-            if connection.transport.driver_type != "redis":
-                return found
-            client = connection.default_channel.client
-            for name in wanted:
-                found[name] = _oldest_age(client, name, now)
-    except Exception:  # the broker is down or unusable: unknown, never an error
-        log.warning("queue age: broker unreachable", exc_info=True)
-    return found
+
+    def read(connection, names):
+        if connection.transport.driver_type != "redis":
+            return dict.fromkeys(names)
+        client = connection.default_channel.client
+        return {name: _oldest_age(client, name, now) for name in names}
+
+    return _per_queue(queue_list, read)
 
 
 def _oldest_age(client, name: str, now: float) -> float | None:
