@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import Sum
 
 from billing.models import BillableItem, BillingSettings, BillingTicketLink, ScopeAgreement
 from billing.services import agreements
@@ -74,14 +74,14 @@ def on_batch_processed(batch) -> None:
     _sign_earlier_scopes(batch.organization, billable)
     candidates = agreements.candidates_for(batch.organization, [d for _e, d in billable])
     unscoped = _Unscoped(batch.organization, [d for _e, d in billable])
-    counted: list = []  # the batch's events handled so far: not marked processed until commit
+    work = []
     for event, deliverable in billable:
-        counted.append(event.pk)
         agreement = agreements.pick_in_force(candidates, deliverable, event.occurred_at)
         if agreement is None:
             unscoped.flag(event, deliverable)
-        else:
-            detect(agreement, event, deliverable, counted)
+        work.append((event, deliverable, agreement))
+    if any(agreement is not None for _e, _d, agreement in work):
+        Detection(batch.organization, work).run()
 
 
 def _record_scope(event: Event, deliverable) -> None:
@@ -170,7 +170,7 @@ def _sign_earlier_scopes(organization, billable) -> None:
             log.warning("scope.accepted %s not recorded: %s", scope_event.pk, exc)
 
 
-def _governed(agreement: ScopeAgreement, event_type: str):
+def _governed(agreement: ScopeAgreement, event_type: str, end=None):
     events = Event.objects.filter(
         organization=agreement.organization_id,
         client=agreement.client_id,
@@ -179,120 +179,208 @@ def _governed(agreement: ScopeAgreement, event_type: str):
     ).exclude(source=EventSource.MESHLINE)
     if agreement.deliverable_id:
         events = events.filter(deliverable=agreement.deliverable_id)
-    end = agreements.window_end(agreement)
     if end is not None:
         events = events.filter(occurred_at__lt=end)
     return events
 
 
-def detect(
-    agreement: ScopeAgreement, event: Event, deliverable, counted=None
-) -> list[BillableItem]:
-    """Propose what ``event`` pushed beyond ``agreement``; returns the new items.
+class Detection:
+    """Propose what a batch's billable work pushed beyond the agreements in force.
 
-    ``counted``: the ids of this batch's events handled up to and including ``event``
-    (still pending until the batch commits); by default ``event`` alone."""
-    counted = counted if counted is not None else [event.pk]
-    # The lock serialises detection per agreement: two events of one client-wide agreement
-    # processed at once would otherwise both see the same excess as unbilled.
-    agreement = ScopeAgreement.objects.select_for_update().get(pk=agreement.pk)
-    created = []
-    for clause in CLAUSES:
-        if clause.event_type != event.event_type or clause.name not in agreement.limits:
-            continue
-        limit = Decimal(str(agreement.limits[clause.name]))
-        # Counted: the events already processed, and this one. Each event is counted when it
-        # is processed (serialised by the lock above), so the item that tips over the limit
-        # names the event that did it, and an event arriving late still adds its share.
-        usage = _governed(agreement, clause.event_type).filter(
-            Q(processing__status=ProcessingStatus.PROCESSED) | Q(pk__in=counted)
+    ``work`` is the batch's billable events in processing order, each with the agreement
+    in force when it happened (None: unscoped, still counted). Each clause is counted as
+    if the events were processed one by one: the processed events its agreement governs,
+    plus the batch's events handled so far; the excess over what is already proposed for
+    the clause becomes an item named after the event that tipped it. The agreements are
+    locked for the batch (in key order), which serialises detection per agreement across
+    workers; the counts, the proposed sums and the items' keys are read once per batch,
+    and the new items, their events and their ``billing.item_proposed`` entries are
+    written in three INSERTs.
+    """
+
+    def __init__(self, organization, work):
+        self.organization = organization
+        self.work = work
+        picked = sorted({agreement.pk for _e, _d, agreement in work if agreement is not None})
+        # Locked, and read again under the lock: what the batch counts against is current.
+        self.agreements = {
+            agreement.pk: agreement
+            for agreement in ScopeAgreement.objects.select_for_update()
+            .filter(organization=organization, pk__in=picked)
+            .order_by("pk")
+        }
+        self.ends = {pk: agreements.window_end(a) for pk, a in self.agreements.items()}
+        self.clauses = {
+            (agreement.pk, clause.name): clause
+            for agreement in self.agreements.values()
+            for clause in CLAUSES
+            if clause.name in agreement.limits
+            and any(e.event_type == clause.event_type for e, _d, _a in work)
+        }
+        self.usage = {
+            (pk, name): clause.measure(
+                _governed(self.agreements[pk], clause.event_type, self.ends[pk]).filter(
+                    processing__status=ProcessingStatus.PROCESSED
+                )
+            )
+            for (pk, name), clause in self.clauses.items()
+        }
+        self.proposed = dict.fromkeys(self.clauses, Decimal("0"))
+        for pk, name, quantity in (
+            BillableItem.objects.filter(organization=organization, agreement__in=picked)
+            .values_list("agreement_id", "clause")
+            .annotate(q=Sum("proposed_quantity"))
+        ):
+            if (pk, name) in self.proposed:
+                self.proposed[(pk, name)] = quantity or Decimal("0")
+        keys = [
+            _item_key(agreement, clause, event)
+            for event, _d, agreement in work
+            if agreement is not None
+            for clause in [*(c.name for c in CLAUSES), "asset_size_mb"]
+        ]
+        self.taken = set(
+            BillableItem.objects.filter(
+                organization=organization, idempotency_key__in=keys
+            ).values_list("idempotency_key", flat=True)
         )
-        excess = clause.measure(usage) - limit
-        proposed = BillableItem.objects.filter(
-            organization=agreement.organization_id, agreement=agreement, clause=clause.name
-        ).aggregate(q=Sum("proposed_quantity"))["q"] or Decimal("0")
-        if excess > proposed:
-            item = _propose(
-                agreement,
-                event,
-                deliverable,
-                clause.name,
-                clause.unit,
-                excess - proposed,
-                {
+        self.items: list[tuple[BillableItem, Event, dict]] = []
+
+    def run(self) -> list[BillableItem]:
+        for event, deliverable, agreement in self.work:
+            for (pk, name), clause in self.clauses.items():
+                if clause.event_type == event.event_type and self._governs(pk, event):
+                    self.usage[(pk, name)] += _measure_one(clause, event)
+            if agreement is not None:
+                self._detect(self.agreements[agreement.pk], event, deliverable)
+        return self._save()
+
+    def _governs(self, pk, event: Event) -> bool:
+        agreement, end = self.agreements[pk], self.ends[pk]
+        return (
+            event.client_id == agreement.client_id
+            and (not agreement.deliverable_id or event.deliverable_id == agreement.deliverable_id)
+            and event.occurred_at >= agreement.valid_from
+            and (end is None or event.occurred_at < end)
+        )
+
+    def _detect(self, agreement: ScopeAgreement, event: Event, deliverable) -> None:
+        for clause in CLAUSES:
+            pair = (agreement.pk, clause.name)
+            if clause.event_type != event.event_type or pair not in self.clauses:
+                continue
+            limit = Decimal(str(agreement.limits[clause.name]))
+            excess = self.usage[pair] - limit
+            proposed = self.proposed[pair]
+            if excess > proposed:
+                evidence = {
                     "limit": str(limit),
                     "used": str(limit + excess),
                     "already_proposed": str(proposed),
-                },
-            )
-            if item is not None:
-                created.append(item)
-    if event.event_type == "asset.uploaded" and "asset_size_mb" in agreement.limits:
-        size_mb = Decimal(str(event.payload.get("size_bytes") or 0)) / Decimal(1_000_000)
-        limit = Decimal(str(agreement.limits["asset_size_mb"]))
-        if size_mb > limit:
-            item = _propose(
-                agreement,
-                event,
-                deliverable,
-                "asset_size_mb",
-                "oversize asset",
-                Decimal(1),
-                {"limit_mb": str(limit), "size_mb": str(size_mb.quantize(Decimal("0.01")))},
-            )
-            if item is not None:
-                created.append(item)
-    return created
+                }
+                added = self._propose(
+                    agreement,
+                    event,
+                    deliverable,
+                    clause.name,
+                    clause.unit,
+                    excess - proposed,
+                    evidence,
+                )
+                self.proposed[pair] = proposed + added
+        if event.event_type == "asset.uploaded" and "asset_size_mb" in agreement.limits:
+            size_mb = Decimal(str(event.payload.get("size_bytes") or 0)) / Decimal(1_000_000)
+            limit = Decimal(str(agreement.limits["asset_size_mb"]))
+            if size_mb > limit:
+                evidence = {
+                    "limit_mb": str(limit),
+                    "size_mb": str(size_mb.quantize(Decimal("0.01"))),
+                }
+                self._propose(
+                    agreement,
+                    event,
+                    deliverable,
+                    "asset_size_mb",
+                    "oversize asset",
+                    Decimal(1),
+                    evidence,
+                )
+
+    def _propose(self, agreement, event, deliverable, clause, unit, quantity, evidence):
+        """The quantity proposed now (0 if this event's item exists: a replay)."""
+        key = _item_key(agreement, clause, event)
+        if key in self.taken:
+            return Decimal("0")  # proposed when this event was processed before (a replay)
+        self.taken.add(key)
+        card = agreement.rates.get(clause) or {}
+        rate = Decimal(card.get("rate", "0"))
+        unit = card.get("unit") or unit
+        quantity = quantity.quantize(Decimal("0.01"))
+        item = BillableItem(
+            organization_id=agreement.organization_id,
+            agreement=agreement,
+            client_id=agreement.client_id,
+            deliverable=deliverable,
+            clause=clause,
+            description=f"{deliverable.deliverable_id}: {quantity:g} {unit} beyond '{clause}' "
+            f"(agreement v{agreement.version})",
+            quantity=quantity,
+            proposed_quantity=quantity,
+            unit=unit,
+            rate=rate,
+            amount=line_amount(quantity, rate),
+            currency=agreement.currency,
+            evidence={**evidence, "rate_missing": not card},
+            occurred_at=event.occurred_at,
+            proposed_at=event.occurred_at,
+            idempotency_key=key,
+        )
+        self.items.append((item, event, deliverable))
+        return quantity
+
+    def _save(self) -> list[BillableItem]:
+        if not self.items:
+            return []
+        BillableItem.objects.bulk_create([item for item, _e, _d in self.items])
+        through = BillableItem.events.through
+        through.objects.bulk_create(
+            [through(billableitem_id=item.pk, event_id=event.pk) for item, event, _d in self.items]
+        )
+        trail.record_many(
+            self.organization,
+            [
+                trail.Entry(
+                    "billing.item_proposed",
+                    f"billing:item:{item.pk}:proposed",
+                    {
+                        "item_id": str(item.pk),
+                        "agreement_id": str(item.agreement.pk),
+                        "agreement_digest": item.agreement.digest,
+                        "clause": item.clause,
+                        "quantity": str(item.quantity),
+                        "amount": str(item.amount),
+                        "currency": item.currency,
+                        "event_ids": [str(event.pk)],
+                    },
+                    deliverable=deliverable,
+                    occurred_at=event.occurred_at,
+                )
+                for item, event, deliverable in self.items
+            ],
+        )
+        return [item for item, _e, _d in self.items]
 
 
-def _propose(agreement, event, deliverable, clause, unit, quantity, evidence):
-    key = f"{agreement.pk}:{clause}:{event.pk}"
-    if BillableItem.objects.filter(
-        organization=agreement.organization_id, idempotency_key=key
-    ).exists():
-        return None
-    card = agreement.rates.get(clause) or {}
-    rate = Decimal(card.get("rate", "0"))
-    unit = card.get("unit") or unit
-    quantity = quantity.quantize(Decimal("0.01"))
-    item = BillableItem.objects.create(
-        organization_id=agreement.organization_id,
-        agreement=agreement,
-        client_id=agreement.client_id,
-        deliverable=deliverable,
-        clause=clause,
-        description=f"{deliverable.deliverable_id}: {quantity:g} {unit} beyond '{clause}' "
-        f"(agreement v{agreement.version})",
-        quantity=quantity,
-        proposed_quantity=quantity,
-        unit=unit,
-        rate=rate,
-        amount=line_amount(quantity, rate),
-        currency=agreement.currency,
-        evidence={**evidence, "rate_missing": not card},
-        occurred_at=event.occurred_at,
-        proposed_at=event.occurred_at,
-        idempotency_key=key,
-    )
-    item.events.add(event)
-    trail.record(
-        agreement.organization,
-        "billing.item_proposed",
-        key=f"billing:item:{item.pk}:proposed",
-        deliverable=deliverable,
-        occurred_at=event.occurred_at,
-        payload={
-            "item_id": str(item.pk),
-            "agreement_id": str(agreement.pk),
-            "agreement_digest": agreement.digest,
-            "clause": clause,
-            "quantity": str(item.quantity),
-            "amount": str(item.amount),
-            "currency": item.currency,
-            "event_ids": [str(event.pk)],
-        },
-    )
-    return item
+def _item_key(agreement, clause: str, event: Event) -> str:
+    return f"{agreement.pk}:{clause}:{event.pk}"
+
+
+def _measure_one(clause: Clause, event: Event) -> Decimal:
+    """What one event adds to its clause's usage (as ``clause.measure`` counts a set)."""
+    if clause.measure is _hours:
+        hours = event.payload.get("hours") if isinstance(event.payload, dict) else None
+        return Decimal(str(hours)) if hours else Decimal("0")
+    return Decimal(1)
 
 
 def flag_exception(event: Event, deliverable, reason: str) -> None:

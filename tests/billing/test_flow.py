@@ -255,3 +255,63 @@ def test_invoice_total_is_sum_of_lines_plus_tax_rounded_once(lines, rate):
     assert abs(tax - subtotal * rate) <= Decimal("0.005")
     assert tax == tax.quantize(Decimal("0.01"))
     assert total == subtotal + tax
+
+
+def _work(ref: str) -> list[dict]:
+    """Revisions and hours beyond LP scope_event's limits (1 revision, 10 hours), mixed."""
+    return [
+        event("change.requested", ref, {"summary": "c1"}, at=at(1)),
+        event("time.logged", ref, {"hours": 6}, at=at(2)),
+        event("change.requested", ref, {"summary": "c2"}, at=at(3)),
+        event("time.logged", ref, {"hours": 6.5}, at=at(4)),
+        event("change.requested", ref, {"summary": "c3"}, at=at(5)),
+        event("time.logged", ref, {"hours": 1.25}, at=at(6)),
+    ]
+
+
+def _proposed(org, ref: str) -> list[tuple]:
+    with scope(organization=org):
+        return [
+            (i.clause, i.quantity, i.amount, [e.occurred_at for e in i.events.all()])
+            for i in BillableItem.objects.filter(
+                organization=org, deliverable__deliverable_id=ref
+            ).order_by("occurred_at", "clause")
+        ]
+
+
+def test_a_batch_proposes_what_the_same_events_one_by_one_propose(org_a, client_acme, publish):
+    publish(org_a, scope_event("LP-1"), scope_event("LP-2"))
+    publish(org_a, *_work("LP-1"))  # one batch
+    for body in _work("LP-2"):
+        publish(org_a, body)  # one at a time
+    together, alone = _proposed(org_a, "LP-1"), _proposed(org_a, "LP-2")
+    assert together == alone
+    assert together == [
+        ("revisions", Decimal("1.00"), Decimal("120.00"), [at(3)]),
+        ("hours", Decimal("2.50"), Decimal("238.75"), [at(4)]),
+        ("revisions", Decimal("1.00"), Decimal("120.00"), [at(5)]),
+        ("hours", Decimal("1.25"), Decimal("119.38"), [at(6)]),
+    ]
+    with scope(organization=org_a):
+        proposed = Event.objects.filter(organization=org_a, event_type="billing.item_proposed")
+        assert proposed.count() == 8
+
+
+def test_a_batch_with_many_overruns_costs_the_statements_of_one_with_few(
+    org_a, client_acme, publish
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    publish(org_a, scope_event("LP-1"), scope_event("LP-2"), scope_event("LP-3"))
+    publish(org_a, *changes(2, start=1, ref="LP-3"))  # warm the caches
+
+    def statements(bodies) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            publish(org_a, *bodies)
+        return len(queries)
+
+    few = statements(changes(3, start=1, ref="LP-1"))  # 2 items
+    many = statements(changes(12, start=1, ref="LP-2"))  # 11 items
+    assert many == few
+    assert len(_proposed(org_a, "LP-2")) == 11
