@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+from collections import defaultdict
 from datetime import datetime
 
 from django.db import transaction
@@ -106,7 +107,25 @@ def _total(invoice: Invoice) -> None:
 def document(invoice: Invoice) -> dict:
     """The invoice as digested: number, client, period, lines with the events and signed
     agreement behind each, totals."""
-    lines = invoice.lines.select_related("item__agreement").prefetch_related("item__events")
+    # Values, not models: an invoice has hundreds of lines, and each line's item, agreement
+    # (its whole signed document) and events would be built only to read a few fields.
+    lines = invoice.lines.order_by("position").values_list(
+        "position",
+        "description",
+        "quantity",
+        "unit",
+        "rate",
+        "amount",
+        "item_id",
+        "item__agreement_id",
+        "item__agreement__digest",
+    )
+    events: dict = defaultdict(list)
+    links = BillableItem.events.through.objects.filter(
+        billableitem__lines__invoice=invoice
+    ).values_list("billableitem_id", "event_id")
+    for item_id, event_id in links:
+        events[item_id].append(str(event_id))
     return {
         "invoice_id": str(invoice.pk),
         "kind": invoice.kind,
@@ -119,18 +138,18 @@ def document(invoice: Invoice) -> dict:
         "corrects": str(invoice.corrects_id) if invoice.corrects_id else None,
         "lines": [
             {
-                "position": line.position,
-                "description": line.description,
-                "quantity": str(line.quantity),
-                "unit": line.unit,
-                "rate": str(line.rate),
-                "amount": str(line.amount),
-                "item_id": str(line.item_id),
-                "agreement_id": str(line.item.agreement_id),
-                "agreement_digest": line.item.agreement.digest,
-                "event_ids": sorted(str(e.pk) for e in line.item.events.all()),
+                "position": position,
+                "description": description,
+                "quantity": str(quantity),
+                "unit": unit,
+                "rate": str(rate),
+                "amount": str(amount),
+                "item_id": str(item_id),
+                "agreement_id": str(agreement_id),
+                "agreement_digest": digest,
+                "event_ids": sorted(events[item_id]),
             }
-            for line in lines
+            for position, description, quantity, unit, rate, amount, item_id, agreement_id, digest in lines
         ],
         "subtotal": str(invoice.subtotal),
         "tax_rate": str(invoice.tax_rate),
@@ -160,19 +179,19 @@ def finalize(invoice: Invoice, actor: Actor, at=None) -> Invoice:
         _total(invoice)
         invoice.number = _allocate_number(invoice.organization)
         invoice.finalized_at = at
+        doc = document(invoice)
         invoice.digest = hashlib.sha256(
-            json.dumps(document(invoice), sort_keys=True, separators=(",", ":")).encode()
+            json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
         ).hexdigest()
         invoice.status = InvoiceStatus.FINAL
         invoice.save()
         if invoice.kind == InvoiceKind.INVOICE:
             BillableItem.objects.filter(invoice=invoice).update(status=ItemStatus.INVOICED)
-        _record(invoice, actor, at)
+        _record(invoice, actor, at, doc)
     return invoice
 
 
-def _record(invoice: Invoice, actor: Actor, at) -> None:
-    doc = document(invoice)
+def _record(invoice: Invoice, actor: Actor, at, doc: dict) -> None:
     event_type = (
         "invoice.generated" if invoice.kind == InvoiceKind.INVOICE else "credit_note.issued"
     )

@@ -214,6 +214,14 @@ def test_invoice_numbers_totals_trail_and_immutability(org_a, client_acme, two_i
         line = generated.payload["lines"][0]
         assert line["agreement_digest"] == two_items[0].agreement.digest
         assert line["event_ids"] == [str(e.pk) for e in two_items[0].events.all()]
+        # The document is stable: digested again, the final invoice gives its digest.
+        import hashlib
+        import json
+
+        again = invoices.document(Invoice.objects.get(pk=invoice.pk))
+        canonical = json.dumps(again, sort_keys=True, separators=(",", ":")).encode()
+        assert hashlib.sha256(canonical).hexdigest() == invoice.digest
+        assert [ln["position"] for ln in again["lines"]] == [1, 2]
         note = invoices.credit_note(invoice, [two_items[1]], "duplicate change", BEN, at=at(40))
         assert (note.label, note.total) == ("CN-000002", Decimal("-142.80"))
         with pytest.raises(BillingError, match="credited already"):
