@@ -29,30 +29,45 @@ def _count(events) -> Decimal:
     return Decimal(events.count())
 
 
-def _hours(events) -> Decimal:
+def _one(event) -> Decimal:
+    return Decimal(1)
+
+
+def _logged_hours(value) -> Decimal:
     # Decimal(str(float)) keeps what the submitter wrote (1.1 stays 1.1).
+    return Decimal(str(value)) if value else Decimal("0")
+
+
+def _hours(events) -> Decimal:
     return sum(
-        (Decimal(str(h)) for h in events.values_list("payload__hours", flat=True) if h),
+        (_logged_hours(h) for h in events.values_list("payload__hours", flat=True)),
         Decimal("0"),
     )
 
 
+def _event_hours(event) -> Decimal:
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    return _logged_hours(payload.get("hours"))
+
+
 @dataclass(frozen=True)
 class Clause:
-    """A limit an event type counts against, how usage is measured, its default unit."""
+    """A limit an event type counts against, how usage is measured (over a set of events,
+    and for one event: the two must agree), its default unit."""
 
     name: str
     event_type: str
     unit: str
     measure: Callable
+    measure_one: Callable
 
 
 CLAUSES = [
-    Clause("revisions", "change.requested", "revision", _count),
-    Clause("assets", "asset.uploaded", "asset", _count),
-    Clause("approved_assets", "asset.approved", "approved asset", _count),
-    Clause("pages", "page.published", "page", _count),
-    Clause("hours", "time.logged", "hour", _hours),
+    Clause("revisions", "change.requested", "revision", _count, _one),
+    Clause("assets", "asset.uploaded", "asset", _count, _one),
+    Clause("approved_assets", "asset.approved", "approved asset", _count, _one),
+    Clause("pages", "page.published", "page", _count, _one),
+    Clause("hours", "time.logged", "hour", _hours, _event_hours),
 ]
 BILLABLE_EVENT_TYPES = frozenset(c.event_type for c in CLAUSES)
 
@@ -250,7 +265,7 @@ class Detection:
         for event, deliverable, agreement in self.work:
             for (pk, name), clause in self.clauses.items():
                 if clause.event_type == event.event_type and self._governs(pk, event):
-                    self.usage[(pk, name)] += _measure_one(clause, event)
+                    self.usage[(pk, name)] += clause.measure_one(event)
             if agreement is not None:
                 self._detect(self.agreements[agreement.pk], event, deliverable)
         return self._save()
@@ -373,14 +388,6 @@ class Detection:
 
 def _item_key(agreement, clause: str, event: Event) -> str:
     return f"{agreement.pk}:{clause}:{event.pk}"
-
-
-def _measure_one(clause: Clause, event: Event) -> Decimal:
-    """What one event adds to its clause's usage (as ``clause.measure`` counts a set)."""
-    if clause.measure is _hours:
-        hours = event.payload.get("hours") if isinstance(event.payload, dict) else None
-        return Decimal(str(hours)) if hours else Decimal("0")
-    return Decimal(1)
 
 
 def flag_exception(event: Event, deliverable, reason: str) -> None:
