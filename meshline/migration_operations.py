@@ -37,24 +37,37 @@ def _needs_build(schema_editor, name: str) -> bool:
     return True
 
 
+def _build(operation, app_label, schema_editor, state, index) -> None:
+    """CREATE INDEX CONCURRENTLY ``index`` on the operation's model in ``state``, unless a
+    valid one is there already."""
+    model = state.apps.get_model(app_label, operation.model_name)
+    if operation.allow_migrate_model(schema_editor.connection.alias, model) and _needs_build(
+        schema_editor, index.name
+    ):
+        schema_editor.add_index(model, index, concurrently=True)
+
+
+def _drop(operation, app_label, schema_editor, state, index) -> None:
+    """DROP INDEX CONCURRENTLY ``index`` if it is there."""
+    model = state.apps.get_model(app_label, operation.model_name)
+    if operation.allow_migrate_model(schema_editor.connection.alias, model):
+        schema_editor.execute(
+            f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(index.name)}"
+        )
+
+
 class AddIndexConcurrently(AddIndex):
     """AddIndex built with CREATE INDEX CONCURRENTLY: reads and writes go on meanwhile."""
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if not _on_postgres(schema_editor):
             return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model) and _needs_build(
-            schema_editor, self.index.name
-        ):
-            schema_editor.add_index(model, self.index, concurrently=True)
+        _build(self, app_label, schema_editor, to_state, self.index)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if not _on_postgres(schema_editor):
             return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.remove_index(model, self.index, concurrently=True)
+        _drop(self, app_label, schema_editor, from_state, self.index)
 
 
 class RemoveIndexConcurrently(RemoveIndex):
@@ -63,22 +76,15 @@ class RemoveIndexConcurrently(RemoveIndex):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if not _on_postgres(schema_editor):
             return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            index = from_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
-            schema_editor.execute(
-                f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(index.name)}"
-            )
+        _drop(self, app_label, schema_editor, from_state, self._index(from_state, app_label))
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if not _on_postgres(schema_editor):
             return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        index = to_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model) and _needs_build(
-            schema_editor, index.name
-        ):
-            schema_editor.add_index(model, index, concurrently=True)
+        _build(self, app_label, schema_editor, to_state, self._index(to_state, app_label))
+
+    def _index(self, state, app_label):
+        return state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
 
 
 class AddUniqueConstraintConcurrently(AddConstraint):
