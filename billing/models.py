@@ -44,6 +44,17 @@ class BillingSettings(TenantModel):
     flag_unscoped_work = models.BooleanField(
         default=True, help_text="Open an exception ticket for billable work with no agreement."
     )
+    agreement_terms = models.TextField(
+        blank=True,
+        help_text="Terms printed on every new agreement and signed with it (HTML and PDF). "
+        "Placeholders: $organization, $client, $version, $currency, $valid_from, $valid_until, "
+        "$accepted_by. Changing it changes agreements signed from now on, never signed ones.",
+    )
+    invoice_footer = models.TextField(
+        blank=True,
+        help_text="Printed under every invoice issued from now on: payment terms, bank details. "
+        "Placeholders: $organization, $client, $number, $total, $currency.",
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -54,6 +65,31 @@ class BillingSettings(TenantModel):
 
     def __str__(self) -> str:
         return f"Billing settings of {self.organization}"
+
+    def clean(self):
+        from billing.services.wording import (
+            AGREEMENT_PLACEHOLDERS,
+            INVOICE_PLACEHOLDERS,
+            unknown_placeholders,
+        )
+
+        errors = {}
+        for field, allowed in (
+            ("agreement_terms", AGREEMENT_PLACEHOLDERS),
+            ("invoice_footer", INVOICE_PLACEHOLDERS),
+        ):
+            unknown = unknown_placeholders(getattr(self, field), allowed)
+            if unknown:
+                errors[field] = ValidationError(
+                    "Unknown placeholder %(names)s; use %(allowed)s (write $$ for a dollar sign).",
+                    code="unknown_placeholder",
+                    params={
+                        "names": ", ".join(f"${n}" for n in unknown),
+                        "allowed": ", ".join(f"${n}" for n in sorted(allowed)),
+                    },
+                )
+        if errors:
+            raise ValidationError(errors)
 
     @classmethod
     def for_organization(cls, organization) -> "BillingSettings":
@@ -119,6 +155,10 @@ class ScopeAgreement(TenantModel):
         related_name="+",
         db_index=False,
     )
+    # The organization's agreement terms as they read at signing (BillingSettings), signed
+    # with the rest; empty for agreements signed before terms existed (their canonical form
+    # has no "terms" key, so they still verify).
+    terms = models.TextField(blank=True, default="")
     canonical = models.TextField()
     digest = models.CharField(max_length=64)
     signature = models.CharField(max_length=100)
@@ -337,6 +377,8 @@ class Invoice(TenantModel):
         db_index=False,
     )
     reason = models.TextField(blank=True)
+    # BillingSettings.invoice_footer as it read at finalisation, digested with the invoice.
+    footer = models.TextField(blank=True, default="")
     digest = models.CharField(max_length=64, blank=True)
     created_by = models.CharField(max_length=200)
     created_at = models.DateTimeField()
@@ -404,3 +446,61 @@ class InvoiceLine(TenantModel):
         if Invoice.objects.filter(pk=self.invoice_id, status=InvoiceStatus.FINAL).exists():
             raise ImmutableError("A finalised invoice's lines cannot change.", code="invoice_final")
         super().save(*args, **kwargs)
+
+
+class DisputeStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    UPHELD = "upheld", "Upheld (credited)"
+    REJECTED = "rejected", "Rejected"
+
+
+class Dispute(TenantModel):
+    """A client's objection to one invoiced item. Upheld, it is credited (a credit note);
+    rejected, the reason is recorded. Both outcomes are in the client's trail."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    item = models.ForeignKey(
+        BillableItem, on_delete=models.PROTECT, related_name="disputes", db_index=False
+    )
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, related_name="disputes", db_index=False
+    )
+    client = models.ForeignKey(
+        "deliveries.Client", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    reason = models.TextField(help_text="What the client says is wrong.")
+    raised_by = models.CharField(max_length=200)
+    raised_at = models.DateTimeField()
+    status = models.CharField(
+        max_length=10, choices=DisputeStatus.choices, default=DisputeStatus.OPEN
+    )
+    decided_by = models.CharField(max_length=200, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    outcome_note = models.TextField(blank=True)
+    credit_note = models.ForeignKey(
+        Invoice,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-raised_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "item"],
+                condition=Q(status="open"),
+                name="dispute_open_once_per_item",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["organization", "status", "-raised_at"], name="dispute_queue"),
+            models.Index(fields=["organization", "client", "raised_at"], name="dispute_client"),
+            models.Index(fields=["organization", "item"], name="dispute_item"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dispute of {self.item_id} ({self.get_status_display()})"

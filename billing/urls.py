@@ -14,6 +14,11 @@ urlpatterns = [
         views.agreement_detail,
         name="billing-agreement",
     ),
+    path(
+        "billing/agreements/<str:agreement_id>/pdf",
+        views.agreement_pdf,
+        name="billing-agreement-pdf",
+    ),
     path("billing/invoices/", views.invoice_list, name="billing-invoices"),
     path("billing/invoices/new", views.invoice_create, name="billing-invoice-create"),
     path("billing/invoices/<str:invoice_id>/", views.invoice_detail, name="billing-invoice"),
@@ -28,4 +33,5 @@ urlpatterns = [
         name="billing-invoice-credit",
     ),
     path("billing/invoices/<str:invoice_id>/csv", views.invoice_csv, name="billing-invoice-csv"),
+    path("billing/invoices/<str:invoice_id>/pdf", views.invoice_pdf, name="billing-invoice-pdf"),
 ]

@@ -20,7 +20,7 @@ from billing.models import (
     ScopeAgreement,
     SigningKey,
 )
-from billing.services import BillingError, agreements, approvals, invoices
+from billing.services import BillingError, agreements, approvals, invoices, pdf
 from meshline.ids import uuid_or_404
 from meshline.models import Role
 from owners.services.tickets import Actor
@@ -151,14 +151,24 @@ def agreement_list(request, org_slug):
     return render(request, "billing/agreement_list.html", {"agreements": list(rows)})
 
 
-def agreement_detail(request, org_slug, agreement_id):
-    """The agreement as a document, with its signature and a live verification."""
-    agreement = get_object_or_404(
+def _get_agreement(request, agreement_id) -> ScopeAgreement:
+    return get_object_or_404(
         ScopeAgreement.objects.filter(organization=request.organization).select_related(
             "client", "deliverable", "signing_key", "organization"
         ),
         pk=uuid_or_404(agreement_id),
     )
+
+
+def pdf_response(content: bytes, filename: str) -> HttpResponse:
+    response = HttpResponse(content, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def agreement_detail(request, org_slug, agreement_id):
+    """The agreement as a document, with its signature and a live verification."""
+    agreement = _get_agreement(request, agreement_id)
     return render(
         request,
         "billing/agreement_document.html",
@@ -168,6 +178,11 @@ def agreement_detail(request, org_slug, agreement_id):
             "public_key_pem": agreements.public_key_pem(agreement.signing_key),
         },
     )
+
+
+def agreement_pdf(request, org_slug, agreement_id):
+    agreement = _get_agreement(request, agreement_id)
+    return pdf_response(pdf.agreement_pdf(agreement), pdf.agreement_filename(agreement))
 
 
 def _invoices(request):
@@ -262,6 +277,11 @@ def invoice_csv(request, org_slug, invoice_id):
     response = HttpResponse(invoices.to_csv(invoice), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{invoice.label}.csv"'
     return response
+
+
+def invoice_pdf(request, org_slug, invoice_id):
+    invoice = _get_invoice(request, invoice_id)
+    return pdf_response(pdf.invoice_pdf(invoice), f"{invoice.label}.pdf")
 
 
 def public_key(request, key_id):

@@ -303,6 +303,11 @@ MESHLINE_OUTBOUND_ALLOWED_HOSTS = env_list("MESHLINE_OUTBOUND_ALLOWED_HOSTS", []
 # Largest body POST /hooks/<endpoint> accepts (413 beyond it); vendors' post payloads with
 # full HTML content stay well under it.
 MESHLINE_HOOK_MAX_BYTES = env_int("MESHLINE_HOOK_MAX_BYTES", 512 * 1024, minimum=1024)
+# Billing's PDFs (billing/services/pdf.py) print any script a client name may be in with
+# this TrueType font (regular; a "-Bold" file beside it is used for headings). Unset or
+# missing: Debian's DejaVu Sans if installed, else PDF's built-in Helvetica (Latin-1 only:
+# other characters print as "?").
+MESHLINE_PDF_FONT = env_str("MESHLINE_PDF_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 # --- Celery --------------------------------------------------------------------------------
 # No broker configured: the embedded default runs tasks in-process, right after commit.

@@ -10,7 +10,8 @@ from rest_framework.response import Response
 
 from billing.filters import AgreementFilter, InvoiceFilter, ItemFilter
 from billing.models import BillableItem, Invoice, InvoiceLine, ScopeAgreement
-from billing.services import BillingError, agreements, approvals, invoices
+from billing.services import BillingError, agreements, approvals, invoices, pdf
+from billing.views import pdf_response
 from meshline.api import CursorPagination, TenantViewSet, UUIDLookupMixin, error_response
 from meshline.schema import error_response as error_doc
 
@@ -87,6 +88,13 @@ class AgreementViewSet(
     def verify(self, request, pk=None):
         """Whether the agreement is unaltered since signing; each differing field named."""
         return Response(agreements.verify(self.get_object()).as_dict())
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def pdf(self, request, pk=None):
+        """The agreement as PDF: terms, rate card, signature and how to verify it."""
+        agreement = self.get_object()
+        return pdf_response(pdf.agreement_pdf(agreement), pdf.agreement_filename(agreement))
 
 
 class BillableItemSerializer(serializers.ModelSerializer):
@@ -235,3 +243,10 @@ class InvoiceViewSet(
         response = HttpResponse(invoices.to_csv(invoice), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{invoice.label}.csv"'
         return response
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def pdf(self, request, pk=None):
+        """The invoice as PDF, with the agreement and events behind each line."""
+        invoice = self.get_object()
+        return pdf_response(pdf.invoice_pdf(invoice), f"{invoice.label}.pdf")

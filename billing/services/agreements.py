@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 
 from billing.models import BillingSettings, ScopeAgreement, SigningKey
+from billing.services import wording
 from billing.services.errors import BillingError
 from billing.services.money import parse_decimal
 from deliveries.services import trail
@@ -68,7 +69,7 @@ def _instant(value: datetime | None) -> str | None:
 
 def document(agreement: ScopeAgreement) -> dict:
     """What is signed, built from the agreement's columns."""
-    return {
+    doc = {
         "agreement_id": str(agreement.pk),
         "organization": agreement.organization.slug,
         "client": agreement.client.client_id,
@@ -84,6 +85,10 @@ def document(agreement: ScopeAgreement) -> dict:
         "source_event": str(agreement.source_event_id) if agreement.source_event_id else None,
         "key_id": agreement.signing_key.key_id,
     }
+    if agreement.terms:
+        # Only when there are terms: agreements signed before terms existed still verify.
+        doc["terms"] = agreement.terms
+    return doc
 
 
 def canonical_json(doc: dict) -> str:
@@ -177,6 +182,7 @@ def record_agreement(organization, client, deliverable, terms: AgreementTerms) -
             source_event=terms.source_event,
             signing_key=signing_key_for(organization),
         )
+        agreement.terms = _terms_text(organization, agreement)
         canonical = canonical_json(document(agreement))
         private = Ed25519PrivateKey.from_private_bytes(bytes(agreement.signing_key.private_key))
         agreement.canonical = canonical
@@ -200,6 +206,26 @@ def record_agreement(organization, client, deliverable, terms: AgreementTerms) -
             },
         )
     return agreement
+
+
+def _terms_text(organization, agreement: ScopeAgreement) -> str:
+    template = BillingSettings.for_organization(organization).agreement_terms
+    if not template.strip():
+        return ""
+    return wording.fill(
+        template,
+        {
+            "organization": organization.name,
+            "client": agreement.client.name,
+            "version": agreement.version,
+            "currency": agreement.currency,
+            "valid_from": agreement.valid_from.date().isoformat(),
+            "valid_until": agreement.valid_until.date().isoformat()
+            if agreement.valid_until
+            else "until amended",
+            "accepted_by": agreement.accepted_by,
+        },
+    ).strip()
 
 
 def _parse_instant(value, fallback):

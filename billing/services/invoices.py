@@ -22,6 +22,7 @@ from billing.models import (
     InvoiceStatus,
     ItemStatus,
 )
+from billing.services import wording
 from billing.services.errors import BillingError
 from billing.services.money import totals
 from deliveries.services import trail
@@ -155,6 +156,7 @@ def document(invoice: Invoice) -> dict:
         "tax_rate": str(invoice.tax_rate),
         "tax": str(invoice.tax),
         "total": str(invoice.total),
+        **({"footer": invoice.footer} if invoice.footer else {}),
     }
 
 
@@ -179,6 +181,7 @@ def finalize(invoice: Invoice, actor: Actor, at=None) -> Invoice:
         _total(invoice)
         invoice.number = _allocate_number(invoice.organization)
         invoice.finalized_at = at
+        invoice.footer = _footer_text(invoice)
         doc = document(invoice)
         invoice.digest = hashlib.sha256(
             json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
@@ -189,6 +192,22 @@ def finalize(invoice: Invoice, actor: Actor, at=None) -> Invoice:
             BillableItem.objects.filter(invoice=invoice).update(status=ItemStatus.INVOICED)
         _record(invoice, actor, at, doc)
     return invoice
+
+
+def _footer_text(invoice: Invoice) -> str:
+    template = BillingSettings.for_organization(invoice.organization).invoice_footer
+    if not template.strip():
+        return ""
+    return wording.fill(
+        template,
+        {
+            "organization": invoice.organization.name,
+            "client": invoice.client.name,
+            "number": invoice.label,
+            "total": invoice.total,
+            "currency": invoice.currency,
+        },
+    ).strip()
 
 
 def _record(invoice: Invoice, actor: Actor, at, doc: dict) -> None:

@@ -6,9 +6,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django_scopes import scope
 
+from billing.models import BillableItem, ScopeAgreement
+from billing.services import approvals, invoices
 from deliveries.services import ingest_events
 from meshline.models import Role
 from meshline.services import create_user
+from owners.services.tickets import Actor
 from tests.conftest import PASSWORD
 from tests.gates.conftest import event
 
@@ -35,6 +38,14 @@ def scope_event(ref="LP-1", *, hours=0, limits=None, rates=RATES, currency="EUR"
     return event("scope.accepted", ref, payload, at=at(hours))
 
 
+def changes(n, start=1.0, ref="LP-1"):
+    """n change requests, an hour apart: beyond the first, each is a revision overrun."""
+    return [
+        event("change.requested", ref, {"summary": f"change {i}"}, at=at(start + i))
+        for i in range(n)
+    ]
+
+
 @pytest.fixture
 def publish(django_capture_on_commit_callbacks):
     """Ingest events and run their processing (eager, in this process); returns the results."""
@@ -54,3 +65,27 @@ def finance(org_a):
 @pytest.fixture
 def finance2(org_a):
     return create_user("finance2@a.example", org_a, Role.FINANCE, PASSWORD)
+
+
+@pytest.fixture
+def billed(org_a, client_acme, publish):
+    """A signed agreement (one revision included) and two proposed revision overruns."""
+    publish(org_a, scope_event(), *changes(3))
+    with scope(organization=org_a):
+        return (
+            ScopeAgreement.objects.get(organization=org_a),
+            list(BillableItem.objects.filter(organization=org_a).order_by("occurred_at")),
+        )
+
+
+@pytest.fixture
+def issued(org_a, billed):
+    """Invoice INV-000001: both overruns approved and invoiced (285.60 EUR with 19 % tax)."""
+    _, items = billed
+    actor = Actor("user", "finance@a.example")
+    with scope(organization=org_a):
+        for item in items:
+            approvals.approve(item, actor)
+        return invoices.finalize(
+            invoices.draft_invoice(org_a, items[0].client, at(0), at(24), actor), actor, at(30)
+        )

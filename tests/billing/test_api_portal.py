@@ -8,21 +8,10 @@ from billing.models import BillableItem, ItemStatus, ScopeAgreement
 from billing.services import invoices
 from meshline.models import ApiScope
 from owners.services.tickets import Actor
-from tests.billing.conftest import at, scope_event
-from tests.billing.test_flow import changes
+from tests.billing.conftest import at, changes, scope_event
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def billed(org_a, client_acme, publish):
-    publish(org_a, scope_event(), *changes(3))
-    with scope(organization=org_a):
-        return (
-            ScopeAgreement.objects.get(organization=org_a),
-            list(BillableItem.objects.filter(organization=org_a).order_by("occurred_at")),
-        )
 
 
 def test_agreement_api_lists_verifies_and_reports_tampering(api_a, billed):

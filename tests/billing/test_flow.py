@@ -21,19 +21,12 @@ from deliveries.models import Event
 from deliveries.services.processing import process_event
 from owners.models import Ticket
 from owners.services.tickets import Actor
-from tests.billing.conftest import at, scope_event
+from tests.billing.conftest import at, changes, scope_event
 from tests.gates.conftest import event
 from tests.owners.factories import make_calendar, make_role, make_rule
 
 pytestmark = pytest.mark.django_db
 ANNA, BEN = Actor("user", "anna@a.example"), Actor("user", "ben@a.example")
-
-
-def changes(n, start=1.0, ref="LP-1"):
-    return [
-        event("change.requested", ref, {"summary": f"change {i}"}, at=at(start + i))
-        for i in range(n)
-    ]
 
 
 def items(org):
