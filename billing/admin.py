@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django_scopes import scope, scopes_disabled
 
-from billing.models import BillableItem, BillingSettings, Invoice, ScopeAgreement
+from billing.models import BillableItem, BillingSettings, Dispute, Invoice, ScopeAgreement
 from billing.services import BillingError, agreements
 from meshline.admin import ReadOnlyTenantAdmin, TenantAdmin, TenantHistoryAdmin
 
@@ -95,3 +95,12 @@ class BillableItemAdmin(ReadOnlyTenantAdmin):
 class InvoiceAdmin(ReadOnlyTenantAdmin):
     deletable = False
     list_display = ["label", "client", "kind", "status", "total", "currency"]
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyTenantAdmin):
+    """Decided in the portal (the outcome may issue a credit note); looked at here."""
+
+    deletable = False
+    list_display = ["item", "client", "status", "raised_by", "raised_at", "decided_at"]
+    list_filter = ["status"]

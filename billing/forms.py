@@ -21,3 +21,25 @@ class InvoiceForm(forms.Form):
     def __init__(self, *args, organization=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["client"].queryset = Client.objects.filter(organization=organization)
+
+
+class DisputeForm(forms.Form):
+    prefix = "dispute"
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=4000,
+        label="What the client disputes",
+    )
+
+
+class DecideDisputeForm(forms.Form):
+    outcome = forms.ChoiceField(
+        choices=[
+            ("upheld", "Uphold: credit the line (issues a credit note)"),
+            ("rejected", "Reject: the line stands"),
+        ],
+        widget=forms.RadioSelect,
+    )
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), max_length=4000, label="Why (goes in the trail)"
+    )

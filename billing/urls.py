@@ -8,6 +8,19 @@ urlpatterns = [
     path("billing/items/<str:item_id>/approve", views.item_approve, name="billing-item-approve"),
     path("billing/items/<str:item_id>/reject", views.item_reject, name="billing-item-reject"),
     path("billing/items/<str:item_id>/adjust", views.item_adjust, name="billing-item-adjust"),
+    path("billing/items/<str:item_id>/dispute", views.item_dispute, name="billing-item-dispute"),
+    path("billing/disputes/", views.dispute_list, name="billing-disputes"),
+    path("billing/disputes/<str:dispute_id>/", views.dispute_detail, name="billing-dispute"),
+    path(
+        "billing/disputes/<str:dispute_id>/decide",
+        views.dispute_decide,
+        name="billing-dispute-decide",
+    ),
+    path(
+        "billing/disputes/<str:dispute_id>/evidence.zip",
+        views.dispute_evidence,
+        name="billing-dispute-evidence",
+    ),
     path("billing/agreements/", views.agreement_list, name="billing-agreements"),
     path(
         "billing/agreements/<str:agreement_id>/",

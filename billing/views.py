@@ -12,20 +12,25 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from billing.filters import ItemFilter
-from billing.forms import AdjustForm, InvoiceForm, ReasonForm
+from billing.forms import AdjustForm, DecideDisputeForm, DisputeForm, InvoiceForm, ReasonForm
 from billing.models import (
     OPEN_ITEM_STATUSES,
     BillableItem,
+    Dispute,
+    DisputeStatus,
     Invoice,
+    ItemStatus,
     ScopeAgreement,
     SigningKey,
 )
-from billing.services import BillingError, agreements, approvals, invoices, pdf
+from billing.services import BillingError, agreements, approvals, disputes, invoices, pdf
 from meshline.ids import uuid_or_404
 from meshline.models import Role
 from owners.services.tickets import Actor
 
 DECIDING_ROLES = frozenset({Role.ADMIN, Role.FINANCE})
+# Who may record a client's dispute: whoever hears from the client.
+DISPUTING_ROLES = frozenset({Role.ADMIN, Role.FINANCE, Role.ACCOUNT_MANAGER})
 QUEUE_SIZE = 100
 
 
@@ -83,6 +88,10 @@ def item_detail(request, org_slug, item_id, **forms):
             "adjust_form": forms.get("adjust_form")
             or AdjustForm(initial={"quantity": item.quantity, "rate": item.rate}),
             "can_decide": request.membership.role in DECIDING_ROLES,
+            "disputes": list(item.disputes.order_by("-raised_at")),
+            "dispute_form": forms.get("dispute_form") or DisputeForm(),
+            "can_dispute": request.membership.role in DISPUTING_ROLES
+            and item.status == ItemStatus.INVOICED,
         },
         status=forms.get("status", 200),
     )
@@ -140,6 +149,99 @@ def item_adjust(request, org_slug, item_id):
             item, actor, quantity=data["quantity"], rate=data["rate"], reason=data["reason"]
         ),
     )
+
+
+@require_POST
+def item_dispute(request, org_slug, item_id):
+    """Record the client's dispute of an invoiced line."""
+    if request.membership.role not in DISPUTING_ROLES:
+        raise PermissionDenied("Viewers cannot record disputes.")
+    item = _get_item(request, item_id)
+    form = DisputeForm(request.POST)
+    if not form.is_valid():
+        return item_detail(request, org_slug, item_id, dispute_form=form, status=400)
+    try:
+        dispute = disputes.open_dispute(
+            item, Actor.for_user(request.user), form.cleaned_data["reason"]
+        )
+    except BillingError as exc:
+        messages.error(request, str(exc))
+        return redirect("billing-item", org_slug=org_slug, item_id=item.pk)
+    messages.success(request, "Dispute recorded; finance decides it.")
+    return redirect("billing-dispute", org_slug=org_slug, dispute_id=dispute.pk)
+
+
+def _disputes(request):
+    return Dispute.objects.filter(organization=request.organization).select_related(
+        "client", "item", "invoice", "credit_note"
+    )
+
+
+def dispute_list(request, org_slug):
+    """Open disputes first (oldest first), then the latest decided ones."""
+    rows = _disputes(request)
+    return render(
+        request,
+        "billing/dispute_list.html",
+        {
+            "open": list(rows.filter(status=DisputeStatus.OPEN).order_by("raised_at")[:200]),
+            "decided": list(
+                rows.exclude(status=DisputeStatus.OPEN).order_by("-decided_at", "-id")[:100]
+            ),
+        },
+    )
+
+
+def dispute_detail(request, org_slug, dispute_id, form=None, status=200):
+    """The dispute with its evidence: the agreement's verification, the events, the approvals."""
+    dispute = get_object_or_404(
+        _disputes(request).select_related("item__agreement__signing_key", "item__deliverable"),
+        pk=uuid_or_404(dispute_id),
+    )
+    item = dispute.item
+    return render(
+        request,
+        "billing/dispute_detail.html",
+        {
+            "dispute": dispute,
+            "item": item,
+            "events": list(item.events.order_by("occurred_at", "id")),
+            "verification": agreements.verify(item.agreement),
+            "form": form or DecideDisputeForm(),
+            "can_decide": request.membership.role in DECIDING_ROLES,
+        },
+        status=status,
+    )
+
+
+@require_POST
+def dispute_decide(request, org_slug, dispute_id):
+    actor = _require_finance(request)
+    dispute = get_object_or_404(_disputes(request), pk=uuid_or_404(dispute_id))
+    form = DecideDisputeForm(request.POST)
+    if not form.is_valid():
+        return dispute_detail(request, org_slug, dispute_id, form=form, status=400)
+    try:
+        dispute = disputes.decide(
+            dispute, actor, form.cleaned_data["outcome"], form.cleaned_data["note"]
+        )
+    except BillingError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Dispute {dispute.get_status_display().lower()}.")
+    return redirect("billing-dispute", org_slug=org_slug, dispute_id=dispute.pk)
+
+
+def dispute_evidence(request, org_slug, dispute_id):
+    dispute = get_object_or_404(
+        _disputes(request).select_related("item__agreement__signing_key", "organization"),
+        pk=uuid_or_404(dispute_id),
+    )
+    response = HttpResponse(disputes.evidence_bundle(dispute), content_type="application/zip")
+    response["Content-Disposition"] = (
+        f'attachment; filename="dispute-{dispute.invoice.label}-{dispute.pk}.zip"'
+    )
+    return response
 
 
 def agreement_list(request, org_slug):

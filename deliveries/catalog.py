@@ -321,6 +321,11 @@ CANONICAL_EVENT_TYPES: list[dict] = [
         ("billing.item_adjusted", "Finance adjusted a billable item (written by Meshline)."),
         ("invoice.generated", "An invoice was finalised (written by Meshline)."),
         ("credit_note.issued", "A credit note corrected an invoice (written by Meshline)."),
+        ("dispute.opened", "A client disputed an invoiced line (written by Meshline)."),
+        (
+            "dispute.resolved",
+            "A dispute was upheld (credited) or rejected (written by Meshline).",
+        ),
         ("flow.completed", "A flow run reached its outcome (written by Meshline)."),
         ("flow.breached", "A flow run missed a due time (written by Meshline)."),
         ("flow.exception", "A flow could not start: data missing (written by Meshline)."),
