@@ -9,6 +9,8 @@ urlpatterns = [
     path("billing/items/<str:item_id>/reject", views.item_reject, name="billing-item-reject"),
     path("billing/items/<str:item_id>/adjust", views.item_adjust, name="billing-item-adjust"),
     path("billing/items/<str:item_id>/dispute", views.item_dispute, name="billing-item-dispute"),
+    path("billing/report", views.finance_report, name="billing-report"),
+    path("billing/report.csv", views.finance_report_csv, name="billing-report-csv"),
     path("billing/disputes/", views.dispute_list, name="billing-disputes"),
     path("billing/disputes/<str:dispute_id>/", views.dispute_detail, name="billing-dispute"),
     path(

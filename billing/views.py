@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from billing.filters import ItemFilter
@@ -24,6 +25,9 @@ from billing.models import (
     SigningKey,
 )
 from billing.services import BillingError, agreements, approvals, disputes, invoices, pdf
+from billing.services.finance_report import Quarter
+from billing.services.finance_report import finance_report as finance_report_rows
+from billing.services.finance_report import to_csv as report_csv
 from meshline.ids import uuid_or_404
 from meshline.models import Role
 from owners.services.tickets import Actor
@@ -169,6 +173,53 @@ def item_dispute(request, org_slug, item_id):
         return redirect("billing-item", org_slug=org_slug, item_id=item.pk)
     messages.success(request, "Dispute recorded; finance decides it.")
     return redirect("billing-dispute", org_slug=org_slug, dispute_id=dispute.pk)
+
+
+def _quarter(request) -> tuple[Quarter | None, str]:
+    """The quarter asked for (default: the current one in the organization's zone), or an
+    error message."""
+    text = request.GET.get("quarter")
+    if not text:
+        return Quarter.containing(timezone.localdate(timezone=request.organization.zone)), ""
+    try:
+        return Quarter.parse(text), ""
+    except BillingError as exc:
+        return None, str(exc)
+
+
+def finance_report(request, org_slug):
+    """The quarterly review per client: billed overruns, approval times, disputes, credit
+    notes, and the SLA scorecard."""
+    quarter, error = _quarter(request)
+    current = Quarter.containing(timezone.localdate(timezone=request.organization.zone))
+    choices = [current]
+    while len(choices) < 8:
+        choices.append(choices[-1].previous())
+    rows = finance_report_rows(request.organization, quarter) if quarter else []
+    return render(
+        request,
+        "billing/report.html",
+        {
+            "quarter": quarter,
+            "error": error,
+            "asked": request.GET.get("quarter", ""),
+            "choices": choices,
+            "rows": rows,
+        },
+        status=400 if error else 200,
+    )
+
+
+def finance_report_csv(request, org_slug):
+    quarter, error = _quarter(request)
+    if error:
+        return HttpResponse(error, status=400, content_type="text/plain; charset=utf-8")
+    rows = finance_report_rows(request.organization, quarter)
+    response = HttpResponse(report_csv(quarter, rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="finance-{request.organization.slug}-{quarter}.csv"'
+    )
+    return response
 
 
 def _disputes(request):

@@ -85,7 +85,7 @@ def issued(org_a, billed):
     actor = Actor("user", "finance@a.example")
     with scope(organization=org_a):
         for item in items:
-            approvals.approve(item, actor)
+            approvals.approve(item, actor, at(26))
         return invoices.finalize(
             invoices.draft_invoice(org_a, items[0].client, at(0), at(24), actor), actor, at(30)
         )
