@@ -1,5 +1,6 @@
-"""The demo's finance story: a rate card, overruns on a few deliverables (found by the real
-processing step), two approved and invoiced, one left pending for finance."""
+"""The demo's finance story: a rate card and the agency's own terms, overruns on a few
+deliverables (found by the real processing step), two approved and invoiced, one line of
+that invoice disputed by the client, the rest left pending for finance."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -7,7 +8,7 @@ from decimal import Decimal
 from django.db.models import Min
 
 from billing.models import BillableItem, BillingSettings, Invoice, ItemStatus
-from billing.services import approvals, invoices
+from billing.services import approvals, disputes, invoices
 from deliveries.models import Deliverable, EventProcessing, ProcessingStatus
 from deliveries.services import ingest_events
 from deliveries.services.processing import process_event
@@ -19,6 +20,16 @@ DEMO_RATES = {
     "asset_size_mb": {"rate": "45.00", "unit": "oversize asset"},
 }
 FINANCE = Actor("user", "finance@northwind.example")
+ACCOUNT_MANAGER = Actor("user", "am@northwind.example")
+DEMO_TERMS = (
+    "$organization delivers the work above for $client in $currency from $valid_from "
+    "($valid_until). Work beyond the included limits is billed at the rates above, once "
+    "approved by $organization's finance team, and invoiced monthly. Accepted by $accepted_by."
+)
+DEMO_FOOTER = (
+    "Payable within 30 days to Northwind Digital GmbH, IBAN DE89 3704 0044 0532 0130 00, "
+    "quoting $number. Questions about a line: reply to this invoice, we keep the evidence."
+)
 
 
 def configure(organization, users_by_email) -> None:
@@ -29,6 +40,8 @@ def configure(organization, users_by_email) -> None:
             "tax_rate": Decimal("0.19"),
             "second_approval_above": Decimal("1000.00"),
             "default_rates": DEMO_RATES,
+            "agreement_terms": DEMO_TERMS,
+            "invoice_footer": DEMO_FOOTER,
         },
     )
 
@@ -85,7 +98,13 @@ def after_events(organization) -> None:
     start = min(i.occurred_at for i in to_invoice) - timedelta(days=1)
     end = max(i.occurred_at for i in to_invoice) + timedelta(seconds=1)
     draft = invoices.draft_invoice(organization, first_client, start, end, FINANCE, at=end)
-    invoices.finalize(draft, FINANCE, at=end)
+    invoice = invoices.finalize(draft, FINANCE, at=end)
+    disputes.open_dispute(
+        to_invoice[-1],
+        ACCOUNT_MANAGER,
+        "The client says this change was part of the original brief (call on Tuesday).",
+        at=invoice.finalized_at + timedelta(days=2),
+    )
 
 
 def _event(event_type, deliverable, at, key, payload):

@@ -165,10 +165,20 @@ def client_detail(request, org_slug, client_id):
     recent = Deliverable.objects.filter(organization=request.organization, client=client).order_by(
         "-last_event_at"
     )[:20]
+    # Entries about the client as a whole (invoices, credit notes, client-wide agreements),
+    # newest first, along event_client_recent.
+    account_trail = Event.objects.filter(
+        organization=request.organization, client=client, deliverable__isnull=True
+    ).order_by("-id")[:20]
     return render(
         request,
         "deliveries/client_detail.html",
-        {"client": client, "states": list(states), "recent": recent},
+        {
+            "client": client,
+            "states": list(states),
+            "recent": recent,
+            "account_trail": list(account_trail),
+        },
     )
 
 

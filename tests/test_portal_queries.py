@@ -319,7 +319,7 @@ CEILINGS = {
     # once read each person and their channels one by one: 18 queries for four people.)
     "rotas": 12,
     "events": 5,  # keyset page (no COUNT), the clients to suggest
-    "client": 6,  # the client, deliverables by state, recent deliverables
+    "client": 7,  # the client, deliverables by state, recent deliverables, account trail
     "gates": 6,  # pass rates over 24 h and 7 days, the gates
     # deliverable, events (COUNT, page), tickets, evaluations, artifacts, billing
     # (agreements, items), flow runs, and the Revenue section (reporting settings,
