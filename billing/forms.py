@@ -43,3 +43,31 @@ class DecideDisputeForm(forms.Form):
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}), max_length=4000, label="Why (goes in the trail)"
     )
+
+
+class ExportForm(forms.Form):
+    """Invoices and credit notes issued from ``start`` to ``end`` (whole days, both
+    included, in the organization's zone), for an accounting system."""
+
+    start = forms.DateField(label="Issued from", help_text="YYYY-MM-DD")
+    end = forms.DateField(label="Issued until", help_text="YYYY-MM-DD, included")
+    output = forms.ChoiceField(choices=[("csv", "CSV (a row per line)"), ("json", "JSON")])
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["end"] < data["start"]:
+            self.add_error("end", "The end is before the start.")
+        return data
+
+    def bounds(self, zone):
+        """[start 00:00, the day after end 00:00) in ``zone``."""
+        return day_bounds(self.cleaned_data["start"], self.cleaned_data["end"], zone)
+
+
+def day_bounds(start, end, zone):
+    from datetime import datetime, time, timedelta
+
+    return (
+        datetime.combine(start, time(), tzinfo=zone),
+        datetime.combine(end + timedelta(days=1), time(), tzinfo=zone),
+    )

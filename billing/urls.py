@@ -35,6 +35,7 @@ urlpatterns = [
         name="billing-agreement-pdf",
     ),
     path("billing/invoices/", views.invoice_list, name="billing-invoices"),
+    path("billing/invoices/export", views.invoice_export, name="billing-invoice-export"),
     path("billing/invoices/new", views.invoice_create, name="billing-invoice-create"),
     path("billing/invoices/<str:invoice_id>/", views.invoice_detail, name="billing-invoice"),
     path(

@@ -7,13 +7,21 @@ decide and invoice. Outsiders never get here (TenantMiddleware answers 404).
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
+from django_scopes import scope
 
 from billing.filters import ItemFilter
-from billing.forms import AdjustForm, DecideDisputeForm, DisputeForm, InvoiceForm, ReasonForm
+from billing.forms import (
+    AdjustForm,
+    DecideDisputeForm,
+    DisputeForm,
+    ExportForm,
+    InvoiceForm,
+    ReasonForm,
+)
 from billing.models import (
     OPEN_ITEM_STATUSES,
     BillableItem,
@@ -347,7 +355,7 @@ def invoice_list(request, org_slug):
     return _invoice_list(request, form)
 
 
-def _invoice_list(request, form, status=200):
+def _invoice_list(request, form, status=200, export_form=None):
     rows = _invoices(request).order_by("-created_at", "-id")[:200]
     return render(
         request,
@@ -355,6 +363,7 @@ def _invoice_list(request, form, status=200):
         {
             "invoices": list(rows),
             "form": form,
+            "export_form": export_form or ExportForm(initial={"output": "csv"}),
             "can_decide": request.membership.role in DECIDING_ROLES,
         },
         status=status,
@@ -423,6 +432,37 @@ def invoice_credit(request, org_slug, invoice_id):
         return redirect("billing-invoice", org_slug=org_slug, invoice_id=invoice.pk)
     messages.success(request, f"Issued {note.label}.")
     return redirect("billing-invoice", org_slug=org_slug, invoice_id=note.pk)
+
+
+def invoice_export(request, org_slug):
+    """Issued invoices and credit notes of a date range, for an accounting system."""
+    form = ExportForm(request.GET)
+    if not form.is_valid():
+        blank = InvoiceForm(organization=request.organization)
+        return _invoice_list(request, blank, status=400, export_form=form)
+    return export_response(
+        request.organization, *form.bounds(request.organization.zone), form.cleaned_data
+    )
+
+
+def _in_scope(organization, stream):
+    # A streaming body is read after the view returned, outside the request's tenant scope.
+    with scope(organization=organization):
+        yield from stream
+
+
+def export_response(organization, start, end, data) -> StreamingHttpResponse:
+    kind = data["output"]
+    stream = (invoices.export_csv if kind == "csv" else invoices.export_json)(
+        organization, start, end
+    )
+    response = StreamingHttpResponse(
+        _in_scope(organization, stream),
+        content_type="text/csv; charset=utf-8" if kind == "csv" else "application/json",
+    )
+    name = f"invoices-{organization.slug}-{data['start']}-{data['end']}.{kind}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 def invoice_csv(request, org_slug, invoice_id):

@@ -9,9 +9,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from billing.filters import AgreementFilter, InvoiceFilter, ItemFilter
+from billing.forms import day_bounds
 from billing.models import BillableItem, Invoice, InvoiceLine, ScopeAgreement
 from billing.services import BillingError, agreements, approvals, invoices, pdf
-from billing.views import pdf_response
+from billing.views import export_response, pdf_response
 from meshline.api import CursorPagination, TenantViewSet, UUIDLookupMixin, error_response
 from meshline.schema import error_response as error_doc
 
@@ -217,6 +218,20 @@ class InvoiceSerializer(serializers.ModelSerializer):
         ]
 
 
+class ExportQuerySerializer(serializers.Serializer):
+    start = serializers.DateField(
+        help_text="First day of issue (YYYY-MM-DD), in the organization's zone."
+    )
+    end = serializers.DateField(help_text="Last day of issue (YYYY-MM-DD), included.")
+    # Not "format": DRF reads that query parameter to choose a renderer.
+    output = serializers.ChoiceField(choices=["csv", "json"], default="json")
+
+    def validate(self, data):
+        if data["end"] < data["start"]:
+            raise serializers.ValidationError({"end": "The end is before the start."})
+        return data
+
+
 class InvoiceViewSet(
     UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
 ):
@@ -243,6 +258,23 @@ class InvoiceViewSet(
         response = HttpResponse(invoices.to_csv(invoice), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{invoice.label}.csv"'
         return response
+
+    @extend_schema(
+        parameters=[ExportQuerySerializer],
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "text/csv"): OpenApiTypes.STR,
+        },
+    )
+    @action(detail=False, methods=["get"], filterset_class=None, pagination_class=None)
+    def export(self, request):
+        """Invoices and credit notes issued in a date range, with their lines, for an
+        accounting system: JSON (invoices with nested lines) or CSV (a row per line)."""
+        query = ExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        start, end = day_bounds(data["start"], data["end"], self.organization.zone)
+        return export_response(self.organization, start, end, data)
 
     @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])

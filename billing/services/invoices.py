@@ -318,3 +318,118 @@ def to_csv(invoice: Invoice) -> str:
 def _safe(text: str) -> str:
     # Spreadsheets run cells starting with = + - @ as formulas (CSV injection).
     return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
+
+
+EXPORT_COLUMNS = [
+    "number",
+    "kind",
+    "corrects",
+    "client",
+    "client_name",
+    "issued_at",
+    "period_start",
+    "period_end",
+    "currency",
+    "tax_rate",
+    "subtotal",
+    "tax",
+    "total",
+    "digest",
+    "position",
+    "description",
+    "quantity",
+    "unit",
+    "rate",
+    "amount",
+    "item_id",
+]
+_INVOICE_FIELDS = EXPORT_COLUMNS[:14]
+
+
+def _number(kind, number) -> str:
+    return f"{'CN' if kind == InvoiceKind.CREDIT_NOTE else 'INV'}-{number:06d}"
+
+
+def export_lines(organization, start: datetime, end: datetime):
+    """Every line of the invoices and credit notes issued in [start, end), in number
+    order, as dicts of EXPORT_COLUMNS: what an accounting system imports. Streamed from
+    the database in chunks, never a whole year in memory."""
+    rows = (
+        InvoiceLine.objects.filter(
+            organization=organization,
+            invoice__status=InvoiceStatus.FINAL,
+            invoice__finalized_at__gte=start,
+            invoice__finalized_at__lt=end,
+        )
+        .order_by("invoice__number", "position")
+        .values_list(
+            "invoice__number",
+            "invoice__kind",
+            "invoice__corrects__number",
+            "invoice__corrects__kind",
+            "invoice__client__client_id",
+            "invoice__client__name",
+            "invoice__finalized_at",
+            "invoice__period_start",
+            "invoice__period_end",
+            "invoice__currency",
+            "invoice__tax_rate",
+            "invoice__subtotal",
+            "invoice__tax",
+            "invoice__total",
+            "invoice__digest",
+            "position",
+            "description",
+            "quantity",
+            "unit",
+            "rate",
+            "amount",
+            "item_id",
+        )
+    )
+    for row in rows.iterator(chunk_size=2000):
+        (number, kind, corrects, corrects_kind, *rest) = row
+        values = [
+            _number(kind, number),
+            kind,
+            _number(corrects_kind, corrects) if corrects else "",
+            *rest,
+        ]
+        yield {
+            name: value.isoformat() if isinstance(value, datetime) else str(value)
+            for name, value in zip(EXPORT_COLUMNS, values, strict=True)
+        }
+
+
+def export_csv(organization, start: datetime, end: datetime):
+    """``export_lines`` as CSV text, chunk by chunk (for a streaming response)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    for n, line in enumerate(export_lines(organization, start, end), 1):
+        line["description"] = _safe(line["description"])
+        writer.writerow(line.values())
+        if n % 500 == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
+
+
+def export_json(organization, start: datetime, end: datetime):
+    """``export_lines`` as one JSON document, each invoice once with its lines nested,
+    chunk by chunk: {"invoices": [{...invoice..., "lines": [{...}, ...]}, ...]}."""
+    yield '{"invoices": ['
+    current, first = None, True
+    for line in export_lines(organization, start, end):
+        if current is not None and line["number"] != current["number"]:
+            yield ("" if first else ",") + json.dumps(current)
+            first = False
+            current = None
+        if current is None:
+            current = {name: line[name] for name in _INVOICE_FIELDS}
+            current["lines"] = []
+        current["lines"].append({k: v for k, v in line.items() if k not in _INVOICE_FIELDS})
+    if current is not None:
+        yield ("" if first else ",") + json.dumps(current)
+    yield "]}"
