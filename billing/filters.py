@@ -2,7 +2,15 @@
 
 import django_filters
 
-from billing.models import BillableItem, Invoice, InvoiceStatus, ItemStatus, ScopeAgreement
+from billing.models import (
+    BillableItem,
+    Dispute,
+    DisputeStatus,
+    Invoice,
+    InvoiceStatus,
+    ItemStatus,
+    ScopeAgreement,
+)
 
 
 class ItemFilter(django_filters.FilterSet):
@@ -30,4 +38,13 @@ class InvoiceFilter(django_filters.FilterSet):
 
     class Meta:
         model = Invoice
+        fields = ["client", "status"]
+
+
+class DisputeFilter(django_filters.FilterSet):
+    client = django_filters.CharFilter(field_name="client__client_id")
+    status = django_filters.ChoiceFilter(choices=DisputeStatus.choices)
+
+    class Meta:
+        model = Dispute
         fields = ["client", "status"]

@@ -5,5 +5,6 @@ router = OptionalSlashRouter()
 router.register("agreements", views.AgreementViewSet, basename="agreement")
 router.register("billable-items", views.BillableItemViewSet, basename="billable-item")
 router.register("invoices", views.InvoiceViewSet, basename="invoice")
+router.register("disputes", views.DisputeViewSet, basename="dispute")
 
 urlpatterns = router.urls

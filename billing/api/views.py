@@ -1,5 +1,5 @@
-"""Billing API v1: agreements (and their verification), billable items (approve, reject),
-invoices (and their CSV)."""
+"""Billing API v1: agreements (verification, PDF), billable items (approve, reject,
+dispute), disputes (decide, evidence), invoices (CSV, PDF, export for accounting)."""
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -8,10 +8,10 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from billing.filters import AgreementFilter, InvoiceFilter, ItemFilter
+from billing.filters import AgreementFilter, DisputeFilter, InvoiceFilter, ItemFilter
 from billing.forms import day_bounds
-from billing.models import BillableItem, Invoice, InvoiceLine, ScopeAgreement
-from billing.services import BillingError, agreements, approvals, invoices, pdf
+from billing.models import BillableItem, Dispute, Invoice, InvoiceLine, ScopeAgreement
+from billing.services import BillingError, agreements, approvals, disputes, invoices, pdf
 from billing.views import export_response, pdf_response
 from meshline.api import CursorPagination, TenantViewSet, UUIDLookupMixin, error_response
 from meshline.schema import error_response as error_doc
@@ -98,6 +98,43 @@ class AgreementViewSet(
         return pdf_response(pdf.agreement_pdf(agreement), pdf.agreement_filename(agreement))
 
 
+class DisputeSerializer(serializers.ModelSerializer):
+    client = serializers.CharField(source="client.client_id")
+    invoice_number = serializers.CharField(source="invoice.label")
+    credit_note_number = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dispute
+        fields = [
+            "id",
+            "item",
+            "invoice",
+            "invoice_number",
+            "client",
+            "reason",
+            "raised_by",
+            "raised_at",
+            "status",
+            "decided_by",
+            "decided_at",
+            "outcome_note",
+            "credit_note",
+            "credit_note_number",
+        ]
+
+    def get_credit_note_number(self, obj) -> str | None:
+        return obj.credit_note.label if obj.credit_note_id else None
+
+
+class DisputeRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=4000)
+
+
+class DecideSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=list(disputes.OUTCOMES))
+    note = serializers.CharField(max_length=4000)
+
+
 class BillableItemSerializer(serializers.ModelSerializer):
     client = serializers.CharField(source="client.client_id")
     deliverable = serializers.CharField(source="deliverable.deliverable_id")
@@ -181,6 +218,67 @@ class BillableItemViewSet(
         body = RejectSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return self._act(request, approvals.reject, **body.validated_data)
+
+    @extend_schema(
+        request=DisputeRequestSerializer, responses={201: DisputeSerializer, 409: CONFLICT}
+    )
+    @action(detail=True, methods=["post"])
+    def dispute(self, request, pk=None):
+        """Record the client's dispute of this invoiced line."""
+        item = self.get_object()
+        body = DisputeRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            dispute = disputes.open_dispute(
+                item, approvals.actor_for_api_key(request.auth), body.validated_data["reason"]
+            )
+        except BillingError as exc:
+            code = status.HTTP_409_CONFLICT if exc.conflict else status.HTTP_400_BAD_REQUEST
+            return error_response([exc.as_dict()], code)
+        return Response(DisputeSerializer(dispute).data, status=status.HTTP_201_CREATED)
+
+
+class DisputeViewSet(
+    UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
+):
+    """Clients' disputes of invoiced lines, newest first; decide them, download evidence."""
+
+    queryset = Dispute.objects.none()
+    serializer_class = DisputeSerializer
+    filterset_class = DisputeFilter
+    pagination_class = Pagination
+    required_scopes = {"GET": "billing:read", "POST": "billing:write"}
+
+    def get_tenant_queryset(self):
+        return Dispute.objects.filter(organization=self.organization).select_related(
+            "client", "invoice", "credit_note"
+        )
+
+    @extend_schema(request=DecideSerializer, responses={200: DisputeSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def decide(self, request, pk=None):
+        """Uphold (the line is credited on a credit note) or reject, with a note."""
+        dispute = self.get_object()
+        body = DecideSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            dispute = disputes.decide(
+                dispute, approvals.actor_for_api_key(request.auth), **body.validated_data
+            )
+        except BillingError as exc:
+            code = status.HTTP_409_CONFLICT if exc.conflict else status.HTTP_400_BAD_REQUEST
+            return error_response([exc.as_dict()], code)
+        return Response(DisputeSerializer(self.get_queryset().get(pk=dispute.pk)).data)
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def evidence(self, request, pk=None):
+        """The evidence pack: signed agreement and verification, events with digests,
+        approvals, invoice, dispute, and a manifest of SHA-256 sums."""
+        dispute = self.get_object()
+        response = HttpResponse(disputes.evidence_bundle(dispute), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="dispute-{dispute.pk}.zip"'
+        return response
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer):

@@ -193,3 +193,70 @@ def test_another_tenants_disputes_are_404(client, org_a, outsider, issued):
     assert "Not ours." not in client.get("/o/org-b/billing/disputes/").content.decode()
     with scope(organization=org_a):
         assert Dispute.objects.get().status == DisputeStatus.OPEN
+
+
+def test_api_records_decides_and_evidences_a_dispute(api_a, org_a, make_key, issued):
+    from meshline.models import ApiScope
+
+    first, _second = invoiced_items(org_a)
+    empty = api_a.post(f"/api/v1/billable-items/{first.pk}/dispute", {}, format="json")
+    assert empty.status_code == 400
+    assert empty.json()["errors"][0]["field"] == "reason"
+    created = api_a.post(
+        f"/api/v1/billable-items/{first.pk}/dispute", {"reason": "Not ours."}, format="json"
+    )
+    assert created.status_code == 201
+    dispute = created.json()
+    assert (dispute["status"], dispute["invoice_number"]) == ("open", "INV-000001")
+    again = api_a.post(
+        f"/api/v1/billable-items/{first.pk}/dispute", {"reason": "Again."}, format="json"
+    )
+    assert (again.status_code, again.json()["errors"][0]["code"]) == (409, "dispute_open")
+    _key, reader = make_key(org_a, scopes=[ApiScope.BILLING_READ])
+    assert reader.get("/api/v1/disputes?status=open").json()["results"][0]["id"] == dispute["id"]
+    forbidden = reader.post(
+        f"/api/v1/disputes/{dispute['id']}/decide", {"outcome": "upheld", "note": "x"}
+    )
+    assert forbidden.status_code == 403
+    bad = api_a.post(
+        f"/api/v1/disputes/{dispute['id']}/decide", {"outcome": "maybe", "note": "x"}, format="json"
+    )
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "outcome"
+    decided = api_a.post(
+        f"/api/v1/disputes/{dispute['id']}/decide",
+        {"outcome": "upheld", "note": "Fair."},
+        format="json",
+    ).json()
+    assert (decided["status"], decided["credit_note_number"]) == ("upheld", "CN-000002")
+    twice = api_a.post(
+        f"/api/v1/disputes/{dispute['id']}/decide",
+        {"outcome": "rejected", "note": "No."},
+        format="json",
+    )
+    assert twice.status_code == 409
+    evidence = api_a.get(f"/api/v1/disputes/{dispute['id']}/evidence")
+    assert evidence["Content-Type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(evidence.content)).namelist()
+    assert "evidence/agreement/canonical.json" in names and "evidence/manifest.json" in names
+    with scope(organization=org_a):
+        assert Dispute.objects.count() == 1  # the refused second one stored nothing
+
+
+def test_api_disputes_of_another_tenant_are_404(api_a, api_b, org_a, issued):
+    first, _ = invoiced_items(org_a)
+    dispute = api_a.post(
+        f"/api/v1/billable-items/{first.pk}/dispute", {"reason": "Not ours."}, format="json"
+    ).json()
+    for path in (f"/api/v1/disputes/{dispute['id']}", f"/api/v1/disputes/{dispute['id']}/evidence"):
+        assert api_b.get(path).status_code == 404, path
+    assert api_b.get("/api/v1/disputes").json()["results"] == []
+    decide = api_b.post(
+        f"/api/v1/disputes/{dispute['id']}/decide",
+        {"outcome": "upheld", "note": "x"},
+        format="json",
+    )
+    assert decide.status_code == 404
+    steal = api_b.post(f"/api/v1/billable-items/{first.pk}/dispute", {"reason": "x"}, format="json")
+    assert steal.status_code == 404
+    with scope(organization=org_a):
+        assert Dispute.objects.get().status == DisputeStatus.OPEN
