@@ -144,6 +144,42 @@ class GateEvaluation(TenantModel):
         return f"{self.gate} on {self.event_id}: {self.outcome}"
 
 
+class GateVerdictCount(TenantModel):
+    """An enforced gate's verdicts per UTC minute (errors left out): what over-strictness
+    reads instead of a day of evaluations, which at hundreds a second is millions of rows.
+
+    Written with the evaluations they count, in the same transaction
+    (``gates.services.strictness.count_verdicts``), as *delta* rows: an upsert would lock one
+    row per gate and minute until the batch commits, and every worker judging that gate
+    would queue behind it. Readers sum; ``strictness.compact`` folds the deltas into one
+    compacted row per gate and minute and drops the minutes no window reads any more.
+    """
+
+    gate = models.ForeignKey(Gate, on_delete=models.CASCADE, related_name="+", db_index=False)
+    minute = models.DateTimeField()
+    evaluated = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    compacted = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "gate", "minute"],
+                condition=Q(compacted=True),
+                name="verdict_count_compacted_unique",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["organization", "gate", "minute"], name="verdict_count_gate"),
+            models.Index(
+                fields=["organization"], condition=Q(compacted=False), name="verdict_count_deltas"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gate_id} {self.minute:%Y-%m-%d %H:%M}: {self.failed}/{self.evaluated}"
+
+
 class Artifact(TenantModel):
     """A failing artifact kept with its evaluation (e.g. a screenshot difference image)."""
 

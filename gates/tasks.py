@@ -8,7 +8,16 @@ from django.utils import timezone
 
 from deliveries.models import Event, ProcessingStatus
 from gates import services
-from gates.models import CheckName, Gate, GateEvaluation, GateMode, SitemapTimer, TimerStatus
+from gates.models import (
+    CheckName,
+    Gate,
+    GateEvaluation,
+    GateMode,
+    GateVerdictCount,
+    SitemapTimer,
+    TimerStatus,
+)
+from gates.services import strictness
 from gates.services.processing import HEAVY_CHECKS
 from meshline import telemetry
 from meshline.celery import TenantTask
@@ -89,3 +98,16 @@ def sweep_unevaluated_for(*, organization) -> int:
                 return queued  # the broker is down again: the next sweep carries on
             queued += 1
     return queued
+
+
+@shared_task(name="gates.compact_verdict_counts", acks_late=True, time_limit=120)
+def compact_verdict_counts() -> int:
+    """Fan out: one compaction per organization with verdict-count deltas to fold."""
+    return compact_verdict_counts_for.fan_out(GateVerdictCount, compacted=False)
+
+
+@shared_task(
+    base=TenantTask, name="gates.compact_verdict_counts_for", acks_late=True, time_limit=300
+)
+def compact_verdict_counts_for(*, organization) -> int:
+    return strictness.compact(organization)

@@ -51,6 +51,8 @@ ROUTES: dict[str, Kind] = {
     "gates.sweep_unevaluated_for": Kind.GATES,
     "gates.timer_sweep": Kind.GATES,
     "gates.expire_timers": Kind.GATES,
+    "gates.compact_verdict_counts": Kind.DEFAULT,
+    "gates.compact_verdict_counts_for": Kind.DEFAULT,
     # owners: escalation stays on the default pool (small, time-critical); sending is apart
     "owners.escalation_sweep": Kind.DEFAULT,
     "owners.escalate_tickets": Kind.DEFAULT,

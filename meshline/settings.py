@@ -385,6 +385,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "rota-handoffs": {"task": "owners.handoff_sweep", "schedule": 60},
     "compact-event-counts": {"task": "deliveries.compact_event_counts", "schedule": 60},
+    "compact-gate-verdict-counts": {"task": "gates.compact_verdict_counts", "schedule": 60},
     "sitemap-timers": {"task": "gates.timer_sweep", "schedule": 60},
     "unevaluated-gates": {"task": "gates.sweep_unevaluated", "schedule": 600},
     "flow-breaches": {"task": "flows.breach_sweep", "schedule": 60},

@@ -10,11 +10,10 @@ delta rows the trigger appended since the last ``compact``.
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
-from django.db import transaction
 from django.db.models import Sum
 
 from deliveries.models import SUBMITTED_SOURCES, Client, Event, EventCount
-from meshline.models import Organization
+from meshline import counters
 
 HOUR = timedelta(hours=1)
 
@@ -87,58 +86,6 @@ COMPACT_CHUNK = 5_000
 
 
 def compact(organization, chunk: int = COMPACT_CHUNK) -> int:
-    """Fold the organization's delta rows into one compacted row per client and hour.
-
-    Safe beside ingestion: only the deltas read here are deleted, so deltas committed
-    meanwhile wait for the next pass. Safe beside another compaction: the organization row
-    is locked for each chunk. Idempotent. Returns how many deltas were folded.
-    """
-    folded = 0
-    while True:
-        with transaction.atomic():
-            Organization.objects.select_for_update().filter(pk=organization.pk).first()
-            deltas = list(
-                EventCount.objects.filter(organization=organization, compacted=False)
-                .order_by("pk")
-                .values_list("pk", "client_id", "hour", "count")[:chunk]
-            )
-            if not deltas:
-                return folded
-            totals: dict[tuple, int] = defaultdict(int)
-            for _pk, client_id, hour, count in deltas:
-                totals[(client_id, hour)] += count
-            EventCount.objects.filter(
-                organization=organization, pk__in=[pk for pk, *_ in deltas]
-            ).delete()
-            hours = [hour for _client, hour in totals]
-            existing = {
-                (row.client_id, row.hour): row
-                for row in EventCount.objects.filter(
-                    organization=organization,
-                    compacted=True,
-                    client_id__in={client_id for client_id, _hour in totals},
-                    hour__gte=min(hours),
-                    hour__lte=max(hours),
-                )
-            }
-            updated, created = [], []
-            for (client_id, hour), count in totals.items():
-                row = existing.get((client_id, hour))
-                if row is None:
-                    created.append(
-                        EventCount(
-                            organization=organization,
-                            client_id=client_id,
-                            hour=hour,
-                            count=count,
-                            compacted=True,
-                        )
-                    )
-                else:
-                    row.count += count
-                    updated.append(row)
-            EventCount.objects.bulk_update(updated, ["count"], batch_size=1000)
-            EventCount.objects.bulk_create(created, batch_size=1000)
-        folded += len(deltas)
-        if len(deltas) < chunk:
-            return folded
+    """Fold the organization's delta rows into one compacted row per client and hour
+    (``meshline.counters.fold``). Returns how many deltas were folded."""
+    return counters.fold(EventCount, organization, ("client_id", "hour"), ("count",), chunk)

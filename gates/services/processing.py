@@ -33,7 +33,7 @@ from gates.models import (
     SitemapTimer,
 )
 from gates.services.sitemaps import DEFAULT_SITEMAP_HOURS, settle_sitemap_timers
-from gates.services.strictness import check_strictness
+from gates.services.strictness import check_strictness, count_verdicts
 from gates.services.verdicts import (
     HISTORY_LIMIT,
     applies,
@@ -193,6 +193,7 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]], settled=()) -> N
         )
         written.append((evaluation, result))
     GateEvaluation.objects.bulk_create([evaluation for evaluation, _result in written])
+    count_verdicts(evaluation for evaluation, _result in written)
     metrics.observe_evaluated(
         (e.gate.check_name, e.event.received_at, e.evaluated_at) for e, _result in written
     )

@@ -27,7 +27,7 @@ from gates.models import (
     GateTicketLink,
     Outcome,
 )
-from gates.services.strictness import check_strictness
+from gates.services.strictness import check_strictness, count_verdicts
 from meshline import metrics
 from owners.models import ACTIVE_STATUSES, Ticket, TicketSource
 from owners.services import tickets
@@ -170,6 +170,7 @@ def record_verdict(
         duration_ms=round(duration_ms, 3),
         evaluated_at=at or timezone.now(),
     )
+    count_verdicts([evaluation])
     for artifact in result.artifacts:
         Artifact.objects.create(
             organization_id=event.organization_id,

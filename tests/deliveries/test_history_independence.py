@@ -24,6 +24,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django_scopes import scope
 
@@ -31,7 +32,8 @@ from deliveries.models import Client, Event
 from deliveries.services import ingest_events
 from deliveries.services.processing import process_batch
 from devtools import largeorg
-from gates.models import GateEvaluation
+from gates.models import GateEvaluation, GateMode, Outcome
+from gates.services import strictness
 from meshline import extensions
 
 pytestmark = pytest.mark.postgres
@@ -40,7 +42,8 @@ HISTORY_EVENTS = 100_000
 HISTORY_EVALUATIONS = 100_000
 HISTORY_TICKETS = 10_000
 # largeorg spreads the history over the 90 days before its "now"; the new events come this
-# much later, so windows such as a gate's last 24 hours (strictness) hold no history.
+# much later, so windows such as a gate's last 24 hours (strictness) hold none of it. The
+# busy day of verdicts inside that window comes after the first comparison (``_busy_day``).
 AFTER_HISTORY = timedelta(days=2)
 PAGE_GATES_EVALUATED = 3  # jsonld, seo-tags, schema-version; the sitemap gate starts a timer
 
@@ -248,6 +251,7 @@ def test_processing_an_event_reads_no_more_rows_after_100k_earlier_events(
         for organization in (quiet, busy):
             warm_up = _page(organization, "WARM-1", later)
             _process(organization, warm_up, django_capture_on_commit_callbacks, QueryLog())
+        # (warm_up is now busy's page: its gates are the ones every new page runs.)
 
         more, logs = _compare(quiet, busy, later, django_capture_on_commit_callbacks)
         assert more == {}, _explain(more, logs)
@@ -256,3 +260,52 @@ def test_processing_an_event_reads_no_more_rows_after_100k_earlier_events(
         with extensions.processing_steps.override("test.history", _read_the_clients_events):
             more, _logs = _compare(quiet, busy, later, django_capture_on_commit_callbacks)
         assert more["deliveries_event"]["busy"][0] >= HISTORY_EVENTS // 5
+
+        # A busy day: the page gates judged RECENT_EVALUATIONS events over the last 23 hours.
+        # Over-strictness reads their per-minute counts, not the evaluations.
+        _busy_day(busy, warm_up, later)
+        more, logs = _compare(quiet, busy, later, django_capture_on_commit_callbacks)
+        counted = more.pop("gates_gateverdictcount", {"busy": (0, 0)})["busy"]
+        assert more == {}, _explain(more, logs)
+        # At most a day of minutes per gate judged, whatever the day's volume.
+        assert counted[0] <= PAGE_GATES_EVALUATED * (24 * 60 + 1), counted
+
+
+RECENT_EVALUATIONS = 30_000
+
+
+def _busy_day(organization, judged_event_id, now) -> None:
+    """RECENT_EVALUATIONS passing verdicts of the gates that judged ``judged_event_id``,
+    spread over the 23 hours before ``now``, with their counts, as processing writes them."""
+    with scope(organization=organization):
+        gate_ids = sorted(
+            GateEvaluation.objects.filter(
+                organization=organization, event_id=judged_event_id
+            ).values_list("gate_id", flat=True)
+        )
+        events = (
+            Event.objects.filter(organization=organization, deliverable__isnull=False)
+            .exclude(pk=judged_event_id)
+            .exclude(
+                Exists(GateEvaluation.objects.filter(event=OuterRef("pk"), gate_id__in=gate_ids))
+            )
+            .values_list("pk", "deliverable_id")[: RECENT_EVALUATIONS // len(gate_ids) + 1]
+        )
+        verdicts = [
+            GateEvaluation(
+                organization=organization,
+                gate_id=gate_id,
+                event_id=event_id,
+                deliverable_id=deliverable_id,
+                outcome=Outcome.PASS,
+                mode=GateMode.ENFORCE,
+                evaluated_at=now - timedelta(minutes=1 + (n * 23 * 60) // RECENT_EVALUATIONS),
+            )
+            for n, ((event_id, deliverable_id), gate_id) in enumerate(
+                (pair, gate_id) for pair in events for gate_id in gate_ids
+            )
+        ][:RECENT_EVALUATIONS]
+        assert len(verdicts) == RECENT_EVALUATIONS
+        GateEvaluation.objects.bulk_create(verdicts, batch_size=5_000)
+        strictness.count_verdicts(verdicts)
+        strictness.compact(organization, now=now)

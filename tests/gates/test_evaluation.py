@@ -8,6 +8,7 @@ fixture's block ends.
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.utils import timezone
 from django_scopes import scope
 
@@ -19,6 +20,7 @@ from gates.models import (
     Gate,
     GateEvaluation,
     GateMode,
+    GateVerdictCount,
     Outcome,
     SitemapTimer,
     TimerStatus,
@@ -710,15 +712,40 @@ def test_a_fail_rate_at_the_limit_keeps_the_gate_enforced(
 def test_failures_older_than_24_hours_do_not_count(
     org_a, client_acme, owner_map, strict_gate, publish
 ):
-    _publish_pages(org_a, publish, ["missing_jsonld.html"] * 4)
-    with scope(organization=org_a):
-        GateEvaluation.objects.filter(gate=strict_gate).update(
-            evaluated_at=timezone.now() - timedelta(hours=25)
-        )
+    with time_machine.travel(timezone.now() - timedelta(hours=25), tick=True):
+        _publish_pages(org_a, publish, ["missing_jsonld.html"] * 4)
     _publish_pages(org_a, publish, ["missing_jsonld.html"], start=4)
     with scope(organization=org_a):
         strict_gate.refresh_from_db()
+        assert GateEvaluation.objects.filter(gate=strict_gate).count() == 5
     assert strict_gate.mode == GateMode.ENFORCE
+
+
+def test_strictness_reads_whole_minutes_from_the_counts_and_the_edge_from_evaluations(
+    org_a, client_acme, owner_map, strict_gate, publish
+):
+    """The window's first, partial minute is counted exactly, from the evaluations; the
+    rest from the per-minute counts, whether folded yet or not."""
+    from gates.services import strictness
+
+    start = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=2)
+    with time_machine.travel(start + timedelta(seconds=10), tick=False):
+        _publish_pages(org_a, publish, ["missing_jsonld.html"])  # in the edge minute
+    with time_machine.travel(start + timedelta(seconds=50), tick=False):
+        _publish_pages(org_a, publish, ["missing_jsonld.html"], start=1)  # edge, after since
+    with time_machine.travel(start + timedelta(minutes=5), tick=False):
+        _publish_pages(org_a, publish, ["product_landing.html"] * 2, start=2)
+    with scope(organization=org_a):
+        since = start + timedelta(seconds=30)
+        assert strictness.verdict_counts(strict_gate, since) == (3, 1)
+        assert strictness.verdict_counts(strict_gate, start) == (4, 2)
+        assert strictness.compact(org_a) > 0  # folded: the same answers
+        assert strictness.verdict_counts(strict_gate, since) == (3, 1)
+        assert strictness.verdict_counts(strict_gate, start) == (4, 2)
+        assert strictness.compact(org_a) == 0
+        # Days later the folded minutes are dropped: nothing reads them any more.
+        strictness.compact(org_a, now=start + timedelta(days=3))
+        assert not GateVerdictCount.objects.filter(organization=org_a).exists()
 
 
 def test_a_gate_switches_to_monitor_even_when_no_owner_rule_can_take_the_triage(
