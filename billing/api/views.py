@@ -19,6 +19,12 @@ from meshline.schema import error_response as error_doc
 CONFLICT = error_doc("The item's status does not allow this action.")
 
 
+def refused(exc: BillingError) -> Response:
+    """A refused billing step: 409 for a state conflict, 400 for bad input."""
+    code = status.HTTP_409_CONFLICT if exc.conflict else status.HTTP_400_BAD_REQUEST
+    return error_response([exc.as_dict()], code)
+
+
 class Pagination(CursorPagination):
     ordering = "-id"
 
@@ -202,8 +208,7 @@ class BillableItemViewSet(
         try:
             item = fn(item, approvals.actor_for_api_key(request.auth), **kwargs)
         except BillingError as exc:
-            code = status.HTTP_409_CONFLICT if exc.conflict else status.HTTP_400_BAD_REQUEST
-            return error_response([exc.as_dict()], code)
+            return refused(exc)
         return Response(BillableItemSerializer(self.get_queryset().get(pk=item.pk)).data)
 
     @extend_schema(request=None, responses={200: BillableItemSerializer, 409: CONFLICT})
@@ -233,8 +238,7 @@ class BillableItemViewSet(
                 item, approvals.actor_for_api_key(request.auth), body.validated_data["reason"]
             )
         except BillingError as exc:
-            code = status.HTTP_409_CONFLICT if exc.conflict else status.HTTP_400_BAD_REQUEST
-            return error_response([exc.as_dict()], code)
+            return refused(exc)
         return Response(DisputeSerializer(dispute).data, status=status.HTTP_201_CREATED)
 
 
@@ -266,8 +270,7 @@ class DisputeViewSet(
                 dispute, approvals.actor_for_api_key(request.auth), **body.validated_data
             )
         except BillingError as exc:
-            code = status.HTTP_409_CONFLICT if exc.conflict else status.HTTP_400_BAD_REQUEST
-            return error_response([exc.as_dict()], code)
+            return refused(exc)
         return Response(DisputeSerializer(self.get_queryset().get(pk=dispute.pk)).data)
 
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
