@@ -225,13 +225,18 @@ class BillableItem(TenantModel):
     client = models.ForeignKey(
         "deliveries.Client", on_delete=models.PROTECT, related_name="+", db_index=False
     )
+    # Empty for a recurring fee of a client-wide agreement: it is no deliverable's work.
     deliverable = models.ForeignKey(
         "deliveries.Deliverable",
+        null=True,
+        blank=True,
         on_delete=models.PROTECT,
         related_name="billable_items",
         db_index=False,
     )
-    clause = models.CharField(max_length=64, help_text="The agreement limit it exceeds.")
+    clause = models.CharField(
+        max_length=64, help_text="The agreement limit it exceeds, or its recurring fee."
+    )
     description = models.CharField(max_length=300)
     quantity = models.DecimalField(max_digits=12, decimal_places=2)
     # What detection proposed, kept when finance adjusts ``quantity``: detection compares the

@@ -34,6 +34,44 @@ _INSTANT = {
     "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$",
 }
 
+
+def _scope_schema(*, recurring: bool) -> dict:
+    """scope.accepted from v2 on: limits, who signed, currency, rate card, validity."""
+    rate = {
+        "rate": {"type": "string", "pattern": r"^\d{1,9}(\.\d{1,2})?$"},
+        "unit": {"type": "string", "minLength": 1, "maxLength": 40},
+    }
+    if recurring:
+        rate["recurring"] = {"enum": ["month"]}
+    return _schema(
+        ["limits"],
+        {
+            "limits": {
+                "type": "object",
+                "properties": {
+                    "revisions": {"type": "integer", "minimum": 0},
+                    "asset_size_mb": {"type": "number", "minimum": 0},
+                    "hours": {"type": "number", "minimum": 0},
+                },
+                "additionalProperties": {"type": "number", "minimum": 0},
+            },
+            "signed_by": {"type": "string", "maxLength": 200},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "rates": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["rate"],
+                    "properties": rate,
+                    "additionalProperties": False,
+                },
+            },
+            "valid_from": _INSTANT,
+            "valid_until": _INSTANT,
+        },
+    )
+
+
 CANONICAL_EVENT_TYPES: list[dict] = [
     {
         "name": "intake.received",
@@ -75,36 +113,17 @@ CANONICAL_EVENT_TYPES: list[dict] = [
         "version": 2,
         "description": "The client accepted a scope with its limits, rate card and validity.",
         "advances_to": LifecycleState.SCOPED,
-        "payload_schema": _schema(
-            ["limits"],
-            {
-                "limits": {
-                    "type": "object",
-                    "properties": {
-                        "revisions": {"type": "integer", "minimum": 0},
-                        "asset_size_mb": {"type": "number", "minimum": 0},
-                        "hours": {"type": "number", "minimum": 0},
-                    },
-                    "additionalProperties": {"type": "number", "minimum": 0},
-                },
-                "signed_by": {"type": "string", "maxLength": 200},
-                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-                "rates": {
-                    "type": "object",
-                    "additionalProperties": {
-                        "type": "object",
-                        "required": ["rate"],
-                        "properties": {
-                            "rate": {"type": "string", "pattern": r"^\d{1,9}(\.\d{1,2})?$"},
-                            "unit": {"type": "string", "minLength": 1, "maxLength": 40},
-                        },
-                        "additionalProperties": False,
-                    },
-                },
-                "valid_from": _INSTANT,
-                "valid_until": _INSTANT,
-            },
-        ),
+        "payload_schema": _scope_schema(recurring=False),
+    },
+    {
+        # v3: a rate card entry may be a recurring fee ("recurring": "month"), billed once a
+        # month while the agreement is in force (e.g. a retainer). Otherwise as v2.
+        "name": "scope.accepted",
+        "version": 3,
+        "description": "The client accepted a scope with its limits, rate card (recurring "
+        "fees included) and validity.",
+        "advances_to": LifecycleState.SCOPED,
+        "payload_schema": _scope_schema(recurring=True),
     },
     {
         "name": "asset.uploaded",

@@ -143,7 +143,7 @@ class DecideSerializer(serializers.Serializer):
 
 class BillableItemSerializer(serializers.ModelSerializer):
     client = serializers.CharField(source="client.client_id")
-    deliverable = serializers.CharField(source="deliverable.deliverable_id")
+    deliverable = serializers.CharField(source="deliverable.deliverable_id", allow_null=True)
     event_ids = serializers.SerializerMethodField()
     invoice = serializers.UUIDField(source="invoice_id", allow_null=True)
 

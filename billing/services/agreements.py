@@ -27,6 +27,9 @@ from deliveries.services import trail
 from meshline.models import Organization
 
 MAX_RATE = Decimal("1000000")
+# A rate card entry with "recurring" is a fixed fee billed per period while the agreement
+# is in force (billing.services.invoices.add_recurring_fees), e.g. a monthly retainer.
+RECURRING = ("month",)
 
 
 def signing_key_for(organization) -> SigningKey:
@@ -117,6 +120,16 @@ def clean_rates(rates) -> dict:
             raise BillingError("invalid_rates", f"Rate '{clause}' needs a 'rate'.", "rates")
         rate = parse_decimal(entry["rate"], f"rates.{clause}", maximum=MAX_RATE)
         cleaned[str(clause)] = {"rate": str(rate), "unit": str(entry.get("unit") or clause)[:40]}
+        recurring = entry.get("recurring")
+        if recurring is not None:
+            if recurring not in RECURRING:
+                raise BillingError(
+                    "invalid_rates",
+                    f"Rate '{clause}': recurring is one of {', '.join(RECURRING)}.",
+                    "rates",
+                )
+            # Only present when given: the canonical form of older agreements is unchanged.
+            cleaned[str(clause)]["recurring"] = recurring
     return cleaned
 
 

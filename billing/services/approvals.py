@@ -23,7 +23,11 @@ def actor_for_api_key(api_key) -> Actor:
 
 
 def _locked(item: BillableItem) -> BillableItem:
-    return BillableItem.objects.select_for_update().select_related("deliverable").get(pk=item.pk)
+    return (
+        BillableItem.objects.select_for_update(of=("self",))
+        .select_related("deliverable")
+        .get(pk=item.pk)
+    )
 
 
 def _require_open(item: BillableItem) -> None:

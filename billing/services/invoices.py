@@ -8,6 +8,7 @@ import io
 import json
 from collections import defaultdict
 from datetime import datetime
+from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
@@ -21,10 +22,11 @@ from billing.models import (
     InvoiceLine,
     InvoiceStatus,
     ItemStatus,
+    ScopeAgreement,
 )
-from billing.services import wording
+from billing.services import agreements, wording
 from billing.services.errors import BillingError
-from billing.services.money import totals
+from billing.services.money import line_amount, totals
 from deliveries.services import trail
 from owners.services.tickets import Actor
 
@@ -38,6 +40,7 @@ def draft_invoice(
     if period_end <= period_start:
         raise BillingError("invalid_period", "The period must end after it starts.", "period_end")
     with transaction.atomic():
+        add_recurring_fees(organization, client, period_start, period_end)
         items = list(
             BillableItem.objects.select_for_update()
             .filter(
@@ -79,6 +82,74 @@ def draft_invoice(
         _total(invoice)
         invoice.save()
     return invoice
+
+
+def _month_starts(start: datetime, end: datetime, zone) -> list[datetime]:
+    """The first instants of the calendar months (in ``zone``) in [start, end)."""
+    local = start.astimezone(zone)
+    month = datetime(local.year, local.month, 1, tzinfo=zone)
+    if month < start:
+        month = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=zone)
+    starts = []
+    while month < end:
+        starts.append(month)
+        month = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=zone)
+    return starts
+
+
+def add_recurring_fees(organization, client, period_start: datetime, period_end: datetime):
+    """Approved items for the recurring fees of the client's agreements, one per month
+    that starts in the period (in the organization's zone) while the agreement is in
+    force. Signed into the agreement, so approved as they are; keyed per agreement, fee
+    and month, so drafting again (or another period over the same month) adds none."""
+    months = _month_starts(period_start, period_end, organization.zone)
+    if not months:
+        return
+    recurring = [
+        agreement
+        for agreement in ScopeAgreement.objects.filter(organization=organization, client=client)
+        .select_related("deliverable")
+        .order_by("valid_from", "version")
+        if any("recurring" in entry for entry in agreement.rates.values())
+    ]
+    fees = []
+    for agreement in recurring:
+        ends = agreements.window_end(agreement)
+        for month in months:
+            if month < agreement.valid_from or (ends is not None and month >= ends):
+                continue
+            for clause, entry in agreement.rates.items():
+                if entry.get("recurring") != "month":
+                    continue
+                rate = Decimal(entry["rate"])
+                subject = agreement.deliverable.deliverable_id if agreement.deliverable else ""
+                fees.append(
+                    BillableItem(
+                        organization=organization,
+                        agreement=agreement,
+                        client=client,
+                        deliverable=agreement.deliverable,
+                        clause=clause,
+                        description=(
+                            f"{subject + ': ' if subject else ''}{clause} for "
+                            f"{month:%Y-%m} (agreement v{agreement.version})"
+                        ),
+                        quantity=Decimal("1.00"),
+                        proposed_quantity=Decimal("1.00"),
+                        unit=entry.get("unit") or "month",
+                        rate=rate,
+                        amount=line_amount(Decimal("1"), rate),
+                        currency=agreement.currency,
+                        evidence={"recurring": "month", "month": f"{month:%Y-%m}"},
+                        occurred_at=month,
+                        proposed_at=month,
+                        idempotency_key=f"recurring:{agreement.pk}:{clause}:{month:%Y-%m}",
+                        status=ItemStatus.APPROVED,
+                        approver="signed agreement",
+                        approved_at=month,
+                    )
+                )
+    BillableItem.objects.bulk_create(fees, ignore_conflicts=True)
 
 
 def _add_lines(invoice: Invoice, items, sign: int) -> None:
