@@ -80,6 +80,9 @@ def queue(request, org_slug):
             "items": list(items.order_by("proposed_at", "id")[:QUEUE_SIZE]),
             "pending": list(pending),
             "can_decide": request.membership.role in DECIDING_ROLES,
+            "open_disputes": Dispute.objects.filter(
+                organization=request.organization, status=DisputeStatus.OPEN
+            ).count(),
         },
     )
 

@@ -143,6 +143,7 @@ def test_portal_dispute_from_the_line_to_the_credit_note(
     with scope(organization=org_a):
         dispute = Dispute.objects.get()
     assert response.url == f"/o/org-a/billing/disputes/{dispute.pk}/"
+    assert "1 open dispute</a> waiting" in client.get("/o/org-a/billing/").content.decode()
     assert "Not ours." in client.get("/o/org-a/billing/disputes/").content.decode()
     # Account managers record disputes; finance decides them.
     assert (
