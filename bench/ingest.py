@@ -278,14 +278,27 @@ class Sample:
 
 
 def _run_threads(target, count: int) -> float:
+    """Run ``count`` threads of ``target`` from one start; the seconds until all ended.
+    A thread's exception ends the run: a phase half of whose work failed has no rate."""
     start = threading.Barrier(count + 1)
-    threads = [threading.Thread(target=target, args=(start,), daemon=True) for _ in range(count)]
+    errors: list[BaseException] = []
+
+    def guarded(barrier):
+        try:
+            target(barrier)
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    threads = [threading.Thread(target=guarded, args=(start,), daemon=True) for _ in range(count)]
     for thread in threads:
         thread.start()
     start.wait()
     began = time.perf_counter()
     for thread in threads:
         thread.join(timeout=600)
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {count} threads failed") from errors[0]
     return time.perf_counter() - began
 
 
@@ -434,6 +447,15 @@ def copy_phase(
     events_sql = f"COPY deliveries_event ({', '.join(EVENT_FIELDS)}) FROM STDIN"
     processing_sql = f"COPY deliveries_eventprocessing ({', '.join(PROCESSING_FIELDS)}) FROM STDIN"
     chunks = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
+    pending = {
+        "organization_id": organization_id,
+        "status": "pending",
+        "attempts": 0,
+        "processed_at": None,
+        "last_error": "",
+        "replay_count": 0,
+        "replayed_at": None,
+    }
     latencies = [0.0] * len(chunks)
     lock = threading.Lock()
     queue = iter(range(len(chunks)))
@@ -454,7 +476,10 @@ def copy_phase(
                             copy.write_row(row)
                     with cur.copy(processing_sql) as copy:
                         for row in chunks[index]:
-                            copy.write_row((row[0], organization_id, "pending", 0, now, None, ""))
+                            # By name: a column added to EventProcessing is a KeyError
+                            # here, not a COPY that fails in a thread.
+                            values = {**pending, "event_id": row[0], "enqueued_at": now}
+                            copy.write_row([values[name] for name in PROCESSING_FIELDS])
                 latencies[index] = time.perf_counter() - began
 
     seconds = _run_threads(copier, concurrency)
