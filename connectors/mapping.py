@@ -18,6 +18,13 @@ or sent twice by the vendor, yields its events exactly once.
   ``fields.meshlineDeliverableId.en-US``) and the page URL built from
   ``mapping["url_template"]``, whose ``{path}`` placeholders are read from the entry, e.g.
   ``https://acme.example/lp/{fields.slug.en-US}``.
+- Jira (``jira``): ``jira:issue_created`` and ``jira:issue_updated`` as Jira Cloud posts
+  them (``timestamp`` in ms, ``webhookEvent``, ``user``, ``issue`` with ``key`` and
+  ``fields``, ``changelog.items``). ``mapping["transitions"]`` maps the status an issue
+  moved *to* (the changelog's ``toString``) to ``intake.received``, ``change.requested``
+  or ``asset.approved``; ``mapping["created"]`` names the event of a new issue. Anything
+  not mapped yields nothing. The deliverable reference is read at
+  ``mapping["deliverable_path"]`` (default ``issue.key``).
 - Generic (``standard``): ``mapping`` is ``{target: source}``, where target is an envelope
   field (``event_type``, ``deliverable_id``, ``occurred_at``, ``idempotency_key``,
   ``client_id``, ``correlation_id``, ``actor.role``, ``actor.id``) or ``payload.<name>``,
@@ -44,7 +51,14 @@ WORDPRESS_DELIVERABLE_PATH = "post_meta.meshline_deliverable_id"
 PAYLOAD_SCHEMA_VERSION = 2
 CONTENTFUL_DELIVERABLE_PATH = "fields.meshlineDeliverableId.en-US"
 CONTENTFUL_PUBLISH = "ContentManagement.Entry.publish"
-OPTIONS = {"wordpress": {"deliverable_path"}, "contentful": {"deliverable_path", "url_template"}}
+OPTIONS = {
+    "wordpress": {"deliverable_path"},
+    "contentful": {"deliverable_path", "url_template"},
+    "jira": {"deliverable_path", "created", "transitions"},
+}
+JIRA_DELIVERABLE_PATH = "issue.key"
+# What a Jira status change may stand for in the event contract.
+JIRA_EVENT_TYPES = ("intake.received", "change.requested", "asset.approved")
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _MISSING = object()
 
@@ -67,13 +81,33 @@ def lookup(data, path: str):
 
 
 def check_options(kind: str, options) -> list[str]:
-    """Problems with a built-in mapping's options (WordPress, Contentful)."""
+    """Problems with a built-in mapping's options (WordPress, Contentful, Jira)."""
     allowed = OPTIONS[kind]
     if not isinstance(options, dict) or set(options) - allowed:
         return [f"Use an object with only {', '.join(sorted(allowed))} (or {{}} for defaults)."]
+    if kind == "jira":
+        return _check_jira(options)
     if not all(isinstance(value, str) for value in options.values()):
         return ["Each option is a text: a dotted path, or a URL template with {path}s."]
     return []
+
+
+def _check_jira(options: dict) -> list[str]:
+    problems = []
+    kinds = ", ".join(JIRA_EVENT_TYPES)
+    if not isinstance(options.get("deliverable_path", ""), str):
+        problems.append("deliverable_path is a dotted path, e.g. issue.fields.customfield_10042.")
+    if "created" in options and options["created"] not in JIRA_EVENT_TYPES:
+        problems.append(f"created is one of {kinds}.")
+    transitions = options.get("transitions", {})
+    if not isinstance(transitions, dict) or not all(
+        isinstance(status, str) and event_type in JIRA_EVENT_TYPES
+        for status, event_type in transitions.items()
+    ):
+        problems.append(
+            f'transitions maps a Jira status to one of {kinds}, e.g. {{"Done": "asset.approved"}}.'
+        )
+    return problems
 
 
 def check_generic(mapping) -> list[str]:
@@ -220,11 +254,71 @@ def map_contentful(endpoint, payload, vendor_id: str, headers: dict) -> list[dic
     ]
 
 
+def _jira_payload(event_type: str, issue: dict, user: str, status: str) -> dict:
+    fields = issue.get("fields") if isinstance(issue.get("fields"), dict) else {}
+    if event_type == "asset.approved":
+        return {"asset_id": issue["key"], "approved_by": user[:200]}
+    if event_type == "change.requested":
+        summary = fields.get("summary") or f"{issue['key']} moved to {status}"
+        return {"summary": str(summary)[:500]}
+    return {"requested_by": user[:200]}
+
+
+def map_jira(endpoint, payload, vendor_id: str) -> list[dict]:
+    """A new issue or a status change -> the configured event; anything else nothing."""
+    issue = payload.get("issue")
+    if not isinstance(issue, dict) or not issue.get("key") or not issue.get("id"):
+        raise MappingError("No 'issue' with an id and key: is this a Jira issue webhook?")
+    options = endpoint.mapping or {}
+    webhook_event = payload.get("webhookEvent")
+    status, change = "", webhook_event
+    if webhook_event == "jira:issue_created":
+        event_type = options.get("created")
+    elif webhook_event == "jira:issue_updated":
+        changelog = payload.get("changelog") if isinstance(payload.get("changelog"), dict) else {}
+        moved = [
+            item
+            for item in changelog.get("items") or []
+            if isinstance(item, dict) and item.get("field") == "status"
+        ]
+        if not moved:
+            return []
+        status = str(moved[-1].get("toString") or "")
+        event_type = (options.get("transitions") or {}).get(status)
+        change = changelog.get("id") or vendor_id
+    else:
+        return []
+    if not event_type:
+        return []
+    try:
+        occurred = datetime.fromtimestamp(int(payload["timestamp"]) / 1000, tz=UTC)
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        raise MappingError("The payload has no 'timestamp' in milliseconds.") from None
+    user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
+    who = str(user.get("displayName") or user.get("accountId") or "jira")
+    return [
+        {
+            "event_type": event_type,
+            "deliverable_id": _reference(
+                payload, options.get("deliverable_path") or JIRA_DELIVERABLE_PATH
+            ),
+            "client_id": endpoint.client.client_id,
+            # The issue and the change (the changelog's id): Jira's retries of a delivery,
+            # and the same change under another delivery id, are one event.
+            "idempotency_key": f"jira:{endpoint.public_id}:{issue['id']}:{change}"[:200],
+            "actor": {"role": "pm_tool", "id": f"jira:{user.get('accountId', '')}"[:200]},
+            "occurred_at": occurred.isoformat(),
+            "payload": _jira_payload(event_type, issue, who, status),
+        }
+    ]
+
+
 MAPPERS = {
     "wordpress": lambda endpoint, payload, vendor_id, headers: map_wordpress(
         endpoint, payload, vendor_id
     ),
     "contentful": map_contentful,
+    "jira": lambda endpoint, payload, vendor_id, headers: map_jira(endpoint, payload, vendor_id),
     "standard": lambda endpoint, payload, vendor_id, headers: map_generic(
         endpoint, payload, vendor_id
     ),

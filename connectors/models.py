@@ -34,6 +34,7 @@ class ConnectorKind(models.TextChoices):
     STANDARD = "standard", "Generic (Standard Webhooks, JSON mapping)"
     WORDPRESS = "wordpress", "WordPress (post published/updated)"
     CONTENTFUL = "contentful", "Contentful (Entry.publish)"
+    JIRA = "jira", "Jira (issue created / status changed, mapped as configured)"
 
 
 class InboundEndpoint(TenantModel):

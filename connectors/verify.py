@@ -13,6 +13,12 @@ sha256=<hex HMAC-SHA256(key, "id.timestamp.body")>`` where the key is the whole 
 string as UTF-8 (what PHP's ``hash_hmac('sha256', $message, $secret)`` does). Signing the
 id and the time with the body means neither can be changed to slip a replay past the checks.
 
+Jira (admin-registered webhooks with a secret): ``X-Hub-Signature: sha256=<hex HMAC-SHA256(
+secret, body)>`` (WebSub's format; the key is the secret string as UTF-8) and
+``X-Atlassian-Webhook-Identifier``, unique per delivery and unchanged across Jira's
+retries. Jira signs no timestamp, so no age is checked: a replayed request carries a
+delivery id already in the inbox and is answered as a duplicate, never mapped twice.
+
 Contentful (its documented webhook request verification): ``x-contentful-signature`` is the
 hex HMAC-SHA256, keyed with the 64-character signing secret, of ``"<method>\n<path>\n
 <name:value;...>\n<body>"`` over the headers listed in ``x-contentful-signed-headers``
@@ -48,6 +54,7 @@ HEADERS = {
         "x-wp-webhook-timestamp",
         "x-wp-webhook-signature",
     ),
+    ConnectorKind.JIRA: ("x-atlassian-webhook-identifier", "x-hub-signature"),
 }
 
 
@@ -151,6 +158,34 @@ def _verify_contentful(secrets, headers, text: str, now, method: str, path: str)
     return _contentful_id(headers, text)
 
 
+def _verify_jira(secrets, headers, body: bytes) -> str:
+    delivery_id, signature = (headers.get(h, "") for h in HEADERS[ConnectorKind.JIRA])
+    missing = [
+        h
+        for h, v in zip(HEADERS[ConnectorKind.JIRA], (delivery_id, signature), strict=True)
+        if not v
+    ]
+    if missing:
+        raise Refused(RejectReason.MISSING_HEADERS, f"Missing headers: {', '.join(missing)}.")
+    if len(delivery_id) > 200:
+        raise Refused(
+            RejectReason.MISSING_HEADERS,
+            "x-atlassian-webhook-identifier is longer than 200 characters.",
+        )
+    scheme, _, given = signature.strip().partition("=")
+    if scheme != "sha256" or not any(
+        hmac.compare_digest(
+            given.lower(), hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        )
+        for secret in secrets
+    ):
+        raise Refused(
+            RejectReason.BAD_SIGNATURE,
+            "x-hub-signature does not match the body signed with the endpoint's secret.",
+        )
+    return delivery_id
+
+
 def verify(
     kind: str,
     secrets: list[str],
@@ -166,6 +201,8 @@ def verify(
     ``headers`` is case-insensitive (Django's ``request.headers``); ``path`` the request's
     path (Contentful signs it). Raises Refused.
     """
+    if kind == ConnectorKind.JIRA:
+        return _verify_jira(secrets, headers, body)
     id_header, _time_header, signature_header = HEADERS[kind]
     msg_id, timestamp, signature = (headers.get(h, "") for h in HEADERS[kind])
     missing = [
@@ -214,6 +251,9 @@ def sign(
             secret.encode(), canonical.encode(), hashlib.sha256
         ).hexdigest()
         return headers
+    if kind == ConnectorKind.JIRA:
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return {"X-Atlassian-Webhook-Identifier": msg_id, "X-Hub-Signature": f"sha256={digest}"}
     if kind == ConnectorKind.WORDPRESS:
         message = f"{msg_id}.{timestamp}.{body.decode()}".encode()
         digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()

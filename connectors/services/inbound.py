@@ -34,6 +34,7 @@ REJECTS_PER_MINUTE = 20
 # Headers kept with a raw delivery: what verification and the drill-down need.
 KEPT_HEADERS = ("content-type", "user-agent", *verify.HEADERS["standard"][:2])
 KEPT_HEADERS += (*verify.HEADERS["wordpress"][:2], "x-contentful-topic", "x-contentful-timestamp")
+KEPT_HEADERS += ("x-atlassian-webhook-identifier", "x-atlassian-webhook-flow")
 # --- endpoints ------------------------------------------------------------------------------
 
 
