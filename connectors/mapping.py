@@ -25,6 +25,12 @@ or sent twice by the vendor, yields its events exactly once.
   or ``asset.approved``; ``mapping["created"]`` names the event of a new issue. Anything
   not mapped yields nothing. The deliverable reference is read at
   ``mapping["deliverable_path"]`` (default ``issue.key``).
+- Cloudinary (``cloudinary``): an ``upload`` notification becomes ``asset.uploaded``
+  (``public_id``, ``bytes``, filename and type); a ``moderation`` notification whose status
+  is ``approved`` becomes ``asset.approved``; anything else yields nothing. The deliverable
+  reference is the asset's contextual metadata at ``mapping["deliverable_path"]`` (default
+  ``context.custom.deliverable_id``), or, with ``mapping["tag_prefix"]`` (e.g.
+  ``deliverable:``), the first tag that starts with it.
 - Generic (``standard``): ``mapping`` is ``{target: source}``, where target is an envelope
   field (``event_type``, ``deliverable_id``, ``occurred_at``, ``idempotency_key``,
   ``client_id``, ``correlation_id``, ``actor.role``, ``actor.id``) or ``payload.<name>``,
@@ -55,7 +61,9 @@ OPTIONS = {
     "wordpress": {"deliverable_path"},
     "contentful": {"deliverable_path", "url_template"},
     "jira": {"deliverable_path", "created", "transitions"},
+    "cloudinary": {"deliverable_path", "tag_prefix"},
 }
+CLOUDINARY_DELIVERABLE_PATH = "context.custom.deliverable_id"
 JIRA_DELIVERABLE_PATH = "issue.key"
 # What a Jira status change may stand for in the event contract.
 JIRA_EVENT_TYPES = ("intake.received", "change.requested", "asset.approved")
@@ -313,12 +321,80 @@ def map_jira(endpoint, payload, vendor_id: str) -> list[dict]:
     ]
 
 
+def _cloudinary_reference(payload, options: dict) -> str:
+    prefix = options.get("tag_prefix")
+    if prefix:
+        tags = payload.get("tags") if isinstance(payload.get("tags"), list) else []
+        for tag in tags:
+            if isinstance(tag, str) and tag.startswith(prefix) and tag[len(prefix) :]:
+                return tag[len(prefix) :]
+        raise MappingError(f"No tag starts with {prefix!r}: tag the asset with its deliverable.")
+    return _reference(payload, options.get("deliverable_path") or CLOUDINARY_DELIVERABLE_PATH)
+
+
+def map_cloudinary(endpoint, payload, vendor_id: str) -> list[dict]:
+    """An upload -> asset.uploaded; an approved moderation -> asset.approved; else nothing."""
+    kind = payload.get("notification_type")
+    approved = kind == "moderation" and payload.get("moderation_status") == "approved"
+    if kind != "upload" and not approved:
+        return []
+    public_id = payload.get("public_id")
+    if not public_id:
+        raise MappingError("The notification has no public_id.")
+    options = endpoint.mapping or {}
+    body = {
+        "deliverable_id": _cloudinary_reference(payload, options),
+        "client_id": endpoint.client.client_id,
+        "actor": {"role": "dam", "id": "cloudinary"},
+    }
+    if approved:
+        occurred = payload.get("moderation_updated_at") or payload.get("timestamp")
+        return [
+            {
+                **body,
+                "event_type": "asset.approved",
+                "idempotency_key": f"cloudinary:{endpoint.public_id}:{vendor_id}"[:200],
+                "occurred_at": occurred,
+                "payload": {
+                    "asset_id": str(public_id)[:200],
+                    "approved_by": f"cloudinary {payload.get('moderation_kind', 'moderation')}",
+                },
+            }
+        ]
+    size = payload.get("bytes")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise MappingError("The upload notification has no size in 'bytes'.")
+    name = payload.get("original_filename") or str(public_id).rsplit("/", 1)[-1]
+    extension = payload.get("format")
+    upload = {
+        "asset_id": str(public_id)[:200],
+        "size_bytes": size,
+        "filename": (f"{name}.{extension}" if extension else str(name))[:300],
+    }
+    if payload.get("resource_type") and extension:
+        upload["mime_type"] = f"{payload['resource_type']}/{extension}"[:100]
+    if isinstance(payload.get("version"), int):
+        upload["revision"] = payload["version"]
+    return [
+        {
+            **body,
+            "event_type": "asset.uploaded",
+            "idempotency_key": f"cloudinary:{endpoint.public_id}:{vendor_id}"[:200],
+            "occurred_at": payload.get("created_at") or payload.get("timestamp"),
+            "payload": upload,
+        }
+    ]
+
+
 MAPPERS = {
     "wordpress": lambda endpoint, payload, vendor_id, headers: map_wordpress(
         endpoint, payload, vendor_id
     ),
     "contentful": map_contentful,
     "jira": lambda endpoint, payload, vendor_id, headers: map_jira(endpoint, payload, vendor_id),
+    "cloudinary": lambda endpoint, payload, vendor_id, headers: map_cloudinary(
+        endpoint, payload, vendor_id
+    ),
     "standard": lambda endpoint, payload, vendor_id, headers: map_generic(
         endpoint, payload, vendor_id
     ),

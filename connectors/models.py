@@ -35,6 +35,12 @@ class ConnectorKind(models.TextChoices):
     WORDPRESS = "wordpress", "WordPress (post published/updated)"
     CONTENTFUL = "contentful", "Contentful (Entry.publish)"
     JIRA = "jira", "Jira (issue created / status changed, mapped as configured)"
+    CLOUDINARY = "cloudinary", "Cloudinary (asset uploaded / approved)"
+
+
+# Kinds whose sender signs with a secret of its own (Cloudinary: the account's API
+# secret): the admin enters it, Meshline cannot issue one.
+VENDOR_SECRET_KINDS = frozenset({ConnectorKind.CLOUDINARY})
 
 
 class InboundEndpoint(TenantModel):
@@ -90,11 +96,14 @@ class InboundEndpoint(TenantModel):
             return secrets.token_hex(32)
         return outbound.generate_secret()
 
-    def rotate_secret(self, now: datetime, overlap: timedelta = ROTATION_OVERLAP) -> str:
-        """A new secret; the old one keeps verifying for ``overlap``. Returns the new one."""
+    def rotate_secret(
+        self, now: datetime, overlap: timedelta = ROTATION_OVERLAP, new: str = ""
+    ) -> str:
+        """A new secret (``new``, for a kind whose sender has its own, else one made here);
+        the old one keeps verifying for ``overlap``. Returns the new one."""
         self.previous_secret = self.secret
         self.previous_secret_expires_at = now + overlap
-        self.secret = self.new_secret(self.kind)
+        self.secret = new or self.new_secret(self.kind)
         self.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at"])
         return self.secret
 

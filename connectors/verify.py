@@ -19,6 +19,13 @@ secret, body)>`` (WebSub's format; the key is the secret string as UTF-8) and
 retries. Jira signs no timestamp, so no age is checked: a replayed request carries a
 delivery id already in the inbox and is answered as a duplicate, never mapped twice.
 
+Cloudinary (its documented notification signatures): ``X-Cld-Timestamp`` (Unix seconds) and
+``X-Cld-Signature``, the hex SHA-1 (or SHA-256, if the account chose it) of ``body +
+timestamp + api_secret``: a keyed hash with the account's own API secret, which the admin
+enters (``VENDOR_SECRET_KINDS``). Cloudinary's SDKs accept a signature for two hours, and so
+does this (``CLOUDINARY_TOLERANCE``); Cloudinary sends no delivery id, so the notification
+type, asset, version and moderation status stand in for it.
+
 Contentful (its documented webhook request verification): ``x-contentful-signature`` is the
 hex HMAC-SHA256, keyed with the 64-character signing secret, of ``"<method>\n<path>\n
 <name:value;...>\n<body>"`` over the headers listed in ``x-contentful-signed-headers``
@@ -39,6 +46,7 @@ from connectors.models import ConnectorKind, RejectReason
 from meshline import outbound
 
 TOLERANCE = timedelta(minutes=5)
+CLOUDINARY_TOLERANCE = timedelta(hours=2)
 # What ``sign`` (tests, the demo) has Contentful sign; Contentful itself names its list.
 SIGNED_BY_CONTENTFUL = "x-contentful-signed-headers,x-contentful-timestamp,x-contentful-topic"
 
@@ -55,6 +63,7 @@ HEADERS = {
         "x-wp-webhook-signature",
     ),
     ConnectorKind.JIRA: ("x-atlassian-webhook-identifier", "x-hub-signature"),
+    ConnectorKind.CLOUDINARY: ("x-cld-timestamp", "x-cld-signature"),
 }
 
 
@@ -68,17 +77,19 @@ class Refused(Exception):
         self.message = message
 
 
-def _timestamp(value: str, now: datetime, per_second: int = 1) -> datetime:
+def _timestamp(
+    value: str, now: datetime, per_second: int = 1, tolerance: timedelta = TOLERANCE
+) -> datetime:
     try:
         at = datetime.fromtimestamp(int(value) / per_second, tz=UTC)
     except (ValueError, OverflowError, OSError):
         raise Refused(
             RejectReason.MISSING_HEADERS, "The timestamp header is not Unix seconds."
         ) from None
-    if abs(now - at) > TOLERANCE:
+    if abs(now - at) > tolerance:
         raise Refused(
             RejectReason.STALE,
-            f"The timestamp is more than {int(TOLERANCE.total_seconds())} seconds from our "
+            f"The timestamp is more than {int(tolerance.total_seconds())} seconds from our "
             "clock: refused as a possible replay.",
         )
     return at
@@ -186,6 +197,54 @@ def _verify_jira(secrets, headers, body: bytes) -> str:
     return delivery_id
 
 
+def _cloudinary_digests(secret: str, body: bytes, timestamp: str) -> list[str]:
+    message = body + timestamp.encode() + secret.encode()
+    return [hashlib.sha1(message).hexdigest(), hashlib.sha256(message).hexdigest()]
+
+
+def _cloudinary_id(text: str) -> str:
+    try:
+        note = json.loads(text)
+    except ValueError:
+        raise Refused(RejectReason.INVALID_JSON, "The body is not JSON.") from None
+    if not isinstance(note, dict) or not note.get("notification_type"):
+        raise Refused(RejectReason.INVALID_JSON, "The body has no notification_type.")
+    asset = note.get("asset_id") or note.get("public_id") or ""
+    parts = (
+        note["notification_type"],
+        asset,
+        note.get("version", ""),
+        note.get("moderation_status", ""),
+    )
+    return ":".join(str(part) for part in parts)[:200]
+
+
+def _verify_cloudinary(secrets, headers, body: bytes, now) -> str:
+    timestamp, signature = (headers.get(h, "") for h in HEADERS[ConnectorKind.CLOUDINARY])
+    missing = [
+        h
+        for h, v in zip(HEADERS[ConnectorKind.CLOUDINARY], (timestamp, signature), strict=True)
+        if not v
+    ]
+    if missing:
+        raise Refused(RejectReason.MISSING_HEADERS, f"Missing headers: {', '.join(missing)}.")
+    _timestamp(timestamp, now, tolerance=CLOUDINARY_TOLERANCE)
+    given = signature.strip().lower()
+    if not any(
+        hmac.compare_digest(given, digest)
+        for secret in secrets
+        for digest in _cloudinary_digests(secret, body, timestamp)
+    ):
+        raise Refused(
+            RejectReason.BAD_SIGNATURE,
+            "x-cld-signature does not match the body signed with the account's API secret.",
+        )
+    try:
+        return _cloudinary_id(body.decode())
+    except UnicodeDecodeError:
+        raise Refused(RejectReason.INVALID_JSON, "The body is not UTF-8.") from None
+
+
 def verify(
     kind: str,
     secrets: list[str],
@@ -203,6 +262,8 @@ def verify(
     """
     if kind == ConnectorKind.JIRA:
         return _verify_jira(secrets, headers, body)
+    if kind == ConnectorKind.CLOUDINARY:
+        return _verify_cloudinary(secrets, headers, body, now)
     id_header, _time_header, signature_header = HEADERS[kind]
     msg_id, timestamp, signature = (headers.get(h, "") for h in HEADERS[kind])
     missing = [
@@ -251,6 +312,11 @@ def sign(
             secret.encode(), canonical.encode(), hashlib.sha256
         ).hexdigest()
         return headers
+    if kind == ConnectorKind.CLOUDINARY:
+        return {
+            "X-Cld-Timestamp": timestamp,
+            "X-Cld-Signature": _cloudinary_digests(secret, body, timestamp)[0],
+        }
     if kind == ConnectorKind.JIRA:
         digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         return {"X-Atlassian-Webhook-Identifier": msg_id, "X-Hub-Signature": f"sha256={digest}"}

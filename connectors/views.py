@@ -25,6 +25,7 @@ from django.views.decorators.http import require_POST
 from connectors import mapping, services
 from connectors.filters import InboundDeliveryFilter
 from connectors.models import (
+    VENDOR_SECRET_KINDS,
     ConnectorKind,
     InboundDelivery,
     InboundEndpoint,
@@ -124,10 +125,30 @@ class EndpointForm(forms.Form):
     name = forms.CharField(max_length=100)
     kind = forms.ChoiceField(choices=ConnectorKind.choices)
     client = forms.ModelChoiceField(queryset=Client.objects.none())
+    vendor_secret = forms.CharField(
+        required=False,
+        max_length=200,
+        strip=True,
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+        label="The tool's own secret",
+        help_text="Only for a tool that signs with a secret of its own (Cloudinary: the "
+        "account's API secret). Every other kind gets a secret from Meshline.",
+    )
 
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["client"].queryset = Client.objects.filter(organization=organization)
+
+    def clean(self):
+        data = super().clean()
+        kind, secret = data.get("kind"), data.get("vendor_secret")
+        if kind in VENDOR_SECRET_KINDS and not secret:
+            self.add_error(
+                "vendor_secret", f"{ConnectorKind(kind).label} signs with its own secret: enter it."
+            )
+        elif kind and kind not in VENDOR_SECRET_KINDS and secret:
+            self.add_error("vendor_secret", "Meshline issues this kind's secret: leave this empty.")
+        return data
 
 
 @never_cache
@@ -141,6 +162,7 @@ def endpoint_create(request, org_slug):
             name=form.cleaned_data["name"],
             kind=form.cleaned_data["kind"],
             client=form.cleaned_data["client"],
+            secret=form.cleaned_data["vendor_secret"],
         )
         return _show_secret(request, endpoint, secret)
     return render(request, "connectors/endpoint_form.html", {"form": form})
@@ -153,6 +175,7 @@ def _show_secret(request, endpoint, secret):
         {
             "endpoint": endpoint,
             "secret": secret,
+            "vendor_secret": endpoint.kind in VENDOR_SECRET_KINDS,
             "hook_url": request.build_absolute_uri(reverse("hook", args=[endpoint.public_id])),
         },
     )
@@ -219,6 +242,7 @@ def endpoint_detail(request, org_slug, endpoint_id):
         {
             "endpoint": endpoint,
             "masked_secret": mask_secret(endpoint.secret),
+            "vendor_secret": endpoint.kind in VENDOR_SECRET_KINDS,
             "hook_url": request.build_absolute_uri(reverse("hook", args=[endpoint.public_id])),
             "mapping_form": mapping_form,
             "preview_form": preview_form,
@@ -235,7 +259,15 @@ def endpoint_rotate(request, org_slug, endpoint_id):
     """A new secret, shown once; the old one verifies for the overlap window."""
     _require_admin(request)
     endpoint = _endpoint(request, endpoint_id)
-    secret = endpoint.rotate_secret(timezone.now())
+    new = ""
+    if endpoint.kind in VENDOR_SECRET_KINDS:
+        new = request.POST.get("vendor_secret", "").strip()[:200]
+        if not new:
+            messages.error(request, "Enter the new secret from the tool to rotate to it.")
+            return redirect(
+                "connection-endpoint", org_slug=org_slug, endpoint_id=endpoint.public_id
+            )
+    secret = endpoint.rotate_secret(timezone.now(), new=new)
     return _show_secret(request, endpoint, secret)
 
 

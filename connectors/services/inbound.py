@@ -34,19 +34,22 @@ REJECTS_PER_MINUTE = 20
 # Headers kept with a raw delivery: what verification and the drill-down need.
 KEPT_HEADERS = ("content-type", "user-agent", *verify.HEADERS["standard"][:2])
 KEPT_HEADERS += (*verify.HEADERS["wordpress"][:2], "x-contentful-topic", "x-contentful-timestamp")
-KEPT_HEADERS += ("x-atlassian-webhook-identifier", "x-atlassian-webhook-flow")
+KEPT_HEADERS += ("x-atlassian-webhook-identifier", "x-atlassian-webhook-flow", "x-cld-timestamp")
 # --- endpoints ------------------------------------------------------------------------------
 
 
-def create_endpoint(organization, *, name: str, kind: str, client, mapping_config=None):
-    """A new endpoint and its secret (returned once; the caller shows it, then it is gone)."""
+def create_endpoint(
+    organization, *, name: str, kind: str, client, mapping_config=None, secret: str = ""
+):
+    """A new endpoint and its secret (returned once; the caller shows it, then it is gone).
+    ``secret`` is the sender's own, for a kind that signs with one (VENDOR_SECRET_KINDS)."""
     endpoint = InboundEndpoint(
         organization=organization,
         name=name,
         kind=kind,
         client=client,
         mapping=mapping_config or {},
-        secret=InboundEndpoint.new_secret(kind),
+        secret=secret or InboundEndpoint.new_secret(kind),
     )
     endpoint.full_clean()
     endpoint.save()
