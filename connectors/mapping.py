@@ -31,6 +31,13 @@ or sent twice by the vendor, yields its events exactly once.
   reference is the asset's contextual metadata at ``mapping["deliverable_path"]`` (default
   ``context.custom.deliverable_id``), or, with ``mapping["tag_prefix"]`` (e.g.
   ``deliverable:``), the first tag that starts with it.
+- Webflow (``webflow``): ``collection_item_published`` (each published CMS item becomes
+  ``page.published``; the URL from ``mapping["url_template"]`` with ``{fieldData.slug}``
+  placeholders, the reference at ``mapping["deliverable_path"]``, default
+  ``fieldData.meshline-deliverable-id``) and ``form_submission`` (a ``crm.touch`` of type
+  ``mapping["touch_type"]``, default ``mql``, for the deliverable named in the form's
+  ``mapping["form_deliverable_field"]``, default ``deliverable_id``, a hidden field, with the
+  contact from ``mapping["form_email_field"]``, default ``email``). Other triggers: nothing.
 - Generic (``standard``): ``mapping`` is ``{target: source}``, where target is an envelope
   field (``event_type``, ``deliverable_id``, ``occurred_at``, ``idempotency_key``,
   ``client_id``, ``correlation_id``, ``actor.role``, ``actor.id``) or ``payload.<name>``,
@@ -62,7 +69,16 @@ OPTIONS = {
     "contentful": {"deliverable_path", "url_template"},
     "jira": {"deliverable_path", "created", "transitions"},
     "cloudinary": {"deliverable_path", "tag_prefix"},
+    "webflow": {
+        "deliverable_path",
+        "url_template",
+        "touch_type",
+        "form_deliverable_field",
+        "form_email_field",
+    },
 }
+WEBFLOW_DELIVERABLE_PATH = "fieldData.meshline-deliverable-id"
+TOUCH_TYPES = ("visit", "mql", "sql", "opportunity", "closed_won")
 CLOUDINARY_DELIVERABLE_PATH = "context.custom.deliverable_id"
 JIRA_DELIVERABLE_PATH = "issue.key"
 # What a Jira status change may stand for in the event contract.
@@ -95,6 +111,8 @@ def check_options(kind: str, options) -> list[str]:
         return [f"Use an object with only {', '.join(sorted(allowed))} (or {{}} for defaults)."]
     if kind == "jira":
         return _check_jira(options)
+    if kind == "webflow" and options.get("touch_type", "mql") not in TOUCH_TYPES:
+        return [f"touch_type is one of {', '.join(TOUCH_TYPES)}."]
     if not all(isinstance(value, str) for value in options.values()):
         return ["Each option is a text: a dotted path, or a URL template with {path}s."]
     return []
@@ -224,6 +242,18 @@ def _reference(payload, path: str) -> str:
     return str(reference)
 
 
+def _filled(template: str, data, what: str = "item") -> str:
+    """``template`` with each ``{path}`` replaced by the value at that path of ``data``."""
+
+    def fill(match) -> str:
+        value = lookup(data, match[1])
+        if value is _MISSING or isinstance(value, dict | list):
+            raise MappingError(f"url_template: nothing usable at {match[1]!r} in the {what}.")
+        return str(value)
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
 def map_contentful(endpoint, payload, vendor_id: str, headers: dict) -> list[dict]:
     """A published entry -> page.published; any other topic yields nothing."""
     if (headers or {}).get("x-contentful-topic", CONTENTFUL_PUBLISH) != CONTENTFUL_PUBLISH:
@@ -239,12 +269,6 @@ def map_contentful(endpoint, payload, vendor_id: str, headers: dict) -> list[dic
             "Set the endpoint's url_template, e.g. https://acme.example/lp/{fields.slug.en-US}."
         )
 
-    def fill(match) -> str:
-        value = lookup(payload, match[1])
-        if value is _MISSING or isinstance(value, dict | list):
-            raise MappingError(f"url_template: nothing usable at {match[1]!r} in the entry.")
-        return str(value)
-
     revision = sys.get("revision", sys.get("version"))
     return [
         {
@@ -255,7 +279,7 @@ def map_contentful(endpoint, payload, vendor_id: str, headers: dict) -> list[dic
             "actor": {"role": "cms", "id": "contentful"},
             "occurred_at": sys.get("updatedAt") or sys.get("publishedAt"),
             "payload": {
-                "url": _PLACEHOLDER.sub(fill, template),
+                "url": _filled(template, payload, "entry"),
                 "schema_version": PAYLOAD_SCHEMA_VERSION,
             },
         }
@@ -386,6 +410,73 @@ def map_cloudinary(endpoint, payload, vendor_id: str) -> list[dict]:
     ]
 
 
+def map_webflow(endpoint, payload, vendor_id: str) -> list[dict]:
+    """Published CMS items -> page.published; a form submission -> crm.touch."""
+    trigger, data = payload.get("triggerType"), payload.get("payload")
+    if not isinstance(data, dict):
+        raise MappingError("No 'payload' object: is this a Webflow webhook?")
+    options = endpoint.mapping or {}
+    base = {"client_id": endpoint.client.client_id}
+    if trigger == "form_submission":
+        fields = data.get("data") if isinstance(data.get("data"), dict) else {}
+        field = options.get("form_deliverable_field") or "deliverable_id"
+        reference = fields.get(field)
+        if not reference:
+            raise MappingError(
+                f"The form has no {field!r} field: add it (hidden) with the deliverable's id."
+            )
+        if not data.get("id") or not data.get("submittedAt"):
+            raise MappingError("The submission has no id or submittedAt.")
+        touch = {"touch_id": str(data["id"])[:200], "touch_type": options.get("touch_type", "mql")}
+        email = fields.get(options.get("form_email_field") or "email")
+        if email:
+            touch["contact_id"] = str(email)[:200]
+        touch["channel"] = f"webflow form: {data.get('name', '')}"[:100]
+        return [
+            {
+                **base,
+                "event_type": "crm.touch",
+                "deliverable_id": str(reference),
+                "idempotency_key": f"webflow:{endpoint.public_id}:form:{data['id']}"[:200],
+                "actor": {"role": "cms", "id": f"webflow:{data.get('siteId', '')}"[:200]},
+                "occurred_at": data["submittedAt"],
+                "payload": touch,
+            }
+        ]
+    if trigger != "collection_item_published":
+        return []
+    template = options.get("url_template")
+    if not template:
+        raise MappingError(
+            "Set the endpoint's url_template, e.g. https://acme.example/lp/{fieldData.slug}."
+        )
+    items = data.get("items") if isinstance(data.get("items"), list) else [data]
+    path = options.get("deliverable_path") or WEBFLOW_DELIVERABLE_PATH
+    events = []
+    for item in items:
+        if not isinstance(item, dict) or not item.get("id") or not item.get("lastPublished"):
+            raise MappingError("A published item has no id or lastPublished.")
+        if item.get("isDraft") or item.get("isArchived"):
+            continue
+        events.append(
+            {
+                **base,
+                "event_type": "page.published",
+                "deliverable_id": _reference(item, path),
+                "idempotency_key": (
+                    f"webflow:{endpoint.public_id}:{item['id']}:{item['lastPublished']}"
+                )[:200],
+                "actor": {"role": "cms", "id": f"webflow:{item.get('siteId', '')}"[:200]},
+                "occurred_at": item["lastPublished"],
+                "payload": {
+                    "url": _filled(template, item),
+                    "schema_version": PAYLOAD_SCHEMA_VERSION,
+                },
+            }
+        )
+    return events
+
+
 MAPPERS = {
     "wordpress": lambda endpoint, payload, vendor_id, headers: map_wordpress(
         endpoint, payload, vendor_id
@@ -393,6 +484,9 @@ MAPPERS = {
     "contentful": map_contentful,
     "jira": lambda endpoint, payload, vendor_id, headers: map_jira(endpoint, payload, vendor_id),
     "cloudinary": lambda endpoint, payload, vendor_id, headers: map_cloudinary(
+        endpoint, payload, vendor_id
+    ),
+    "webflow": lambda endpoint, payload, vendor_id, headers: map_webflow(
         endpoint, payload, vendor_id
     ),
     "standard": lambda endpoint, payload, vendor_id, headers: map_generic(

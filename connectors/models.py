@@ -36,11 +36,13 @@ class ConnectorKind(models.TextChoices):
     CONTENTFUL = "contentful", "Contentful (Entry.publish)"
     JIRA = "jira", "Jira (issue created / status changed, mapped as configured)"
     CLOUDINARY = "cloudinary", "Cloudinary (asset uploaded / approved)"
+    WEBFLOW = "webflow", "Webflow (CMS item published, form submission)"
 
 
 # Kinds whose sender signs with a secret of its own (Cloudinary: the account's API
-# secret): the admin enters it, Meshline cannot issue one.
-VENDOR_SECRET_KINDS = frozenset({ConnectorKind.CLOUDINARY})
+# secret; Webflow: the OAuth app's client secret): the admin enters it, Meshline cannot
+# issue one.
+VENDOR_SECRET_KINDS = frozenset({ConnectorKind.CLOUDINARY, ConnectorKind.WEBFLOW})
 
 
 class InboundEndpoint(TenantModel):

@@ -26,6 +26,12 @@ enters (``VENDOR_SECRET_KINDS``). Cloudinary's SDKs accept a signature for two h
 does this (``CLOUDINARY_TOLERANCE``); Cloudinary sends no delivery id, so the notification
 type, asset, version and moderation status stand in for it.
 
+Webflow (webhooks created through its API by an OAuth app; dashboard-made ones are not
+signed and cannot be verified): ``x-webflow-timestamp`` (milliseconds) and
+``x-webflow-signature``, the hex HMAC-SHA256, keyed with the app's client secret, of
+``"<timestamp>:<body>"``. No delivery id: the trigger type with the item or submission ids
+and their publish time stand in for it.
+
 Contentful (its documented webhook request verification): ``x-contentful-signature`` is the
 hex HMAC-SHA256, keyed with the 64-character signing secret, of ``"<method>\n<path>\n
 <name:value;...>\n<body>"`` over the headers listed in ``x-contentful-signed-headers``
@@ -64,6 +70,7 @@ HEADERS = {
     ),
     ConnectorKind.JIRA: ("x-atlassian-webhook-identifier", "x-hub-signature"),
     ConnectorKind.CLOUDINARY: ("x-cld-timestamp", "x-cld-signature"),
+    ConnectorKind.WEBFLOW: ("x-webflow-timestamp", "x-webflow-signature"),
 }
 
 
@@ -245,6 +252,50 @@ def _verify_cloudinary(secrets, headers, body: bytes, now) -> str:
         raise Refused(RejectReason.INVALID_JSON, "The body is not UTF-8.") from None
 
 
+def _webflow_digest(secret: str, timestamp: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+
+
+def _webflow_id(text: str) -> str:
+    try:
+        note = json.loads(text)
+    except ValueError:
+        raise Refused(RejectReason.INVALID_JSON, "The body is not JSON.") from None
+    payload = note.get("payload") if isinstance(note, dict) else None
+    if not isinstance(payload, dict) or not note.get("triggerType"):
+        raise Refused(RejectReason.INVALID_JSON, "The body has no triggerType and payload.")
+    items = payload.get("items") if isinstance(payload.get("items"), list) else [payload]
+    ids = ",".join(
+        f"{item.get('id', '')}@{item.get('lastPublished', '')}"
+        for item in items
+        if isinstance(item, dict)
+    )
+    digest = hashlib.sha256(ids.encode()).hexdigest()[:32]  # many items: keep it short
+    return f"{note['triggerType']}:{digest}"
+
+
+def _verify_webflow(secrets, headers, body: bytes, now) -> str:
+    timestamp, signature = (headers.get(h, "") for h in HEADERS[ConnectorKind.WEBFLOW])
+    missing = [
+        h
+        for h, v in zip(HEADERS[ConnectorKind.WEBFLOW], (timestamp, signature), strict=True)
+        if not v
+    ]
+    if missing:
+        raise Refused(RejectReason.MISSING_HEADERS, f"Missing headers: {', '.join(missing)}.")
+    _timestamp(timestamp, now, per_second=1000)
+    given = signature.strip().lower()
+    if not any(hmac.compare_digest(given, _webflow_digest(s, timestamp, body)) for s in secrets):
+        raise Refused(
+            RejectReason.BAD_SIGNATURE,
+            "x-webflow-signature does not match the body signed with the app's client secret.",
+        )
+    try:
+        return _webflow_id(body.decode())
+    except UnicodeDecodeError:
+        raise Refused(RejectReason.INVALID_JSON, "The body is not UTF-8.") from None
+
+
 def verify(
     kind: str,
     secrets: list[str],
@@ -264,6 +315,8 @@ def verify(
         return _verify_jira(secrets, headers, body)
     if kind == ConnectorKind.CLOUDINARY:
         return _verify_cloudinary(secrets, headers, body, now)
+    if kind == ConnectorKind.WEBFLOW:
+        return _verify_webflow(secrets, headers, body, now)
     id_header, _time_header, signature_header = HEADERS[kind]
     msg_id, timestamp, signature = (headers.get(h, "") for h in HEADERS[kind])
     missing = [
@@ -312,6 +365,12 @@ def sign(
             secret.encode(), canonical.encode(), hashlib.sha256
         ).hexdigest()
         return headers
+    if kind == ConnectorKind.WEBFLOW:
+        millis = str(int(at.timestamp() * 1000))
+        return {
+            "x-webflow-timestamp": millis,
+            "x-webflow-signature": _webflow_digest(secret, millis, body),
+        }
     if kind == ConnectorKind.CLOUDINARY:
         return {
             "X-Cld-Timestamp": timestamp,

@@ -35,6 +35,7 @@ REJECTS_PER_MINUTE = 20
 KEPT_HEADERS = ("content-type", "user-agent", *verify.HEADERS["standard"][:2])
 KEPT_HEADERS += (*verify.HEADERS["wordpress"][:2], "x-contentful-topic", "x-contentful-timestamp")
 KEPT_HEADERS += ("x-atlassian-webhook-identifier", "x-atlassian-webhook-flow", "x-cld-timestamp")
+KEPT_HEADERS += ("x-webflow-timestamp",)
 # --- endpoints ------------------------------------------------------------------------------
 
 
