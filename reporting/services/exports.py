@@ -9,7 +9,7 @@ import csv
 import io
 import tempfile
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.core.files import File
@@ -38,6 +38,9 @@ COLUMNS: list[tuple[str, str]] = [
     *[(name, "int64") for name in roi.TOUCH_FIELDS],
     ("attribution_model", "string"),
     ("attributed_revenue", "decimal128(18, 4)"),
+    # Overruns invoiced for the deliverable that day, net of credit notes (billing).
+    ("billed_amount", "decimal128(18, 2)"),
+    ("billed_currency", "string"),
 ]
 COLUMN_NAMES = [name for name, _ in COLUMNS]
 
@@ -45,8 +48,11 @@ COLUMN_NAMES = [name for name, _ in COLUMNS]
 def export_rows(organization, day: date) -> Iterator[dict]:
     """Every deliverable of the organization with its numbers for ``day``."""
     model = settings_for(organization).attribution_model
-    queryset = roi.with_status(
-        roi.roi_queryset(organization, model, day, day, active_only=False)
+    start = datetime.combine(day, time(), tzinfo=organization.zone)
+    queryset = roi.with_billed(
+        roi.with_status(roi.roi_queryset(organization, model, day, day, active_only=False)),
+        start,
+        datetime.combine(day + timedelta(days=1), time(), tzinfo=organization.zone),
     ).order_by("deliverable_id")
     for row in queryset.iterator(chunk_size=CHUNK):
         ctr, position = roi.ratios(row)
@@ -65,6 +71,8 @@ def export_rows(organization, day: date) -> Iterator[dict]:
             **{name: getattr(row, name) for name in roi.TOUCH_FIELDS},
             "attribution_model": model,
             "attributed_revenue": Decimal(row.attributed_revenue).quantize(Decimal("0.0001")),
+            "billed_amount": Decimal(row.billed_amount).quantize(Decimal("0.01")),
+            "billed_currency": row.billed_currency,
         }
 
 
@@ -90,6 +98,7 @@ def parquet_schema():
         "int64": pa.int64(),
         "float64": pa.float64(),
         "decimal128(18, 4)": pa.decimal128(18, 4),
+        "decimal128(18, 2)": pa.decimal128(18, 2),
     }
     return pa.schema([(name, types[kind]) for name, kind in COLUMNS])
 

@@ -2,6 +2,7 @@
 lists and what the daily export writes, from one queryset so the two always agree."""
 
 from datetime import date
+from decimal import Decimal
 
 from django.db.models import (
     Count,
@@ -106,6 +107,32 @@ def with_status(queryset):
     return queryset.annotate(
         open_tickets=Coalesce(Subquery(open_tickets, output_field=IntegerField()), Value(0)),
         gate_status=Coalesce(Subquery(latest_gate), Value("")),
+    )
+
+
+def with_billed(queryset, start, end):
+    """Adds what was billed for each deliverable by invoices and credit notes issued in
+    [start, end): ``billed_amount`` (net: credit lines are negative) and
+    ``billed_currency`` (the invoices' currency; a deliverable billed in two currencies on
+    one day reports the sum under the first, which does not happen while an agreement has
+    one currency per client)."""
+    from billing.models import InvoiceLine, InvoiceStatus
+
+    issued = InvoiceLine.objects.filter(
+        item__deliverable=OuterRef("pk"),
+        invoice__status=InvoiceStatus.FINAL,
+        invoice__finalized_at__gte=start,
+        invoice__finalized_at__lt=end,
+    ).order_by()
+    amount = issued.values("item__deliverable").annotate(total=Sum("amount")).values("total")
+    currency = issued.order_by("invoice__currency").values("invoice__currency")[:1]
+    return queryset.annotate(
+        billed_amount=Coalesce(
+            Subquery(amount, output_field=DecimalField(max_digits=18, decimal_places=2)),
+            Value(Decimal("0.00")),
+            output_field=DecimalField(max_digits=18, decimal_places=2),
+        ),
+        billed_currency=Coalesce(Subquery(currency), Value("")),
     )
 
 

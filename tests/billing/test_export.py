@@ -102,3 +102,26 @@ def test_another_tenants_invoices_are_not_exported(api_b, client, outsider, issu
         ).status_code
         == 404
     )
+
+
+def test_the_daily_deliverable_export_carries_what_was_billed(org_a, issued, credited):
+    """Reporting's daily export (one row per deliverable and day) has the overruns
+    invoiced for the deliverable that day, net of that day's credit notes."""
+    from reporting.services import exports
+
+    issued_day = issued.finalized_at.astimezone(org_a.zone).date()
+    credited_day = credited.finalized_at.astimezone(org_a.zone).date()
+    with scope(organization=org_a):
+        rows = {day: list(exports.export_rows(org_a, day)) for day in (issued_day, credited_day)}
+    [issued_row] = [r for r in rows[issued_day] if r["deliverable_id"] == "LP-1"]
+    [credited_row] = [r for r in rows[credited_day] if r["deliverable_id"] == "LP-1"]
+    assert (issued_row["billed_amount"], issued_row["billed_currency"]) == (
+        Decimal("240.00"),
+        "EUR",
+    )
+    assert (credited_row["billed_amount"], credited_row["billed_currency"]) == (
+        Decimal("-120.00"),
+        "EUR",
+    )
+    nothing = [r for r in rows[issued_day] if r["deliverable_id"] != "LP-1"]
+    assert all(r["billed_amount"] == 0 and r["billed_currency"] == "" for r in nothing)
