@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from flows.models import Change, Flow, FlowRun, Incident
+from flows.models import Change, Flow, FlowRun, Incident, IncidentRule
 from flows.services import changes
 from meshline.admin import ReadOnlyTenantAdmin, TenantHistoryAdmin
 from owners.admin import OwnerRuleAdmin
@@ -80,8 +80,15 @@ class ChangeAdmin(ReadOnlyTenantAdmin):
 
 @admin.register(Incident)
 class IncidentAdmin(ReadOnlyTenantAdmin):
-    list_display = ["title", "started_at", "ended_at", "declared_by"]
+    list_display = ["title", "started_at", "ended_at", "declared_by", "declared_by_rule"]
     deletable = False
+
+
+@admin.register(IncidentRule)
+class IncidentRuleAdmin(TenantHistoryAdmin):
+    """Declare an incident by rule (e.g. when processing falls behind), with history."""
+
+    list_display = ["on", "title", "enabled", "organization"]
 
 
 admin.site.unregister(OwnerRule)

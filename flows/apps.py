@@ -9,11 +9,12 @@ class FlowsConfig(AppConfig):
         from flows import demo as flows_demo
         from flows import views
         from flows.models import FlowTicketLink
-        from flows.services import runs
+        from flows.services import incidents, runs
         from meshline import extensions as ext
 
         # After gates (20): a flow reads the event once the gates have judged it.
         ext.processing_steps.register("flows.advance_runs", runs.on_batch_processed, order=30)
+        ext.trail_listeners.register("flows.incident_rules", incidents.on_trail_appended)
         ext.ticket_sources.register(
             "flows.link",
             ext.TicketSource(

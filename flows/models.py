@@ -329,6 +329,9 @@ class Incident(TenantModel):
     )
     ended_at = models.DateTimeField(null=True, blank=True)
     paused_runs = models.ManyToManyField(FlowRun, blank=True, related_name="incidents")
+    # The trail entry type of the rule that declared it (IncidentRule); empty when an admin
+    # did. A rule's incident ends when its condition clears; an admin's only by an admin.
+    declared_by_rule = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-started_at"]
@@ -349,6 +352,34 @@ class Incident(TenantModel):
 
 
 # --- governed changes ---------------------------------------------------------------------
+
+
+class IncidentRule(TenantModel):
+    """Declare an incident by rule: when the trail records ``on``, pause non-essential flows
+    as an admin's incident would; when it records the matching ``until``, end it. Off
+    unless an admin enables it (a backlog may be harmless for some agencies)."""
+
+    class Trigger(models.TextChoices):
+        PROCESSING_LAGGING = "processing.lagging", "Processing fell behind its lag or depth limit"
+
+    UNTIL = {"processing.lagging": "processing.caught_up"}
+
+    on = models.CharField(max_length=64, choices=Trigger.choices)
+    title = models.CharField(
+        max_length=200,
+        default="Processing is behind: non-essential flows paused",
+        help_text="The incident's title, as owners are told.",
+    )
+    enabled = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "on"], name="incident_rule_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"Incident when {self.on}"
 
 
 class ChangeKind(models.TextChoices):

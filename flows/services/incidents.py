@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from deliveries.services import trail
-from flows.models import Flow, FlowRun, Incident, RunState
+from flows.models import Flow, FlowRun, Incident, IncidentRule, RunState
 from flows.services import runs
 from flows.services.changes import ChangeError, is_admin
 from owners.services.notifications import Outbox
@@ -23,13 +23,17 @@ def declare(organization, user, title: str, *, at: datetime | None = None) -> In
         raise ChangeError("Only admins declare incidents.", "not_admin")
     if not title.strip():
         raise ChangeError("Say what is failing.", "required", "title")
-    at = at or timezone.now()
+    return _declare(organization, title, at or timezone.now(), user=user)
+
+
+def _declare(organization, title: str, at: datetime, *, user=None, rule: str = "") -> Incident:
     try:
         with transaction.atomic():
             incident = Incident.objects.create(
                 organization=organization,
                 title=title.strip()[:200],
                 declared_by=user,
+                declared_by_rule=rule,
                 started_at=at,
             )
             paused = list(
@@ -45,7 +49,7 @@ def declare(organization, user, title: str, *, at: datetime | None = None) -> In
                 run.state, run.paused_at, run.due_at, run.due_for = RunState.PAUSED, at, None, ""
             FlowRun.objects.bulk_update(paused, ["state", "paused_at", "due_at", "due_for"])
             incident.paused_runs.add(*paused)
-            _record(incident, "declared", user, at, paused_runs=len(paused))
+            _record(incident, "declared", user, at, paused_runs=len(paused), rule=rule or None)
             _notify_owners(incident, {run.flow for run in paused}, at)
     except IntegrityError:
         raise ChangeError(
@@ -56,11 +60,14 @@ def declare(organization, user, title: str, *, at: datetime | None = None) -> In
 
 def end(incident: Incident, user, *, at: datetime | None = None) -> Incident:
     """Close the incident; paused runs resume with the paused time credited."""
-    at = at or timezone.now()
+    if not is_admin(incident.organization, user):
+        raise ChangeError("Only admins end incidents.", "not_admin")
+    return _end(incident, at or timezone.now(), user=user)
+
+
+def _end(incident: Incident, at: datetime, *, user=None) -> Incident:
     with transaction.atomic():
         incident = Incident.objects.select_for_update().get(pk=incident.pk)
-        if not is_admin(incident.organization, user):
-            raise ChangeError("Only admins end incidents.", "not_admin")
         if not incident.is_open:
             raise ChangeError("This incident has ended already.", "invalid_status")
         incident.ended_at, incident.ended_by = at, user
@@ -82,6 +89,32 @@ def end(incident: Incident, user, *, at: datetime | None = None) -> Incident:
         )
         _record(incident, "ended", user, at, resumed_runs=len(resumed))
     return incident
+
+
+def on_trail_appended(organization, events) -> None:
+    """trail_listeners: an enabled IncidentRule declares an incident when its trigger is
+    recorded and ends it when the matching all-clear is. Never a second incident (an
+    admin's open one stands), never ends an admin's."""
+    triggers = {e.event_type: e for e in events if e.event_type in _RULE_TYPES}
+    if not triggers:
+        return
+    for on, until in IncidentRule.UNTIL.items():
+        if on in triggers:
+            rule = IncidentRule.objects.filter(
+                organization=organization, on=on, enabled=True
+            ).first()
+            open_one = Incident.objects.filter(organization=organization, ended_at__isnull=True)
+            if rule is not None and not open_one.exists():
+                _declare(organization, rule.title, triggers[on].occurred_at, rule=on)
+        if until in triggers:
+            incident = Incident.objects.filter(
+                organization=organization, ended_at__isnull=True, declared_by_rule=on
+            ).first()
+            if incident is not None:
+                _end(incident, triggers[until].occurred_at)
+
+
+_RULE_TYPES = set(IncidentRule.UNTIL) | set(IncidentRule.UNTIL.values())
 
 
 def _notify_owners(incident: Incident, flows: set[Flow], at: datetime) -> None:
@@ -108,8 +141,8 @@ def _record(incident: Incident, step: str, user, at: datetime, **extra) -> None:
         incident.organization,
         f"incident.{step}",
         key=f"incident:{incident.pk}:{step}",
-        actor_role="user",
-        actor_id=user.email or user.username,
+        actor_role="user" if user else "meshline",
+        actor_id=(user.email or user.username) if user else f"rule:{incident.declared_by_rule}",
         occurred_at=at,
         payload={"incident_id": str(incident.pk), "title": incident.title, **extra},
     )

@@ -1,15 +1,20 @@
 """Incident mode: non-essential runs pause, their owners hear of it, the paused time is
 credited when the incident ends; essential flows keep counting."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from django_scopes import scope
 
 from deliveries.models import Event
-from flows.models import FlowRun, Incident, RunState
+from flows.models import FlowRun, Incident, IncidentRule, RunState
 from flows.services import incidents, runs
 from flows.services.changes import ChangeError
 from owners.models import Notification
+from owners.services.backlog_incidents import check
 from tests.flows.conftest import at, intake
+from tests.owners.test_backlog_incidents import LIMITS, drain, pending  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +135,72 @@ def test_members_cannot_declare_and_outsiders_get_404(
     assert as_outsider.post(f"/o/org-b/incidents/{incident.pk}/end").status_code == 404
     incident.refresh_from_db()
     assert incident.ended_at is None
+
+
+# --- declared by rule: processing lag (IncidentRule) -----------------------------------------
+
+
+def _open_incidents(org):
+    with scope(organization=org):
+        return list(Incident.objects.filter(organization=org, ended_at__isnull=True))
+
+
+def test_processing_lag_declares_an_incident_by_rule_and_catching_up_ends_it(
+    org_a,
+    two_runs,
+    owner,
+    pending,  # noqa: F811
+):
+    now = timezone.now().replace(microsecond=0)
+    with scope(organization=org_a):
+        IncidentRule.objects.create(organization=org_a, on="processing.lagging")
+    pending(org_a, 2, timedelta(minutes=50), now)
+    with scope(organization=org_a):
+        check(org_a, now, LIMITS)
+    [incident] = _open_incidents(org_a)
+    assert (incident.declared_by_rule, incident.declared_by, incident.started_at) == (
+        "processing.lagging",
+        None,
+        now,
+    )
+    with scope(organization=org_a):
+        assert _state(two_runs["brief-to-live"])[0] == RunState.PAUSED
+        assert _state(two_runs["essential"])[0] == RunState.RUNNING
+        drain(org_a)
+        check(org_a, now + timedelta(minutes=3), LIMITS)
+        incident.refresh_from_db()
+        run = two_runs["brief-to-live"]
+        run.refresh_from_db()
+        declared = Event.objects.get(organization=org_a, event_type="incident.declared")
+    assert incident.ended_at == now + timedelta(minutes=3)
+    assert (run.state, run.credited_seconds) == (RunState.RUNNING, 180)
+    assert (declared.actor_role, declared.actor_id) == ("meshline", "rule:processing.lagging")
+
+
+def test_without_an_enabled_rule_lag_pauses_nothing(org_a, two_runs, owner, pending):  # noqa: F811
+    now = timezone.now().replace(microsecond=0)
+    with scope(organization=org_a):
+        IncidentRule.objects.create(organization=org_a, on="processing.lagging", enabled=False)
+    pending(org_a, 2, timedelta(minutes=50), now)
+    with scope(organization=org_a):
+        assert check(org_a, now, LIMITS) is not None  # the backlog incident itself opens
+    assert _open_incidents(org_a) == []
+    assert _state(two_runs["brief-to-live"])[0] == RunState.RUNNING
+
+
+def test_a_rule_neither_doubles_nor_ends_an_admins_incident(
+    org_a,
+    two_runs,
+    owner,
+    pending,  # noqa: F811
+):
+    now = timezone.now().replace(microsecond=0)
+    with scope(organization=org_a):
+        IncidentRule.objects.create(organization=org_a, on="processing.lagging")
+        manual = incidents.declare(org_a, owner, "CMS down", at=now - timedelta(hours=1))
+    pending(org_a, 2, timedelta(minutes=50), now)
+    with scope(organization=org_a):
+        check(org_a, now, LIMITS)
+        drain(org_a)
+        check(org_a, now + timedelta(minutes=3), LIMITS)
+    assert [i.pk for i in _open_incidents(org_a)] == [manual.pk]
