@@ -342,6 +342,11 @@ CANONICAL_EVENT_TYPES: list[dict] = [
         ("credit_note.issued", "A credit note corrected an invoice (written by Meshline)."),
         ("dispute.opened", "A client disputed an invoiced line (written by Meshline)."),
         (
+            "export.generated",
+            "A daily deliverable export was written: its address and SHA-256 (written by "
+            "Meshline).",
+        ),
+        (
             "dispute.resolved",
             "A dispute was upheld (credited) or rejected (written by Meshline).",
         ),

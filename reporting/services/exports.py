@@ -6,6 +6,7 @@ shows) and are streamed in chunks: a million deliverables never sit in a Python 
 """
 
 import csv
+import hashlib
 import io
 import tempfile
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from deliveries.services import trail
 from reporting.models import DailyExport, ExportFormat
 from reporting.services import roi
 from reporting.services.attribution import settings_for
@@ -145,6 +147,10 @@ def run_export(organization, day: date, fmt: str, *, progress=None) -> DailyExpo
         rows = write_export(organization, day, fmt, spool, progress)
         size = spool.tell()
         spool.seek(0)
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: spool.read(1024 * 1024), b""):
+            digest.update(chunk)
+        spool.seek(0)
         with transaction.atomic():
             export = (
                 DailyExport.objects.select_for_update()
@@ -159,4 +165,26 @@ def run_export(organization, day: date, fmt: str, *, progress=None) -> DailyExpo
             export.file.name = stored
             export.rows, export.size_bytes, export.created_at = rows, size, timezone.now()
             export.save()
+            _announce(export, digest.hexdigest())
     return export
+
+
+def _announce(export: DailyExport, sha256: str) -> None:
+    """``export.generated`` in the trail, so an outbound subscription to it gets the file's
+    address and digest. Keyed by content: re-running a day that changed nothing announces
+    nothing new."""
+    trail.record(
+        export.organization,
+        "export.generated",
+        key=f"reporting:export:{export.pk}:{sha256}",
+        occurred_at=export.created_at,
+        payload={
+            "export_id": str(export.pk),
+            "date": export.date.isoformat(),
+            "format": export.format,
+            "rows": export.rows,
+            "size_bytes": export.size_bytes,
+            "sha256": sha256,
+            "download": f"/api/v1/exports/{export.pk}/download",
+        },
+    )

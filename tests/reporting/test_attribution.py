@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from django_scopes import scope
 
+from deliveries.models import Event
 from owners.models import Ticket, TicketSource, TicketStatus
 from reporting.models import AttributionFact, AttributionMismatch, MismatchStatus
 from reporting.services import attribution, exports, roi
@@ -159,6 +160,42 @@ def test_export_rows_equal_the_portal_numbers(org_a, journey, publish, settings,
     with scope(organization=org_a):
         again = exports.run_export(org_a, R, "csv")
         assert again.pk == csv_export.pk
+
+
+def test_each_export_is_announced_once_per_content_to_subscribers(
+    org_a, journey, publish, settings, tmp_path
+):
+    """export.generated carries the file's address and digest; an outbound subscription to
+    it gets one delivery; a re-run with the same content announces nothing new."""
+    import hashlib
+
+    from connectors.models import OutboundDelivery, Subscription
+
+    settings.MEDIA_ROOT = tmp_path
+    with scope(organization=org_a):
+        Subscription.objects.create(
+            organization=org_a,
+            name="Data warehouse",
+            url="https://warehouse.example/hooks/meshline",
+            event_types=["export.generated"],
+        )
+        attribution.compute_day(org_a, R, now=NOW)
+        export = exports.run_export(org_a, R, "csv")
+        exports.run_export(org_a, R, "csv")  # the same rows: the same file
+        [announced] = Event.objects.filter(organization=org_a, event_type="export.generated")
+        with export.file.open("rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        deliveries = OutboundDelivery.objects.filter(organization=org_a, event=announced).count()
+    assert announced.payload == {
+        "export_id": str(export.pk),
+        "date": R.isoformat(),
+        "format": "csv",
+        "rows": export.rows,
+        "size_bytes": export.size_bytes,
+        "sha256": digest,
+        "download": f"/api/v1/exports/{export.pk}/download",
+    }
+    assert deliveries == 1
 
 
 def test_a_replayed_old_touch_leaves_a_mismatch_opened_since_open(
