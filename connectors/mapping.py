@@ -38,12 +38,23 @@ or sent twice by the vendor, yields its events exactly once.
   ``mapping["touch_type"]``, default ``mql``, for the deliverable named in the form's
   ``mapping["form_deliverable_field"]``, default ``deliverable_id``, a hidden field, with the
   contact from ``mapping["form_email_field"]``, default ``email``). Other triggers: nothing.
+- Search Console (``search_console``): the ``rows`` of a searchanalytics.query response
+  (``keys`` in the order of the query's dimensions, ``mapping["dimensions"]``, default
+  ``date,page``; ``clicks``, ``impressions``, ``ctr``, ``position``), forwarded by the
+  agency's scheduled job. Each row becomes ``search_export.processed`` for the deliverable
+  whose reference the ``(?P<ref>...)`` group of ``mapping["deliverable_pattern"]`` finds in
+  the page URL; a row no deliverable matches fails the delivery (fix the pattern and
+  replay), unless ``mapping["unmatched"]`` is ``skip``. The key includes the numbers, so a
+  day re-sent with final numbers replaces the early ones (reporting keeps the latest).
+  At most ``SEARCH_CONSOLE_MAX_ROWS`` rows a delivery: a day's whole export goes to the
+  bulk import instead.
 - Generic (``standard``): ``mapping`` is ``{target: source}``, where target is an envelope
   field (``event_type``, ``deliverable_id``, ``occurred_at``, ``idempotency_key``,
   ``client_id``, ``correlation_id``, ``actor.role``, ``actor.id``) or ``payload.<name>``,
   and source is a dotted path into the payload (``data.items.0.url``) or ``=constant``.
 """
 
+import hashlib
 import re
 from datetime import UTC, datetime
 
@@ -69,6 +80,7 @@ OPTIONS = {
     "contentful": {"deliverable_path", "url_template"},
     "jira": {"deliverable_path", "created", "transitions"},
     "cloudinary": {"deliverable_path", "tag_prefix"},
+    "search_console": {"deliverable_pattern", "dimensions", "unmatched"},
     "webflow": {
         "deliverable_path",
         "url_template",
@@ -78,6 +90,7 @@ OPTIONS = {
     },
 }
 WEBFLOW_DELIVERABLE_PATH = "fieldData.meshline-deliverable-id"
+SEARCH_CONSOLE_MAX_ROWS = 500
 TOUCH_TYPES = ("visit", "mql", "sql", "opportunity", "closed_won")
 CLOUDINARY_DELIVERABLE_PATH = "context.custom.deliverable_id"
 JIRA_DELIVERABLE_PATH = "issue.key"
@@ -113,8 +126,28 @@ def check_options(kind: str, options) -> list[str]:
         return _check_jira(options)
     if kind == "webflow" and options.get("touch_type", "mql") not in TOUCH_TYPES:
         return [f"touch_type is one of {', '.join(TOUCH_TYPES)}."]
+    if kind == "search_console":
+        return _check_search_console(options)
     if not all(isinstance(value, str) for value in options.values()):
         return ["Each option is a text: a dotted path, or a URL template with {path}s."]
+    return []
+
+
+def _check_search_console(options: dict) -> list[str]:
+    pattern = options.get("deliverable_pattern")
+    if not isinstance(pattern, str) or not pattern:
+        return ["Set deliverable_pattern, e.g. ^https://acme\\.example/lp/(?P<ref>[^/?#]+)."]
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        return [f"deliverable_pattern is not a regular expression: {exc}."]
+    if "ref" not in compiled.groupindex:
+        return ["deliverable_pattern needs a (?P<ref>...) group for the deliverable's id."]
+    dimensions = [d.strip() for d in str(options.get("dimensions", "date,page")).split(",")]
+    if "date" not in dimensions or "page" not in dimensions:
+        return ["dimensions lists the query's dimensions in order and includes date and page."]
+    if options.get("unmatched", "fail") not in ("fail", "skip"):
+        return ["unmatched is fail or skip."]
     return []
 
 
@@ -477,6 +510,64 @@ def map_webflow(endpoint, payload, vendor_id: str) -> list[dict]:
     return events
 
 
+def map_search_console(endpoint, payload, vendor_id: str) -> list[dict]:
+    """Each searchanalytics row -> search_export.processed for the page's deliverable."""
+    options = endpoint.mapping or {}
+    problems = _check_search_console(options)
+    if problems:
+        raise MappingError(problems[0])
+    rows = payload.get("rows")
+    if not isinstance(rows, list):
+        raise MappingError("No 'rows' list: forward the searchanalytics.query response.")
+    if len(rows) > SEARCH_CONSOLE_MAX_ROWS:
+        raise MappingError(
+            f"{len(rows)} rows in one delivery: send at most {SEARCH_CONSOLE_MAX_ROWS}, or a "
+            "whole day through POST /api/v1/search-performance/import."
+        )
+    pattern = re.compile(options["deliverable_pattern"])
+    dimensions = [d.strip() for d in str(options.get("dimensions", "date,page")).split(",")]
+    events, unmatched = [], []
+    for row in rows:
+        keys = row.get("keys") if isinstance(row, dict) else None
+        if not isinstance(keys, list) or len(keys) != len(dimensions):
+            raise MappingError(f"A row's keys do not follow the dimensions {dimensions}.")
+        by_name = dict(zip(dimensions, keys, strict=True))
+        url, day = str(by_name["page"]), str(by_name["date"])
+        found = pattern.search(url)
+        if found is None or not found["ref"]:
+            unmatched.append(url)
+            continue
+        numbers = {name: row.get(name) for name in ("clicks", "impressions", "ctr", "position")}
+        payload_row = {
+            "date": day,
+            "url": url,
+            "impressions": numbers["impressions"],
+            "clicks": numbers["clicks"],
+            **{k: numbers[k] for k in ("ctr", "position") if numbers[k] is not None},
+        }
+        fingerprint = hashlib.sha256(
+            f"{day}|{url}|{numbers['clicks']}|{numbers['impressions']}|{numbers['position']}".encode()
+        ).hexdigest()[:24]
+        events.append(
+            {
+                "event_type": "search_export.processed",
+                "deliverable_id": found["ref"],
+                "client_id": endpoint.client.client_id,
+                "idempotency_key": f"gsc:{endpoint.public_id}:{fingerprint}",
+                "actor": {"role": "search_console", "id": "searchanalytics"},
+                "occurred_at": f"{day}T00:00:00+00:00",
+                "payload": payload_row,
+            }
+        )
+    if unmatched and options.get("unmatched", "fail") != "skip":
+        shown = ", ".join(unmatched[:3]) + (" ..." if len(unmatched) > 3 else "")
+        raise MappingError(
+            f"{len(unmatched)} of {len(rows)} rows match no deliverable ({shown}): fix "
+            'deliverable_pattern and replay, or set "unmatched": "skip".'
+        )
+    return events
+
+
 MAPPERS = {
     "wordpress": lambda endpoint, payload, vendor_id, headers: map_wordpress(
         endpoint, payload, vendor_id
@@ -487,6 +578,9 @@ MAPPERS = {
         endpoint, payload, vendor_id
     ),
     "webflow": lambda endpoint, payload, vendor_id, headers: map_webflow(
+        endpoint, payload, vendor_id
+    ),
+    "search_console": lambda endpoint, payload, vendor_id, headers: map_search_console(
         endpoint, payload, vendor_id
     ),
     "standard": lambda endpoint, payload, vendor_id, headers: map_generic(

@@ -37,6 +37,7 @@ class ConnectorKind(models.TextChoices):
     JIRA = "jira", "Jira (issue created / status changed, mapped as configured)"
     CLOUDINARY = "cloudinary", "Cloudinary (asset uploaded / approved)"
     WEBFLOW = "webflow", "Webflow (CMS item published, form submission)"
+    SEARCH_CONSOLE = "search_console", "Search Console rows (a scheduled job's searchanalytics)"
 
 
 # Kinds whose sender signs with a secret of its own (Cloudinary: the account's API

@@ -72,6 +72,9 @@ HEADERS = {
     ConnectorKind.CLOUDINARY: ("x-cld-timestamp", "x-cld-signature"),
     ConnectorKind.WEBFLOW: ("x-webflow-timestamp", "x-webflow-signature"),
 }
+# Search Console posts nothing itself: the agency's scheduled job forwards the API's rows,
+# signed as any Standard Webhooks sender.
+HEADERS[ConnectorKind.SEARCH_CONSOLE] = HEADERS[ConnectorKind.STANDARD]
 
 
 class Refused(Exception):
