@@ -263,6 +263,35 @@ def invoicing(organization, clients: int, items: int) -> dict:
     }
 
 
+def pdf_rendering(organization, sample: int) -> dict:
+    """Render ``sample`` of the issued invoices as PDF (what a download costs), and the
+    agreement of the first: median and p95 milliseconds, and the size."""
+    from django_scopes import scope
+
+    from billing.models import Invoice
+    from billing.services import pdf
+
+    with scope(organization=organization):
+        issued = list(
+            Invoice.objects.filter(organization=organization, status="final")
+            .select_related("client", "organization")
+            .order_by("number")[:sample]
+        )
+        took, sizes = [], []
+        for invoice in issued:
+            began = time.perf_counter()
+            sizes.append(len(pdf.invoice_pdf(invoice)))
+            took.append(time.perf_counter() - began)
+    took.sort()
+    return {
+        "invoices": len(issued),
+        "lines": issued[0].lines.count() if issued else 0,
+        "median_ms": statistics.median(took) * 1000,
+        "p95_ms": took[int(0.95 * (len(took) - 1))] * 1000,
+        "kb": statistics.median(sizes) / 1024,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=4000, help="events per client")
@@ -304,6 +333,12 @@ def main() -> int:
     print(
         f"  per invoice (draft + finalize): median {made['median_ms']:.0f} ms, "
         f"p95 {made['p95_ms']:.0f} ms"
+    )
+    rendered = pdf_rendering(organization, min(args.clients, 50))
+    print(
+        f"\ninvoice PDF ({rendered['invoices']} invoices of {rendered['lines']} lines, "
+        f"DejaVu if installed): median {rendered['median_ms']:.0f} ms, "
+        f"p95 {rendered['p95_ms']:.0f} ms, {rendered['kb']:.0f} KB"
     )
     return 0
 
