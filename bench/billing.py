@@ -277,6 +277,7 @@ def pdf_rendering(organization, sample: int) -> dict:
             .select_related("client", "organization")
             .order_by("number")[:sample]
         )
+        lines = issued[0].lines.count() if issued else 0
         took, sizes = [], []
         for invoice in issued:
             began = time.perf_counter()
@@ -285,7 +286,7 @@ def pdf_rendering(organization, sample: int) -> dict:
     took.sort()
     return {
         "invoices": len(issued),
-        "lines": issued[0].lines.count() if issued else 0,
+        "lines": lines,
         "median_ms": statistics.median(took) * 1000,
         "p95_ms": took[int(0.95 * (len(took) - 1))] * 1000,
         "kb": statistics.median(sizes) / 1024,
