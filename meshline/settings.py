@@ -217,7 +217,11 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env_str("MESHLINE_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # fpdf2 subsets fonts with fontTools, which logs ~40 INFO lines per PDF rendered.
+        "fontTools": {"level": "WARNING"},
+    },
 }
 
 EMAIL_BACKEND = env_str("MESHLINE_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
