@@ -198,3 +198,12 @@ def test_rendering_twice_gives_the_same_bytes(org_a, issued):
         invoice = Invoice.objects.get(pk=issued.pk)
         assert pdf.invoice_pdf(invoice) == pdf.invoice_pdf(invoice)
         assert invoice.total == Decimal("285.60")
+
+
+def test_rendering_logs_nothing_at_info(org_a, issued, caplog):
+    """fpdf2's font subsetting (fontTools) would log ~40 INFO lines per PDF."""
+    import logging
+
+    with caplog.at_level(logging.INFO), scope(organization=org_a):
+        pdf.invoice_pdf(Invoice.objects.get(pk=issued.pk))
+    assert [r.name for r in caplog.records if r.name.startswith("fontTools")] == []
