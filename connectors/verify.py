@@ -179,15 +179,17 @@ def _verify_contentful(secrets, headers, text: str, now, method: str, path: str)
     return _contentful_id(headers, text)
 
 
-def _verify_jira(secrets, headers, body: bytes) -> str:
-    delivery_id, signature = (headers.get(h, "") for h in HEADERS[ConnectorKind.JIRA])
-    missing = [
-        h
-        for h, v in zip(HEADERS[ConnectorKind.JIRA], (delivery_id, signature), strict=True)
-        if not v
-    ]
+def _required(kind: str, headers) -> list[str]:
+    """The values of ``kind``'s headers (HEADERS), or Refused naming the missing ones."""
+    values = [headers.get(name, "") for name in HEADERS[kind]]
+    missing = [name for name, value in zip(HEADERS[kind], values, strict=True) if not value]
     if missing:
         raise Refused(RejectReason.MISSING_HEADERS, f"Missing headers: {', '.join(missing)}.")
+    return values
+
+
+def _verify_jira(secrets, headers, body: bytes) -> str:
+    delivery_id, signature = _required(ConnectorKind.JIRA, headers)
     if len(delivery_id) > 200:
         raise Refused(
             RejectReason.MISSING_HEADERS,
@@ -230,14 +232,7 @@ def _cloudinary_id(text: str) -> str:
 
 
 def _verify_cloudinary(secrets, headers, body: bytes, now) -> str:
-    timestamp, signature = (headers.get(h, "") for h in HEADERS[ConnectorKind.CLOUDINARY])
-    missing = [
-        h
-        for h, v in zip(HEADERS[ConnectorKind.CLOUDINARY], (timestamp, signature), strict=True)
-        if not v
-    ]
-    if missing:
-        raise Refused(RejectReason.MISSING_HEADERS, f"Missing headers: {', '.join(missing)}.")
+    timestamp, signature = _required(ConnectorKind.CLOUDINARY, headers)
     _timestamp(timestamp, now, tolerance=CLOUDINARY_TOLERANCE)
     given = signature.strip().lower()
     if not any(
@@ -278,14 +273,7 @@ def _webflow_id(text: str) -> str:
 
 
 def _verify_webflow(secrets, headers, body: bytes, now) -> str:
-    timestamp, signature = (headers.get(h, "") for h in HEADERS[ConnectorKind.WEBFLOW])
-    missing = [
-        h
-        for h, v in zip(HEADERS[ConnectorKind.WEBFLOW], (timestamp, signature), strict=True)
-        if not v
-    ]
-    if missing:
-        raise Refused(RejectReason.MISSING_HEADERS, f"Missing headers: {', '.join(missing)}.")
+    timestamp, signature = _required(ConnectorKind.WEBFLOW, headers)
     _timestamp(timestamp, now, per_second=1000)
     given = signature.strip().lower()
     if not any(hmac.compare_digest(given, _webflow_digest(s, timestamp, body)) for s in secrets):
@@ -321,12 +309,7 @@ def verify(
     if kind == ConnectorKind.WEBFLOW:
         return _verify_webflow(secrets, headers, body, now)
     id_header, _time_header, signature_header = HEADERS[kind]
-    msg_id, timestamp, signature = (headers.get(h, "") for h in HEADERS[kind])
-    missing = [
-        h for h, v in zip(HEADERS[kind], (msg_id, timestamp, signature), strict=True) if not v
-    ]
-    if missing:
-        raise Refused(RejectReason.MISSING_HEADERS, f"Missing headers: {', '.join(missing)}.")
+    msg_id, timestamp, signature = _required(kind, headers)
     if len(msg_id) > 200:
         raise Refused(RejectReason.MISSING_HEADERS, f"{id_header} is longer than 200 characters.")
     try:

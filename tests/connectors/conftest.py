@@ -19,6 +19,16 @@ def fixture(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
 
 
+class StubEndpoint:
+    """What a mapping reads of an endpoint, without the database: kind, options, id, client."""
+
+    def __init__(self, kind: str, options=None, client_id="acme"):
+        self.kind = kind
+        self.mapping = options or {}
+        self.public_id = "ep-1"
+        self.client = type("Client", (), {"client_id": client_id})()
+
+
 @pytest.fixture
 def wp_endpoint(org_a, client_acme):
     """Organization A's WordPress endpoint for Acme, and its secret (as shown once)."""

@@ -12,7 +12,7 @@ from connectors import mapping, verify
 from connectors.models import ConnectorKind, InboundEndpoint, RejectReason
 from deliveries.models import Event
 from tests.conftest import PASSWORD
-from tests.connectors.conftest import fixture
+from tests.connectors.conftest import StubEndpoint, fixture
 
 NOW = datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC)
 UPLOAD = fixture("cloudinary_upload.json")
@@ -73,16 +73,8 @@ def test_each_refusal_names_its_reason(case, reason):
     assert check(headers_for(), BODY, NOW + timedelta(hours=1))  # an hour late still verifies
 
 
-class Endpoint:
-    def __init__(self, options=None):
-        self.mapping = options or {}
-        self.public_id = "ep-1"
-        self.kind = "cloudinary"
-        self.client = type("C", (), {"client_id": "acme"})()
-
-
 def test_an_upload_becomes_asset_uploaded_and_an_approval_asset_approved():
-    [uploaded] = mapping.map_payload(Endpoint(), UPLOAD, "upload:x:1:")
+    [uploaded] = mapping.map_payload(StubEndpoint("cloudinary"), UPLOAD, "upload:x:1:")
     assert uploaded == {
         "deliverable_id": "LP-1",
         "client_id": "acme",
@@ -98,7 +90,9 @@ def test_an_upload_becomes_asset_uploaded_and_an_approval_asset_approved():
             "revision": 1772366400,
         },
     }
-    [approved] = mapping.map_payload(Endpoint({"tag_prefix": "deliverable:"}), APPROVED, "m")
+    [approved] = mapping.map_payload(
+        StubEndpoint("cloudinary", {"tag_prefix": "deliverable:"}), APPROVED, "m"
+    )
     assert (approved["event_type"], approved["deliverable_id"]) == ("asset.approved", "LP-1")
     assert approved["payload"] == {
         "asset_id": "acme/spring/hero-banner",
@@ -106,17 +100,22 @@ def test_an_upload_becomes_asset_uploaded_and_an_approval_asset_approved():
     }
     assert approved["occurred_at"] == "2026-03-02T09:30:00Z"
     rejected = {**APPROVED, "moderation_status": "rejected"}
-    assert mapping.map_payload(Endpoint(), rejected, "m") == []
-    assert mapping.map_payload(Endpoint(), {**UPLOAD, "notification_type": "delete"}, "d") == []
+    assert mapping.map_payload(StubEndpoint("cloudinary"), rejected, "m") == []
+    assert (
+        mapping.map_payload(
+            StubEndpoint("cloudinary"), {**UPLOAD, "notification_type": "delete"}, "d"
+        )
+        == []
+    )
 
 
 def test_what_cannot_be_mapped_says_why():
     with pytest.raises(mapping.MappingError, match="No tag starts with 'lp:'"):
-        mapping.map_payload(Endpoint({"tag_prefix": "lp:"}), UPLOAD, "x")
+        mapping.map_payload(StubEndpoint("cloudinary", {"tag_prefix": "lp:"}), UPLOAD, "x")
     with pytest.raises(mapping.MappingError, match="No deliverable reference"):
-        mapping.map_payload(Endpoint(), {**UPLOAD, "context": {}}, "x")
+        mapping.map_payload(StubEndpoint("cloudinary"), {**UPLOAD, "context": {}}, "x")
     with pytest.raises(mapping.MappingError, match="bytes"):
-        mapping.map_payload(Endpoint(), {**UPLOAD, "bytes": "8 MB"}, "x")
+        mapping.map_payload(StubEndpoint("cloudinary"), {**UPLOAD, "bytes": "8 MB"}, "x")
 
 
 def test_an_admin_enters_the_accounts_secret_and_notifications_become_events(

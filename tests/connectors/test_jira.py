@@ -11,7 +11,7 @@ from django_scopes import scope, scopes_disabled
 from connectors import mapping, services, verify
 from connectors.models import ConnectorKind, InboundDelivery, InboxState, RejectReason
 from deliveries.models import Event
-from tests.connectors.conftest import fixture
+from tests.connectors.conftest import StubEndpoint, fixture
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 UPDATED = fixture("jira_issue_updated.json")
@@ -59,16 +59,8 @@ def test_each_refusal_names_its_reason(change, reason):
     assert refused.value.reason == reason
 
 
-class Endpoint:
-    def __init__(self, options):
-        self.mapping = options
-        self.public_id = "ep-1"
-        self.kind = "jira"
-        self.client = type("C", (), {"client_id": "acme"})()
-
-
 def test_a_mapped_status_change_becomes_its_event():
-    [body] = mapping.map_payload(Endpoint(OPTIONS), UPDATED, "d-1")
+    [body] = mapping.map_payload(StubEndpoint("jira", OPTIONS), UPDATED, "d-1")
     assert body == {
         "event_type": "asset.approved",
         "deliverable_id": "LP-1",
@@ -81,24 +73,29 @@ def test_a_mapped_status_change_becomes_its_event():
     moved_back = json.loads(
         json.dumps(UPDATED).replace('"toString": "Done"', '"toString": "Changes requested"')
     )
-    [change] = mapping.map_payload(Endpoint(OPTIONS), moved_back, "d-2")
+    [change] = mapping.map_payload(StubEndpoint("jira", OPTIONS), moved_back, "d-2")
     assert change["event_type"] == "change.requested"
     assert change["payload"] == {"summary": "Spring launch landing page: hero and copy"}
 
 
 def test_new_issues_and_unmapped_changes():
-    [intake] = mapping.map_payload(Endpoint(OPTIONS), CREATED, "d-3")
+    [intake] = mapping.map_payload(StubEndpoint("jira", OPTIONS), CREATED, "d-3")
     assert (intake["event_type"], intake["deliverable_id"]) == ("intake.received", "LP-2")
     assert intake["payload"] == {"requested_by": "Jonas Weber"}
-    assert mapping.map_payload(Endpoint({}), CREATED, "d-3") == []  # "created" not set
+    assert mapping.map_payload(StubEndpoint("jira", {}), CREATED, "d-3") == []  # "created" not set
     # A status nobody mapped, a change that is not a status, another webhook: nothing.
     assert (
-        mapping.map_payload(Endpoint({"transitions": {"QA": "asset.approved"}}), UPDATED, "x") == []
+        mapping.map_payload(
+            StubEndpoint("jira", {"transitions": {"QA": "asset.approved"}}), UPDATED, "x"
+        )
+        == []
     )
     relabelled = {**UPDATED, "changelog": {"id": "1", "items": [{"field": "labels"}]}}
-    assert mapping.map_payload(Endpoint(OPTIONS), relabelled, "x") == []
+    assert mapping.map_payload(StubEndpoint("jira", OPTIONS), relabelled, "x") == []
     assert (
-        mapping.map_payload(Endpoint(OPTIONS), {**UPDATED, "webhookEvent": "comment_created"}, "x")
+        mapping.map_payload(
+            StubEndpoint("jira", OPTIONS), {**UPDATED, "webhookEvent": "comment_created"}, "x"
+        )
         == []
     )
 
@@ -106,12 +103,16 @@ def test_new_issues_and_unmapped_changes():
 def test_what_cannot_be_mapped_says_why():
     with pytest.raises(mapping.MappingError, match="No deliverable reference"):
         mapping.map_payload(
-            Endpoint({**OPTIONS, "deliverable_path": "issue.fields.customfield_1"}), UPDATED, "x"
+            StubEndpoint("jira", {**OPTIONS, "deliverable_path": "issue.fields.customfield_1"}),
+            UPDATED,
+            "x",
         )
     with pytest.raises(mapping.MappingError, match="Jira issue webhook"):
-        mapping.map_payload(Endpoint(OPTIONS), {"webhookEvent": "jira:issue_updated"}, "x")
+        mapping.map_payload(
+            StubEndpoint("jira", OPTIONS), {"webhookEvent": "jira:issue_updated"}, "x"
+        )
     with pytest.raises(mapping.MappingError, match="timestamp"):
-        mapping.map_payload(Endpoint(OPTIONS), {**UPDATED, "timestamp": "soon"}, "x")
+        mapping.map_payload(StubEndpoint("jira", OPTIONS), {**UPDATED, "timestamp": "soon"}, "x")
 
 
 @pytest.mark.parametrize(

@@ -7,28 +7,24 @@ from django_scopes import scope, scopes_disabled
 from connectors import mapping, services
 from connectors.models import ConnectorKind, InboundDelivery, InboxState
 from reporting.models import SearchPerformance
-from tests.connectors.conftest import fixture
+from tests.connectors.conftest import StubEndpoint, fixture
 
 ROWS = fixture("search_console_rows.json")
 PATTERN = r"^https://acme\.example/lp/(?P<ref>[^/?#]+)"
 
 
-class Endpoint:
-    def __init__(self, options):
-        self.mapping = options
-        self.public_id = "ep-1"
-        self.kind = "search_console"
-        self.client = type("C", (), {"client_id": "acme"})()
-
-
 def test_matched_rows_become_page_days_and_an_unmatched_one_is_reported():
     with pytest.raises(mapping.MappingError) as caught:
-        mapping.map_payload(Endpoint({"deliverable_pattern": PATTERN}), ROWS, "d")
+        mapping.map_payload(
+            StubEndpoint("search_console", {"deliverable_pattern": PATTERN}), ROWS, "d"
+        )
     assert "1 of 3 rows match no deliverable (https://acme.example/blog/spring-tips)" in str(
         caught.value
     )
     events = mapping.map_payload(
-        Endpoint({"deliverable_pattern": PATTERN, "unmatched": "skip"}), ROWS, "d"
+        StubEndpoint("search_console", {"deliverable_pattern": PATTERN, "unmatched": "skip"}),
+        ROWS,
+        "d",
     )
     assert [(e["deliverable_id"], e["payload"]) for e in events] == [
         (
@@ -56,7 +52,9 @@ def test_matched_rows_become_page_days_and_an_unmatched_one_is_reported():
     ]
     # Final numbers for the same day are a new event (reporting keeps the latest).
     final = {"rows": [{**ROWS["rows"][0], "clicks": 25}]}
-    [again] = mapping.map_payload(Endpoint({"deliverable_pattern": PATTERN}), final, "d")
+    [again] = mapping.map_payload(
+        StubEndpoint("search_console", {"deliverable_pattern": PATTERN}), final, "d"
+    )
     assert again["idempotency_key"] != events[0]["idempotency_key"]
 
 
@@ -78,7 +76,9 @@ def test_options_are_checked(options, problem):
 def test_too_many_rows_point_to_the_bulk_import():
     many = {"rows": [ROWS["rows"][0]] * (mapping.SEARCH_CONSOLE_MAX_ROWS + 1)}
     with pytest.raises(mapping.MappingError, match="search-performance/import"):
-        mapping.map_payload(Endpoint({"deliverable_pattern": PATTERN}), many, "d")
+        mapping.map_payload(
+            StubEndpoint("search_console", {"deliverable_pattern": PATTERN}), many, "d"
+        )
 
 
 def test_a_dead_lettered_day_replays_into_search_rows_once(

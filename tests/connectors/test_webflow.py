@@ -12,7 +12,7 @@ from django_scopes import scope
 from connectors import mapping, services, verify
 from connectors.models import ConnectorKind, RejectReason
 from deliveries.models import Event
-from tests.connectors.conftest import fixture
+from tests.connectors.conftest import StubEndpoint, fixture
 
 NOW = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
 PUBLISHED = fixture("webflow_collection_item_published.json")
@@ -74,16 +74,8 @@ def test_each_refusal_names_its_reason(case, reason):
     assert refused.value.reason == reason
 
 
-class Endpoint:
-    def __init__(self, options):
-        self.mapping = options
-        self.public_id = "ep-1"
-        self.kind = "webflow"
-        self.client = type("C", (), {"client_id": "acme"})()
-
-
 def test_a_published_item_becomes_page_published_at_its_url():
-    [page] = mapping.map_payload(Endpoint(OPTIONS), PUBLISHED, "d")
+    [page] = mapping.map_payload(StubEndpoint("webflow", OPTIONS), PUBLISHED, "d")
     assert page == {
         "client_id": "acme",
         "event_type": "page.published",
@@ -95,17 +87,19 @@ def test_a_published_item_becomes_page_published_at_its_url():
     }
     draft = json.loads(json.dumps(PUBLISHED))
     draft["payload"]["items"][0]["isDraft"] = True
-    assert mapping.map_payload(Endpoint(OPTIONS), draft, "d") == []
+    assert mapping.map_payload(StubEndpoint("webflow", OPTIONS), draft, "d") == []
     with pytest.raises(mapping.MappingError, match="url_template"):
-        mapping.map_payload(Endpoint({}), PUBLISHED, "d")
+        mapping.map_payload(StubEndpoint("webflow", {}), PUBLISHED, "d")
     with pytest.raises(mapping.MappingError, match=r"nothing usable at 'fieldData\.path'"):
         mapping.map_payload(
-            Endpoint({"url_template": "https://x.example/{fieldData.path}"}), PUBLISHED, "d"
+            StubEndpoint("webflow", {"url_template": "https://x.example/{fieldData.path}"}),
+            PUBLISHED,
+            "d",
         )
 
 
 def test_a_form_submission_becomes_a_crm_touch_for_the_deliverable_in_the_form():
-    [touch] = mapping.map_payload(Endpoint({"touch_type": "sql"}), FORM, "d")
+    [touch] = mapping.map_payload(StubEndpoint("webflow", {"touch_type": "sql"}), FORM, "d")
     assert (touch["event_type"], touch["deliverable_id"]) == ("crm.touch", "LP-1")
     assert touch["payload"] == {
         "touch_id": "6321a6a9a1e4c2b5f9a3e7d1",
@@ -114,9 +108,11 @@ def test_a_form_submission_becomes_a_crm_touch_for_the_deliverable_in_the_form()
         "channel": "webflow form: Spring launch: talk to sales",
     }
     with pytest.raises(mapping.MappingError, match="no 'lp' field"):
-        mapping.map_payload(Endpoint({"form_deliverable_field": "lp"}), FORM, "d")
+        mapping.map_payload(StubEndpoint("webflow", {"form_deliverable_field": "lp"}), FORM, "d")
     assert (
-        mapping.map_payload(Endpoint(OPTIONS), {**PUBLISHED, "triggerType": "site_publish"}, "d")
+        mapping.map_payload(
+            StubEndpoint("webflow", OPTIONS), {**PUBLISHED, "triggerType": "site_publish"}, "d"
+        )
         == []
     )
     assert mapping.check_options("webflow", {"touch_type": "lead"}) == [
