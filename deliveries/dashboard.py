@@ -60,7 +60,7 @@ def dashboard_scope(request) -> tuple[DashboardScope, DashboardForm]:
     return DashboardScope(request.organization, client, period, now - PERIODS[period][1], now), form
 
 
-def _bars(counts: dict, buckets: list, label) -> dict:
+def bar_chart(counts: dict, buckets: list, label) -> dict:
     """An inline-SVG bar chart's geometry: no JavaScript, no network."""
     values = [counts.get(bucket, 0) for bucket in buckets]
     peak = max(values) or 1
@@ -88,13 +88,13 @@ def _chart(scope: DashboardScope) -> dict:
         start = throughput.floor_hour(scope.now) - timedelta(hours=23)
         buckets = [start + timedelta(hours=i) for i in range(24)]
         counts = throughput.hourly_counts(organization, start, client)
-        return _bars(counts, buckets, lambda hour: hour.astimezone(zone).strftime("%H:%M"))
+        return bar_chart(counts, buckets, lambda hour: hour.astimezone(zone).strftime("%H:%M"))
     days = PERIODS[scope.period][1].days
     first_day = scope.now.astimezone(zone).date() - timedelta(days=days - 1)
     start = datetime.combine(first_day, time.min, tzinfo=zone)
     buckets = [first_day + timedelta(days=i) for i in range(days)]
     counts = throughput.daily_counts(organization, start, client, tz=zone)
-    return _bars(counts, buckets, lambda day: day.strftime("%b %d"))
+    return bar_chart(counts, buckets, lambda day: day.strftime("%b %d"))
 
 
 def throughput_panel(request, scope: DashboardScope) -> dict:

@@ -1,12 +1,15 @@
 """Portal pages of the reporting app: the Reporting page, forensic reports, export files,
 and the dashboard panel and deliverable section it contributes."""
 
+from datetime import timedelta
+
 from django.core.paginator import Paginator
 from django.db.models import Sum
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
+from deliveries.dashboard import bar_chart
 from deliveries.models import Deliverable
 from reporting.forms import ReportingForm
 from reporting.models import (
@@ -56,6 +59,21 @@ def reporting(request, org_slug):
         .annotate(impressions=Sum("impressions"), clicks=Sum("clicks"))
         .order_by("-impressions")[:20]
     )
+    daily = roi.daily_totals(
+        organization,
+        settings.attribution_model,
+        since,
+        until,
+        client=data.get("client"),
+        deliverable_type=data.get("type") or "",
+    )
+    days = [since + timedelta(days=n) for n in range((until - since).days + 1)]
+    chart = bar_chart(
+        {day: impressions for day, (impressions, _clicks) in daily.items()},
+        days,
+        lambda day: day.strftime("%b %d"),
+    )
+    chart["clicks"] = sum(clicks for _impressions, clicks in daily.values())
     querystring = request.GET.copy()
     querystring.pop("page", None)
     return render(
@@ -72,6 +90,7 @@ def reporting(request, org_slug):
             "unmatched": unmatched,
             "exports": DailyExport.objects.filter(organization=organization)[:30],
             "rate": attribution.mismatch_rate(organization),
+            "chart": chart,
         },
     )
 

@@ -20,7 +20,7 @@ from django.db.models.functions import Coalesce
 
 from deliveries.models import Deliverable
 from owners.models import ACTIVE_STATUSES, Ticket
-from reporting.models import TouchType
+from reporting.models import AttributionFact, TouchType
 
 TOUCH_FIELDS = [f"touches_{value}" for value in TouchType.values]
 SORTS = {
@@ -86,6 +86,22 @@ def roi_queryset(
     if active_only:
         queryset = queryset.filter(fact_days__gt=0)
     return queryset.select_related("client")
+
+
+def daily_totals(
+    organization, model: str, since: date, until: date, *, client=None, deliverable_type=""
+) -> dict:
+    """{day: (impressions, clicks)} of the period, over the same deliverables as
+    ``roi_queryset`` (one grouped query: the Reporting page's chart)."""
+    facts = AttributionFact.objects.filter(
+        organization=organization, model=model, date__gte=since, date__lte=until
+    )
+    if client is not None:
+        facts = facts.filter(deliverable__client=client)
+    if deliverable_type:
+        facts = facts.filter(deliverable__type=deliverable_type)
+    rows = facts.values("date").annotate(i=Sum("impressions"), c=Sum("clicks")).order_by()
+    return {row["date"]: (row["i"] or 0, row["c"] or 0) for row in rows}
 
 
 def with_status(queryset):

@@ -28,7 +28,7 @@ def reported(org_a, pages, publish, owner_map, settings, tmp_path):
         return exports.run_export(org_a, R, "csv")
 
 
-def test_reporting_page_lists_roi_mismatches_and_exports(as_member, reported):
+def test_reporting_page_lists_roi_mismatches_and_exports(as_member, reported, client_beta):
     page = as_member.get("/o/org-a/reporting/?until=2026-04-01&days=7&sort=impressions")
     assert page.status_code == 200
     html = page.content.decode()
@@ -36,6 +36,13 @@ def test_reporting_page_lists_roi_mismatches_and_exports(as_member, reported):
     assert "500.00" in html
     assert "deliverables-2026-04-01.csv" in html
     assert 'id="mismatches"' in html and "Attribution mismatch: LP-1" in html
+    # The chart: a bar per day of the 7, the day's impressions in its title, the totals.
+    assert html.count("impressions</title>") == 7
+    assert "<title>Apr 01: 490 impressions</title>" in html
+    assert "Impressions per day: 490 in the period (29 clicks), peak 490 a day." in html
+    # Another client's numbers are not in its chart.
+    other = as_member.get("/o/org-a/reporting/?until=2026-04-01&days=7&client=beta")
+    assert "No impressions in the period." in other.content.decode()
 
 
 def test_reporting_page_bad_client_is_a_form_error(as_member, reported):
