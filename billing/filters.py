@@ -14,8 +14,10 @@ from billing.models import (
 
 
 class ItemFilter(django_filters.FilterSet):
-    client = django_filters.CharFilter(field_name="client__client_id")
-    deliverable = django_filters.CharFilter(field_name="deliverable__deliverable_id")
+    client = django_filters.CharFilter(field_name="client__client_id", label="Client")
+    deliverable = django_filters.CharFilter(
+        field_name="deliverable__deliverable_id", label="Deliverable"
+    )
     status = django_filters.ChoiceFilter(choices=ItemStatus.choices)
 
     class Meta:
