@@ -11,7 +11,7 @@ from datetime import datetime, time, timedelta
 
 from deliveries.models import Deliverable, EventProcessing, EventSource, ProcessingStatus
 from deliveries.services import ingest_events, process_event
-from reporting.models import ExportFormat
+from reporting.models import DailyExport, ExportFormat
 from reporting.normalize import normalize_url, site_of
 from reporting.services import attribution, exports, intake
 
@@ -105,6 +105,8 @@ def after_events(organization) -> None:
         process_event(event_id)
     for offset in range(DAYS + 10):
         attribution.compute_day(organization, first + timedelta(days=offset))
+    if DailyExport.objects.filter(organization=organization, date=last).exists():
+        return  # seeded already: a second seed adds nothing, not even an export.generated
     for fmt in ExportFormat.values:
         exports.run_export(organization, last, fmt)
 

@@ -46,7 +46,10 @@ def test_installed_apps_register_their_entries_in_explicit_order():
         "reporting.intake",
         "connectors.subscriptions",
     ]
-    assert [e.name for e in extensions.trail_listeners.entries()] == ["connectors.subscriptions"]
+    assert [e.name for e in extensions.trail_listeners.entries()] == [
+        "connectors.subscriptions",
+        "flows.incident_rules",
+    ]
 
 
 def test_every_point_is_listed_and_documented():
