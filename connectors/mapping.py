@@ -42,9 +42,11 @@ or sent twice by the vendor, yields its events exactly once.
   (``keys`` in the order of the query's dimensions, ``mapping["dimensions"]``, default
   ``date,page``; ``clicks``, ``impressions``, ``ctr``, ``position``), forwarded by the
   agency's scheduled job. Each row becomes ``search_export.processed`` for the deliverable
-  whose reference the ``(?P<ref>...)`` group of ``mapping["deliverable_pattern"]`` finds in
-  the page URL; a row no deliverable matches fails the delivery (fix the pattern and
-  replay), unless ``mapping["unmatched"]`` is ``skip``. The key includes the numbers, so a
+  whose reference stands where ``{ref}`` stands in ``mapping["deliverable_url"]`` (e.g.
+  ``https://acme.example/lp/{ref}``: one path segment; anything after the template, such
+  as a query string, is allowed). No tenant-written regular expression runs here. A row no
+  deliverable matches fails the delivery (fix the template and replay), unless
+  ``mapping["unmatched"]`` is ``skip``. The key includes the numbers, so a
   day re-sent with final numbers replaces the early ones (reporting keeps the latest).
   At most ``SEARCH_CONSOLE_MAX_ROWS`` rows a delivery: a day's whole export goes to the
   bulk import instead.
@@ -80,7 +82,7 @@ OPTIONS = {
     "contentful": {"deliverable_path", "url_template"},
     "jira": {"deliverable_path", "created", "transitions"},
     "cloudinary": {"deliverable_path", "tag_prefix"},
-    "search_console": {"deliverable_pattern", "dimensions", "unmatched"},
+    "search_console": {"deliverable_url", "dimensions", "unmatched"},
     "webflow": {
         "deliverable_path",
         "url_template",
@@ -133,16 +135,20 @@ def check_options(kind: str, options) -> list[str]:
     return []
 
 
+def _url_pattern(template) -> re.Pattern | None:
+    """``https://acme.example/lp/{ref}`` as a matcher whose ``ref`` group is one path
+    segment; None unless the template holds ``{ref}`` exactly once."""
+    if not isinstance(template, str) or template.count("{ref}") != 1:
+        return None
+    prefix, suffix = template.split("{ref}")
+    return re.compile("^" + re.escape(prefix) + r"(?P<ref>[^/?#]+)" + re.escape(suffix))
+
+
 def _check_search_console(options: dict) -> list[str]:
-    pattern = options.get("deliverable_pattern")
-    if not isinstance(pattern, str) or not pattern:
-        return ["Set deliverable_pattern, e.g. ^https://acme\\.example/lp/(?P<ref>[^/?#]+)."]
-    try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        return [f"deliverable_pattern is not a regular expression: {exc}."]
-    if "ref" not in compiled.groupindex:
-        return ["deliverable_pattern needs a (?P<ref>...) group for the deliverable's id."]
+    if _url_pattern(options.get("deliverable_url")) is None:
+        return [
+            "Set deliverable_url with {ref} where the id stands, e.g. https://acme.example/lp/{ref}."
+        ]
     dimensions = [d.strip() for d in str(options.get("dimensions", "date,page")).split(",")]
     if "date" not in dimensions or "page" not in dimensions:
         return ["dimensions lists the query's dimensions in order and includes date and page."]
@@ -524,7 +530,7 @@ def map_search_console(endpoint, payload, vendor_id: str) -> list[dict]:
             f"{len(rows)} rows in one delivery: send at most {SEARCH_CONSOLE_MAX_ROWS}, or a "
             "whole day through POST /api/v1/search-performance/import."
         )
-    pattern = re.compile(options["deliverable_pattern"])
+    pattern = _url_pattern(options["deliverable_url"])
     dimensions = [d.strip() for d in str(options.get("dimensions", "date,page")).split(",")]
     events, unmatched = [], []
     for row in rows:
@@ -563,7 +569,7 @@ def map_search_console(endpoint, payload, vendor_id: str) -> list[dict]:
         shown = ", ".join(unmatched[:3]) + (" ..." if len(unmatched) > 3 else "")
         raise MappingError(
             f"{len(unmatched)} of {len(rows)} rows match no deliverable ({shown}): fix "
-            'deliverable_pattern and replay, or set "unmatched": "skip".'
+            'deliverable_url and replay, or set "unmatched": "skip".'
         )
     return events
 

@@ -127,7 +127,7 @@ class EndpointForm(forms.Form):
     client = forms.ModelChoiceField(queryset=Client.objects.none())
     vendor_secret = forms.CharField(
         required=False,
-        max_length=200,
+        max_length=100,  # InboundEndpoint.secret's length
         strip=True,
         widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
         label="The tool's own secret",
@@ -261,9 +261,11 @@ def endpoint_rotate(request, org_slug, endpoint_id):
     endpoint = _endpoint(request, endpoint_id)
     new = ""
     if endpoint.kind in VENDOR_SECRET_KINDS:
-        new = request.POST.get("vendor_secret", "").strip()[:200]
-        if not new:
-            messages.error(request, "Enter the new secret from the tool to rotate to it.")
+        new = request.POST.get("vendor_secret", "").strip()
+        if not new or len(new) > 100:
+            messages.error(
+                request, "Enter the new secret from the tool (at most 100 characters) to rotate."
+            )
             return redirect(
                 "connection-endpoint", org_slug=org_slug, endpoint_id=endpoint.public_id
             )

@@ -154,6 +154,15 @@ def test_an_admin_enters_the_accounts_secret_and_notifications_become_events(
     assert 'name="vendor_secret"' in client.get(detail).content.decode()
     refused = client.post(f"{detail}rotate/", {})
     assert refused.status_code == 302
+    too_long = client.post(f"{detail}rotate/", {"vendor_secret": "x" * 101})
+    assert too_long.status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.secret == API_SECRET  # neither changed it
+    long_one = client.post(
+        "/o/org-a/connections/endpoints/new/", {**form, "vendor_secret": "y" * 101}
+    )
+    assert long_one.status_code == 200  # the form again, with the error; no 500
+    assert "at most 100 characters" in long_one.content.decode()
     client.post(f"{detail}rotate/", {"vendor_secret": "b" * 32})
     endpoint.refresh_from_db()
     assert (endpoint.secret, endpoint.previous_secret) == ("b" * 32, API_SECRET)

@@ -10,19 +10,17 @@ from reporting.models import SearchPerformance
 from tests.connectors.conftest import StubEndpoint, fixture
 
 ROWS = fixture("search_console_rows.json")
-PATTERN = r"^https://acme\.example/lp/(?P<ref>[^/?#]+)"
+PATTERN = "https://acme.example/lp/{ref}"
 
 
 def test_matched_rows_become_page_days_and_an_unmatched_one_is_reported():
     with pytest.raises(mapping.MappingError) as caught:
-        mapping.map_payload(
-            StubEndpoint("search_console", {"deliverable_pattern": PATTERN}), ROWS, "d"
-        )
+        mapping.map_payload(StubEndpoint("search_console", {"deliverable_url": PATTERN}), ROWS, "d")
     assert "1 of 3 rows match no deliverable (https://acme.example/blog/spring-tips)" in str(
         caught.value
     )
     events = mapping.map_payload(
-        StubEndpoint("search_console", {"deliverable_pattern": PATTERN, "unmatched": "skip"}),
+        StubEndpoint("search_console", {"deliverable_url": PATTERN, "unmatched": "skip"}),
         ROWS,
         "d",
     )
@@ -53,7 +51,7 @@ def test_matched_rows_become_page_days_and_an_unmatched_one_is_reported():
     # Final numbers for the same day are a new event (reporting keeps the latest).
     final = {"rows": [{**ROWS["rows"][0], "clicks": 25}]}
     [again] = mapping.map_payload(
-        StubEndpoint("search_console", {"deliverable_pattern": PATTERN}), final, "d"
+        StubEndpoint("search_console", {"deliverable_url": PATTERN}), final, "d"
     )
     assert again["idempotency_key"] != events[0]["idempotency_key"]
 
@@ -61,11 +59,11 @@ def test_matched_rows_become_page_days_and_an_unmatched_one_is_reported():
 @pytest.mark.parametrize(
     "options,problem",
     [
-        ({}, "Set deliverable_pattern"),
-        ({"deliverable_pattern": "(unclosed"}, "not a regular expression"),
-        ({"deliverable_pattern": "^https://x/(.+)"}, "needs a (?P<ref>...) group"),
-        ({"deliverable_pattern": PATTERN, "dimensions": "page,query"}, "includes date and page"),
-        ({"deliverable_pattern": PATTERN, "unmatched": "drop"}, "unmatched is fail or skip"),
+        ({}, "Set deliverable_url with {ref}"),
+        ({"deliverable_url": "https://acme.example/lp/"}, "Set deliverable_url with {ref}"),
+        ({"deliverable_url": "https://x/{ref}/{ref}"}, "Set deliverable_url with {ref}"),
+        ({"deliverable_url": PATTERN, "dimensions": "page,query"}, "includes date and page"),
+        ({"deliverable_url": PATTERN, "unmatched": "drop"}, "unmatched is fail or skip"),
     ],
 )
 def test_options_are_checked(options, problem):
@@ -73,12 +71,25 @@ def test_options_are_checked(options, problem):
     assert problem in found
 
 
+def test_the_template_is_literal_text_not_a_regular_expression():
+    """Tenant text never runs as a regex: dots match dots, and (a+)+ is just characters."""
+    lookalike = {
+        "rows": [{**ROWS["rows"][0], "keys": ["2026-03-01", "https://acmeXexample/lp/LP-1"]}]
+    }
+    with pytest.raises(mapping.MappingError, match="1 of 1 rows match no deliverable"):
+        mapping.map_payload(
+            StubEndpoint("search_console", {"deliverable_url": PATTERN}), lookalike, "d"
+        )
+    odd = {"deliverable_url": "https://acme.example/(a+)+/{ref}"}
+    row = {**ROWS["rows"][0], "keys": ["2026-03-01", "https://acme.example/(a+)+/LP-9"]}
+    [event] = mapping.map_payload(StubEndpoint("search_console", odd), {"rows": [row]}, "d")
+    assert event["deliverable_id"] == "LP-9"
+
+
 def test_too_many_rows_point_to_the_bulk_import():
     many = {"rows": [ROWS["rows"][0]] * (mapping.SEARCH_CONSOLE_MAX_ROWS + 1)}
     with pytest.raises(mapping.MappingError, match="search-performance/import"):
-        mapping.map_payload(
-            StubEndpoint("search_console", {"deliverable_pattern": PATTERN}), many, "d"
-        )
+        mapping.map_payload(StubEndpoint("search_console", {"deliverable_url": PATTERN}), many, "d")
 
 
 def test_a_dead_lettered_day_replays_into_search_rows_once(
@@ -90,7 +101,7 @@ def test_a_dead_lettered_day_replays_into_search_rows_once(
             name="Acme Search Console job",
             kind=ConnectorKind.SEARCH_CONSOLE,
             client=client_acme,
-            mapping_config={"deliverable_pattern": PATTERN},
+            mapping_config={"deliverable_url": PATTERN},
         )
     assert post_hook(endpoint, ROWS, msg_id="gsc-2026-03-01").status_code == 202
     with scopes_disabled():
@@ -98,7 +109,7 @@ def test_a_dead_lettered_day_replays_into_search_rows_once(
     assert delivery.state == InboxState.DEAD
     assert "match no deliverable" in delivery.error
     with scope(organization=org_a):
-        endpoint.mapping = {"deliverable_pattern": PATTERN, "unmatched": "skip"}
+        endpoint.mapping = {"deliverable_url": PATTERN, "unmatched": "skip"}
         endpoint.save()
     for _ in range(2):  # the second replay finds no dead letter: nothing changes
         with scope(organization=org_a), django_capture_on_commit_callbacks(execute=True):
