@@ -109,14 +109,21 @@ def with_status(queryset):
     from gates.models import GateEvaluation
 
     open_tickets = (
-        Ticket.objects.filter(deliverable=OuterRef("pk"), status__in=ACTIVE_STATUSES)
+        # organization first: the indexes lead with it (ticket_deliverable).
+        Ticket.objects.filter(
+            organization=OuterRef("organization"),
+            deliverable=OuterRef("pk"),
+            status__in=ACTIVE_STATUSES,
+        )
         .order_by()
         .values("deliverable")
         .annotate(n=Count("pk"))
         .values("n")
     )
     latest_gate = (
-        GateEvaluation.objects.filter(deliverable=OuterRef("pk"))
+        GateEvaluation.objects.filter(
+            organization=OuterRef("organization"), deliverable=OuterRef("pk")
+        )
         .order_by("-evaluated_at")
         .values("outcome")[:1]
     )
@@ -135,6 +142,8 @@ def with_billed(queryset, start, end):
     from billing.models import InvoiceLine, InvoiceStatus
 
     issued = InvoiceLine.objects.filter(
+        organization=OuterRef("organization"),
+        item__organization=OuterRef("organization"),
         item__deliverable=OuterRef("pk"),
         invoice__status=InvoiceStatus.FINAL,
         invoice__finalized_at__gte=start,
