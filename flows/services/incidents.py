@@ -4,6 +4,7 @@ gets the lost time credited. Essential flows keep counting: they are what an inc
 must not stop.
 """
 
+import contextlib
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -105,7 +106,9 @@ def on_trail_appended(organization, events) -> None:
             ).first()
             open_one = Incident.objects.filter(organization=organization, ended_at__isnull=True)
             if rule is not None and not open_one.exists():
-                _declare(organization, rule.title, triggers[on].occurred_at, rule=on)
+                # An admin declaring one in the same moment wins: theirs stands.
+                with contextlib.suppress(ChangeError):
+                    _declare(organization, rule.title, triggers[on].occurred_at, rule=on)
         if until in triggers:
             incident = Incident.objects.filter(
                 organization=organization, ended_at__isnull=True, declared_by_rule=on
