@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.db import models
 
 from connectors.models import (
+    CrmLink,
     InboundDelivery,
     InboundEndpoint,
     OutboundAttempt,
@@ -63,3 +64,11 @@ class OutboundDeliveryAdmin(ReadOnlyTenantAdmin):
 @admin.register(OutboundAttempt)
 class OutboundAttemptAdmin(ReadOnlyTenantAdmin):
     list_display = ["delivery", "attempted_at", "status_code", "error", "latency_ms"]
+
+
+@admin.register(CrmLink)
+class CrmLinkAdmin(ReadOnlyTenantAdmin):
+    """Which deliverable each HubSpot contact or deal came through (learnt from webhooks)."""
+
+    list_display = ["object_key", "deliverable_id", "endpoint", "linked_at"]
+    search_fields = ["object_key", "deliverable_id"]

@@ -50,6 +50,8 @@ or sent twice by the vendor, yields its events exactly once.
   day re-sent with final numbers replaces the early ones (reporting keeps the latest).
   At most ``SEARCH_CONSOLE_MAX_ROWS`` rows a delivery: a day's whole export goes to the
   bulk import instead.
+- HubSpot (``hubspot``): contact and deal property changes as ``crm.touch``, the record's
+  deliverable learnt from a property its landing page's form sets; see connectors.hubspot.
 - Generic (``standard``): ``mapping`` is ``{target: source}``, where target is an envelope
   field (``event_type``, ``deliverable_id``, ``occurred_at``, ``idempotency_key``,
   ``client_id``, ``correlation_id``, ``actor.role``, ``actor.id``) or ``payload.<name>``,
@@ -83,6 +85,7 @@ OPTIONS = {
     "jira": {"deliverable_path", "created", "transitions"},
     "cloudinary": {"deliverable_path", "tag_prefix"},
     "search_console": {"deliverable_url", "dimensions", "unmatched"},
+    "hubspot": {"deliverable_property", "link_touch_type", "stages"},
     "webflow": {
         "deliverable_path",
         "url_template",
@@ -126,6 +129,10 @@ def check_options(kind: str, options) -> list[str]:
         return [f"Use an object with only {', '.join(sorted(allowed))} (or {{}} for defaults)."]
     if kind == "jira":
         return _check_jira(options)
+    if kind == "hubspot":
+        from connectors import hubspot
+
+        return hubspot.check_options(options)
     if kind == "webflow" and options.get("touch_type", "mql") not in TOUCH_TYPES:
         return [f"touch_type is one of {', '.join(TOUCH_TYPES)}."]
     if kind == "search_console":
@@ -595,11 +602,20 @@ MAPPERS = {
 }
 
 
-def map_payload(endpoint, payload, vendor_id: str, headers: dict | None = None) -> list[dict]:
+def map_payload(
+    endpoint, payload, vendor_id: str, headers: dict | None = None, links: dict | None = None
+) -> list[dict]:
     """The canonical event bodies for one delivery of ``endpoint``; MappingError if none.
 
-    ``headers`` are the ones kept with the delivery (Contentful's topic is one).
+    ``headers`` are the ones kept with the delivery (Contentful's topic is one); ``links``
+    the CRM records' deliverables a HubSpot mapping reads and extends (connectors.hubspot).
     """
+    if endpoint.kind == "hubspot":
+        from connectors import hubspot
+
+        if not isinstance(payload, list):
+            raise MappingError("The payload is not a JSON array of HubSpot events.")
+        return hubspot.map_events(endpoint, payload, {} if links is None else links)
     if not isinstance(payload, dict):
         raise MappingError("The payload is not a JSON object.")
     return MAPPERS[endpoint.kind](endpoint, payload, vendor_id, headers or {})

@@ -38,12 +38,15 @@ class ConnectorKind(models.TextChoices):
     CLOUDINARY = "cloudinary", "Cloudinary (asset uploaded / approved)"
     WEBFLOW = "webflow", "Webflow (CMS item published, form submission)"
     SEARCH_CONSOLE = "search_console", "Search Console rows (a scheduled job's searchanalytics)"
+    HUBSPOT = "hubspot", "HubSpot (contact and deal stages as CRM touches)"
 
 
 # Kinds whose sender signs with a secret of its own (Cloudinary: the account's API
-# secret; Webflow: the OAuth app's client secret): the admin enters it, Meshline cannot
-# issue one.
-VENDOR_SECRET_KINDS = frozenset({ConnectorKind.CLOUDINARY, ConnectorKind.WEBFLOW})
+# secret; Webflow and HubSpot: the app's client secret): the admin enters it, Meshline
+# cannot issue one.
+VENDOR_SECRET_KINDS = frozenset(
+    {ConnectorKind.CLOUDINARY, ConnectorKind.WEBFLOW, ConnectorKind.HUBSPOT}
+)
 
 
 class InboundEndpoint(TenantModel):
@@ -156,6 +159,33 @@ class InboundDelivery(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.vendor_delivery_id} ({self.get_state_display()})"
+
+
+class CrmLink(TenantModel):
+    """Which deliverable a CRM record (a HubSpot contact or deal) came through.
+
+    HubSpot's webhooks carry only the property that changed, so a lifecycle stage change does
+    not say which landing page the contact converted on. The page's form sets a property
+    naming the deliverable; its change is remembered here, and later stage changes of the same
+    record are credited to that deliverable (the latest one, if it converts again elsewhere).
+    """
+
+    endpoint = models.ForeignKey(
+        InboundEndpoint, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    object_key = models.CharField(max_length=100)  # "contact:5101", "deal:880"
+    deliverable_id = models.CharField(max_length=200)
+    linked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "endpoint", "object_key"], name="crm_link_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.object_key} -> {self.deliverable_id}"
 
 
 class RejectReason(models.TextChoices):

@@ -32,6 +32,14 @@ signed and cannot be verified): ``x-webflow-timestamp`` (milliseconds) and
 ``"<timestamp>:<body>"``. No delivery id: the trigger type with the item or submission ids
 and their publish time stand in for it.
 
+HubSpot (an app's webhook subscriptions, signature v3): ``x-hubspot-request-timestamp``
+(milliseconds, refused when more than five minutes from our clock) and
+``x-hubspot-signature-v3``, the base64 HMAC-SHA256, keyed with the app's client secret (entered
+by the admin), of ``method + URI + body + timestamp``, where the URI is the full URL HubSpot
+posted to, with the characters HubSpot lists (``%3A``, ``%2F``, ...) decoded. The body is a
+JSON array of up to 100 events; HubSpot sends no delivery id and retries a batch with a new
+``attemptNumber``, so the sorted event ids stand in for it.
+
 Contentful (its documented webhook request verification): ``x-contentful-signature`` is the
 hex HMAC-SHA256, keyed with the 64-character signing secret, of ``"<method>\n<path>\n
 <name:value;...>\n<body>"`` over the headers listed in ``x-contentful-signed-headers``
@@ -44,6 +52,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 from standardwebhooks import Webhook
@@ -71,6 +80,22 @@ HEADERS = {
     ConnectorKind.JIRA: ("x-atlassian-webhook-identifier", "x-hub-signature"),
     ConnectorKind.CLOUDINARY: ("x-cld-timestamp", "x-cld-signature"),
     ConnectorKind.WEBFLOW: ("x-webflow-timestamp", "x-webflow-signature"),
+    ConnectorKind.HUBSPOT: ("x-hubspot-request-timestamp", "x-hubspot-signature-v3"),
+}
+# HubSpot's v3 signature is over the URI with these escapes decoded (its documentation's table).
+HUBSPOT_DECODED = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
 }
 # Search Console posts nothing itself: the agency's scheduled job forwards the API's rows,
 # signed as any Standard Webhooks sender.
@@ -287,6 +312,53 @@ def _verify_webflow(secrets, headers, body: bytes, now) -> str:
         raise Refused(RejectReason.INVALID_JSON, "The body is not UTF-8.") from None
 
 
+def _hubspot_uri(uri: str) -> str:
+    return re.sub(
+        "|".join(HUBSPOT_DECODED), lambda m: HUBSPOT_DECODED[m[0].upper()], uri, flags=re.I
+    )
+
+
+def _hubspot_digest(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
+    message = method.encode() + _hubspot_uri(uri).encode() + body + timestamp.encode()
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+def _hubspot_id(body: bytes) -> str:
+    try:
+        events = json.loads(body)
+    except ValueError:
+        raise Refused(RejectReason.INVALID_JSON, "The body is not JSON.") from None
+    if (
+        not isinstance(events, list)
+        or not events
+        or not all(isinstance(e, dict) and e.get("eventId") is not None for e in events)
+    ):
+        raise Refused(
+            RejectReason.INVALID_JSON,
+            "The body is not a JSON array of HubSpot events, each with an eventId.",
+        )
+    ids = ",".join(sorted(str(e["eventId"]) for e in events))
+    return (
+        f"hubspot:{events[0].get('portalId', '')}:{hashlib.sha256(ids.encode()).hexdigest()[:32]}"
+    )
+
+
+def _verify_hubspot(secrets, headers, body: bytes, now, method: str, uri: str) -> str:
+    timestamp, signature = _required(ConnectorKind.HUBSPOT, headers)
+    _timestamp(timestamp, now, per_second=1000)
+    given = signature.strip()
+    if not any(
+        hmac.compare_digest(given, _hubspot_digest(s, method, uri, body, timestamp))
+        for s in secrets
+    ):
+        raise Refused(
+            RejectReason.BAD_SIGNATURE,
+            "x-hubspot-signature-v3 does not match the request signed with the app's client "
+            "secret (method, the full URL HubSpot posted to, body, timestamp).",
+        )
+    return _hubspot_id(body)
+
+
 def verify(
     kind: str,
     secrets: list[str],
@@ -296,12 +368,15 @@ def verify(
     *,
     method: str = "POST",
     path: str = "",
+    uri: str = "",
 ) -> str:
     """Check one request of ``kind`` against any of ``secrets``; the sender's delivery id.
 
     ``headers`` is case-insensitive (Django's ``request.headers``); ``path`` the request's
-    path (Contentful signs it). Raises Refused.
+    path (Contentful signs it), ``uri`` its full URL (HubSpot signs that). Raises Refused.
     """
+    if kind == ConnectorKind.HUBSPOT:
+        return _verify_hubspot(secrets, headers, body, now, method, uri)
     if kind == ConnectorKind.JIRA:
         return _verify_jira(secrets, headers, body)
     if kind == ConnectorKind.CLOUDINARY:
@@ -332,8 +407,15 @@ def sign(
     kind: str, secret: str, msg_id: str, body: bytes, at: datetime, path: str = ""
 ) -> dict[str, str]:
     """The headers a sender of ``kind`` puts on ``body`` (tests, the demo, the docs); for
-    Contentful ``msg_id`` is the topic and ``path`` the path it posts to."""
+    Contentful ``msg_id`` is the topic and ``path`` the path it posts to, for HubSpot
+    ``path`` is the full URL."""
     timestamp = str(int(at.timestamp()))
+    if kind == ConnectorKind.HUBSPOT:
+        millis = str(int(at.timestamp() * 1000))
+        return {
+            "x-hubspot-request-timestamp": millis,
+            "x-hubspot-signature-v3": _hubspot_digest(secret, "POST", path, body, millis),
+        }
     if kind == ConnectorKind.CONTENTFUL:
         headers = {
             "x-contentful-topic": msg_id,

@@ -70,6 +70,7 @@ def hook(request, endpoint_id: str):
                 content_type=request.content_type or "",
                 declared_size=declared,
                 path=request.path,
+                uri=request.build_absolute_uri(),
             )
     return JsonResponse(answer.body, status=answer.status)
 

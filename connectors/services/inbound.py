@@ -12,14 +12,16 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
-from connectors import mapping, verify
+from connectors import hubspot, mapping, verify
 from connectors.models import (
+    ConnectorKind,
     InboundDelivery,
     InboundEndpoint,
     InboxState,
     RejectedDelivery,
     RejectReason,
 )
+from connectors.services import crm_links
 from deliveries import registry
 from deliveries.models import EventSource
 from deliveries.services import ingest_events
@@ -35,7 +37,7 @@ REJECTS_PER_MINUTE = 20
 KEPT_HEADERS = ("content-type", "user-agent", *verify.HEADERS["standard"][:2])
 KEPT_HEADERS += (*verify.HEADERS["wordpress"][:2], "x-contentful-topic", "x-contentful-timestamp")
 KEPT_HEADERS += ("x-atlassian-webhook-identifier", "x-atlassian-webhook-flow", "x-cld-timestamp")
-KEPT_HEADERS += ("x-webflow-timestamp",)
+KEPT_HEADERS += ("x-webflow-timestamp", "x-hubspot-request-timestamp")
 # --- endpoints ------------------------------------------------------------------------------
 
 
@@ -113,12 +115,14 @@ def receive(
     content_type: str,
     declared_size: int = 0,
     path: str = "",
+    uri: str = "",
     now=None,
 ) -> Answer:
     """Verify one webhook and commit it raw to the inbox before the answer.
 
     ``public_id`` is the endpoint's UUID from the URL; ``headers`` case-insensitive;
-    ``declared_size`` the Content-Length (the view does not read a body declared too large).
+    ``declared_size`` the Content-Length (the view does not read a body declared too large);
+    ``uri`` the full URL posted to (HubSpot signs it).
     Mapping is published for after the commit; a duplicate vendor id is answered 200 and
     stored once.
     """
@@ -134,7 +138,7 @@ def receive(
     telemetry.tag_organization(endpoint.organization)
     with scope(organization=endpoint.organization):
         size = max(declared_size, len(body))
-        return _receive(endpoint, headers, body, content_type, size, path, now)
+        return _receive(endpoint, headers, body, content_type, size, (path, uri), now)
 
 
 def _is_json(content_type: str) -> bool:
@@ -145,7 +149,8 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def _receive(endpoint, headers, body: bytes, content_type: str, size: int, path, now) -> Answer:
+def _receive(endpoint, headers, body: bytes, content_type: str, size: int, target, now) -> Answer:
+    path, uri = target
     if not endpoint.enabled:
         return _reject(endpoint, RejectReason.DISABLED, "This endpoint is disabled.", size, now)
     if not _is_json(content_type):
@@ -166,9 +171,10 @@ def _receive(endpoint, headers, body: bytes, content_type: str, size: int, path,
         )
     try:
         vendor_id = verify.verify(
-            endpoint.kind, endpoint.secrets_at(now), headers, body, now, path=path
+            endpoint.kind, endpoint.secrets_at(now), headers, body, now, path=path, uri=uri
         )
-        if not isinstance(json.loads(body), dict):
+        # HubSpot (alone) posts an array of events; its verification checked the shape.
+        if endpoint.kind != ConnectorKind.HUBSPOT and not isinstance(json.loads(body), dict):
             raise verify.Refused(RejectReason.INVALID_JSON, "The body is not a JSON object.")
     except verify.Refused as refused:
         return _reject(endpoint, refused.reason, refused.message, size, now)
@@ -227,19 +233,32 @@ def map_delivery(organization, delivery_id, now=None) -> bool:
         if delivery is None or delivery.state == InboxState.MAPPED:
             return False
         delivery.attempts += 1
+        payload = json.loads(delivery.body)
+        links = crm_links.known(delivery.endpoint, payload)
+        before = dict(links)
         try:
-            bodies = mapping.map_payload(
-                delivery.endpoint,
-                json.loads(delivery.body),
-                delivery.vendor_delivery_id,
-                delivery.headers,
+            bodies, error = (
+                mapping.map_payload(
+                    delivery.endpoint,
+                    payload,
+                    delivery.vendor_delivery_id,
+                    delivery.headers,
+                    links=links,
+                ),
+                "",
             )
-            results = ingest_events(organization, bodies, source=EventSource.WEBHOOK)
+        except hubspot.PartialMapping as exc:  # what could be mapped is kept, the rest waits
+            bodies, error = exc.events, str(exc)
         except mapping.MappingError as exc:
-            results, error = [], str(exc)
-        else:
-            failed = [r for r in results if r.status == Status.REJECTED]
-            error = _describe([e for r in failed for e in r.errors]) if failed else ""
+            bodies, error = [], str(exc)
+        results = ingest_events(organization, bodies, source=EventSource.WEBHOOK) if bodies else []
+        failed = [r for r in results if r.status == Status.REJECTED]
+        if failed:
+            error = "; ".join(
+                filter(None, [error, _describe([e for r in failed for e in r.errors])])
+            )
+        if not failed:
+            crm_links.remember(delivery.endpoint, before, links, now)
         delivery.event_ids = [r.event_id for r in results if r.event_id]
         delivery.error = error
         delivery.state = InboxState.DEAD if error else InboxState.MAPPED
@@ -287,12 +306,15 @@ def preview(endpoint, payload_text: str) -> Preview:
         payload = json.loads(payload_text)
     except ValueError as exc:
         return Preview([], [f"The payload is not JSON: {exc}"])
+    errors = []
     try:
-        bodies = mapping.map_payload(endpoint, payload, "preview")
+        links = crm_links.known(endpoint, payload)
+        bodies = mapping.map_payload(endpoint, payload, "preview", links=links)
+    except hubspot.PartialMapping as exc:
+        bodies, errors = exc.events, [str(exc)]
     except mapping.MappingError as exc:
         return Preview([], [str(exc)])
     types = registry.types_for(endpoint.organization)
-    errors = []
     for body in bodies:
         _data, problems = validate_envelope(body, types)
         errors += [_describe([problem]) for problem in problems]

@@ -66,8 +66,10 @@ def post_hook(client, django_capture_on_commit_callbacks):
 
     def post(endpoint, payload, *, secret=None, msg_id="delivery-1", at=None, body=None, **extra):
         body = body if body is not None else json.dumps(payload).encode()
+        # HubSpot signs the full URL it posts to.
+        url = f"http://testserver/hooks/{endpoint.public_id}" if endpoint.kind == "hubspot" else ""
         headers = verify.sign(
-            endpoint.kind, secret or endpoint.secret, msg_id, body, at or timezone.now()
+            endpoint.kind, secret or endpoint.secret, msg_id, body, at or timezone.now(), url
         )
         meta = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
         meta.update(extra)
