@@ -387,3 +387,73 @@ class OutboundAttempt(TenantModel):
     @property
     def succeeded(self) -> bool:
         return not self.error
+
+
+class OutboundOutage(TenantModel):
+    """A stretch of time outbound deliveries failed: one subscription's breaker open
+    (``subscription`` set), or, when several are open at once, the organization's systemic
+    outage (``subscription`` empty) that stands for all of them.
+
+    Each has one ticket through the owner map (the link row of ``ticket_sources``
+    "connectors.outage"); while a systemic outage is open, a further failing receiver gets
+    no ticket of its own. It closes itself when the receiver (or the last of them) recovers.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    subscription = models.ForeignKey(
+        Subscription,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="outages",
+        db_index=False,
+    )
+    ticket = models.OneToOneField(
+        "owners.Ticket",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="outbound_outage",
+    )
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    failing = models.PositiveIntegerField(
+        default=1, help_text="Receivers failing when it opened (the peak, for a systemic one)."
+    )
+    ticket_error = models.TextField(blank=True, help_text="Why there is no ticket.")
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "subscription"],
+                condition=Q(closed_at__isnull=True, subscription__isnull=False),
+                name="outage_one_open_per_subscription",
+            ),
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=Q(closed_at__isnull=True, subscription__isnull=True),
+                name="outage_one_open_systemic",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "closed_at"], name="outage_open"),
+        ]
+
+    def __str__(self) -> str:
+        what = self.subscription.name if self.subscription_id else "Systemic outbound outage"
+        return f"{what} since {self.opened_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_systemic(self) -> bool:
+        return self.subscription_id is None
+
+    def public_ids(self) -> dict:
+        """For the tickets API's ``opened_by``."""
+        return {
+            "kind": "outbound_outage",
+            "outage_id": str(self.pk),
+            "subscription_id": str(self.subscription.public_id) if self.subscription_id else None,
+            "opened_at": self.opened_at.isoformat(),
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+        }

@@ -23,6 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from connectors import mapping, services
+from connectors.services import outages
 from connectors.filters import InboundDeliveryFilter
 from connectors.models import (
     VENDOR_SECRET_KINDS,
@@ -106,6 +107,7 @@ def connections(request, org_slug):
     context = {
         "endpoints": endpoints,
         "subscriptions": subscriptions,
+        "outages": outages.open_outages(organization),
         "dead": inbound.filter(state=InboxState.DEAD)[:LOG_SIZE],
         "inbound": filterset.qs[:LOG_SIZE],
         "outbound": OutboundDelivery.objects.filter(organization=organization).select_related(

@@ -368,6 +368,25 @@ CANONICAL_EVENT_TYPES: list[dict] = [
             "processing.caught_up",
             "Processing caught up: the backlog incident closed itself (written by Meshline).",
         ),
+        (
+            "subscription.failing",
+            "An outbound subscription's receiver keeps failing: its breaker opened and a "
+            "ticket went to the owner map's owner (written by Meshline).",
+        ),
+        (
+            "subscription.recovered",
+            "A failing subscription's receiver answered again (written by Meshline).",
+        ),
+        (
+            "outbound.outage_started",
+            "Several subscriptions' receivers fail at once: one systemic outage and one "
+            "ticket instead of one per receiver (written by Meshline).",
+        ),
+        (
+            "outbound.outage_ended",
+            "Every failing subscription recovered: the systemic outage closed itself "
+            "(written by Meshline).",
+        ),
     ]
 ]
 

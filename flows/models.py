@@ -361,8 +361,15 @@ class IncidentRule(TenantModel):
 
     class Trigger(models.TextChoices):
         PROCESSING_LAGGING = "processing.lagging", "Processing fell behind its lag or depth limit"
+        OUTBOUND_OUTAGE = (
+            "outbound.outage_started",
+            "Several outbound subscriptions' receivers failed at once",
+        )
 
-    UNTIL = {"processing.lagging": "processing.caught_up"}
+    UNTIL = {
+        "processing.lagging": "processing.caught_up",
+        "outbound.outage_started": "outbound.outage_ended",
+    }
 
     on = models.CharField(max_length=64, choices=Trigger.choices)
     title = models.CharField(

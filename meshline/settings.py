@@ -304,6 +304,12 @@ MESHLINE_BACKLOG_INCIDENT_DEPTH = env_int("MESHLINE_BACKLOG_INCIDENT_DEPTH", 50_
 # Webhooks call only public addresses (meshline/outbound.py); these hosts, addresses or
 # CIDR networks are allowed anyway (an operator's own receiver on a private network).
 MESHLINE_OUTBOUND_ALLOWED_HOSTS = env_list("MESHLINE_OUTBOUND_ALLOWED_HOSTS", [])
+# Outbound outages (connectors/services/outages.py): a subscription whose breaker opens gets
+# one ticket (owner map: subscription.failing); when this many are failing at once it is
+# one systemic outage with one ticket (owner map: outbound.outage_started) instead.
+MESHLINE_OUTBOUND_OUTAGE_SUBSCRIPTIONS = env_int(
+    "MESHLINE_OUTBOUND_OUTAGE_SUBSCRIPTIONS", 3, minimum=2
+)
 # Largest body POST /hooks/<endpoint> accepts (413 beyond it); vendors' post payloads with
 # full HTML content stay well under it.
 MESHLINE_HOOK_MAX_BYTES = env_int("MESHLINE_HOOK_MAX_BYTES", 512 * 1024, minimum=1024)

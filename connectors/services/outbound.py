@@ -17,6 +17,7 @@ from connectors.models import (
     OutboundStatus,
     Subscription,
 )
+from connectors.services import outages
 from deliveries.models import Event
 from meshline import outbound
 
@@ -182,8 +183,12 @@ def send(organization, delivery_id, now=None) -> OutboundAttempt | None:
             latency_ms=latency,
             response_excerpt=excerpt[:500],
         )
+        subscription.organization = organization
+        was_failing = subscription.breaker_opens > 0
         if error:
             subscription.record_failure(now)
+            if not was_failing and subscription.breaker_opens:
+                outages.breaker_opened(subscription, now)
             delivery.last_error = error
             if delivery.attempts >= delivery.MAX_ATTEMPTS:
                 delivery.status = OutboundStatus.FAILED
@@ -191,6 +196,8 @@ def send(organization, delivery_id, now=None) -> OutboundAttempt | None:
                 delivery.next_attempt_at = now + delivery.retry_delay()
         else:
             subscription.record_success()
+            if was_failing:
+                outages.recovered(subscription, now)
             delivery.status = OutboundStatus.DELIVERED
             delivery.delivered_at = now
             delivery.last_error = ""
