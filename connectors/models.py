@@ -244,6 +244,11 @@ class Subscription(TenantModel):
     )
     secret = models.CharField(max_length=100, default=outbound.generate_secret, editable=False)
     paused = models.BooleanField(default=False)
+    ordered = models.BooleanField(
+        default=False,
+        help_text="Deliver each deliverable's events in order: one waits while an earlier one "
+        "for the same deliverable is still being retried (until it is delivered or given up).",
+    )
     breaker_state = models.CharField(
         max_length=20, choices=BreakerState.choices, default=BreakerState.CLOSED
     )

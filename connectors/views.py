@@ -23,7 +23,6 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from connectors import mapping, services
-from connectors.services import outages
 from connectors.filters import InboundDeliveryFilter
 from connectors.models import (
     VENDOR_SECRET_KINDS,
@@ -35,6 +34,7 @@ from connectors.models import (
     RejectedDelivery,
     Subscription,
 )
+from connectors.services import outages
 from deliveries.models import Client, Event
 from meshline import outbound
 from meshline.ids import uuid_or_404
@@ -348,6 +348,11 @@ class SubscriptionForm(forms.Form):
         help_text="Comma-separated, e.g. ticket.opened, gate.failed, page.published."
     )
     client = forms.ModelChoiceField(queryset=Client.objects.none(), required=False)
+    ordered = forms.BooleanField(
+        required=False,
+        label="In order per deliverable",
+        help_text="Hold a deliverable's later events while an earlier one is being retried.",
+    )
 
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)

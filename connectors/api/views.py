@@ -115,6 +115,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             "event_types",
             "client_id",
             "paused",
+            "ordered",
             "breaker_state",
             "breaker_until",
             "consecutive_failures",

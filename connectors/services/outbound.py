@@ -134,6 +134,8 @@ def _claim(organization, delivery_id, now) -> OutboundDelivery | None:
         subscription = Subscription.objects.select_for_update().get(pk=delivery.subscription_id)
         if not subscription.may_send(now):
             return None
+        if subscription.ordered and _waits_for_an_earlier_one(delivery):
+            return None
         if subscription.breaker_state == BreakerState.OPEN:
             # Cooled down: this delivery is the one probe; the others wait for its verdict.
             subscription.breaker_state = BreakerState.HALF_OPEN
@@ -145,6 +147,23 @@ def _claim(organization, delivery_id, now) -> OutboundDelivery | None:
         delivery.save(update_fields=["attempts", "next_attempt_at"])
     delivery.subscription = subscription
     return delivery
+
+
+def _waits_for_an_earlier_one(delivery: OutboundDelivery) -> bool:
+    """For an ordered subscription: an earlier delivery of the same deliverable is still
+    pending (a failed one that gave up no longer holds the line)."""
+    deliverable_id = Event.objects.filter(pk=delivery.event_id).values("deliverable_id")[:1]
+    return (
+        OutboundDelivery.objects.filter(
+            organization=delivery.organization_id,
+            subscription=delivery.subscription_id,
+            status=OutboundStatus.PENDING,
+            pk__lt=delivery.pk,
+            event__deliverable_id__in=deliverable_id,
+        )
+        .exclude(event__deliverable_id__isnull=True)
+        .exists()
+    )
 
 
 def send(organization, delivery_id, now=None) -> OutboundAttempt | None:
@@ -214,7 +233,8 @@ def send(organization, delivery_id, now=None) -> OutboundAttempt | None:
 
 
 def send_due(organization, now=None, limit: int = SEND_DUE_BATCH) -> int:
-    """Attempt every due delivery of the organization (oldest first); attempts made.
+    """Attempt every due delivery of the organization, oldest first (so an ordered
+    subscription's held delivery goes right after the one it waited for); attempts made.
 
     The retry path: what failed waits for its backoff, what the breaker held waits for the
     cool-down, and the beat task calls this once per organization with work due.
@@ -227,7 +247,7 @@ def send_due(organization, now=None, limit: int = SEND_DUE_BATCH) -> int:
             next_attempt_at__lte=now,
             subscription__paused=False,
         )
-        .order_by("next_attempt_at", "pk")
+        .order_by("pk")
         .values_list("public_id", flat=True)[:limit]
     )
     return sum(1 for delivery_id in list(due) if send(organization, delivery_id, now) is not None)

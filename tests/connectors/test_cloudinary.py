@@ -44,6 +44,14 @@ def test_the_signature_is_sha1_of_body_timestamp_and_secret_and_sha256_verifies_
     assert check(sha256) == delivery
 
 
+def test_during_a_rotation_the_previous_api_secret_verifies_too():
+    old = "f" * 32
+    signed_with_old = headers_for(secret=old)
+    assert check(signed_with_old, secrets=(API_SECRET, old))
+    with pytest.raises(verify.Refused):
+        check(signed_with_old)
+
+
 @pytest.mark.parametrize(
     "case,reason",
     [

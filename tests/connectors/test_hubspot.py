@@ -60,6 +60,15 @@ def test_the_v3_signature_is_base64_hmac_of_method_url_body_and_timestamp():
     assert check(headers_for(url=URL), uri=escaped) == delivery_id
 
 
+def test_during_a_rotation_the_previous_client_secret_verifies_too():
+    old = "0b1c2d3e-aaaa-bbbb-cccc-ddddeeeeffff"
+    signed_with_old = headers_for(secret=old)
+    both = [CLIENT_SECRET, old]
+    assert verify.verify(ConnectorKind.HUBSPOT, both, signed_with_old, BODY, NOW, uri=URL)
+    with pytest.raises(verify.Refused):
+        check(signed_with_old)
+
+
 @pytest.mark.parametrize(
     "case,reason",
     [

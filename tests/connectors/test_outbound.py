@@ -19,6 +19,7 @@ from connectors.models import (
     OutboundStatus,
     Subscription,
 )
+from deliveries.models import Deliverable
 from deliveries.services import trail
 from gates.models import CheckName
 from tests.connectors.conftest import fixture
@@ -120,7 +121,6 @@ def test_canonical_events_reach_subscribers_once_processed(
 def test_a_trail_entry_is_queued_once_per_subscription_and_filtered_by_client(
     org_a, client_acme, client_beta, subscribe, django_capture_on_commit_callbacks
 ):
-    from deliveries.models import Deliverable
 
     all_clients = subscribe("https://hooks.example/a", event_types=["gate.failed"], paused=True)
     beta_only = subscribe(
@@ -293,3 +293,43 @@ def test_a_replay_sends_a_subscription_none_of_the_events_before_it(
     assert [(d.subscription_id, str(d.event_id)) for d in _deliveries(org_a)] == [
         (subscription.pk, new)
     ]
+
+
+def test_an_ordered_subscription_holds_a_deliverables_later_events_behind_a_retry(
+    org_a, client_acme, receiver, subscribe
+):
+    ordered = subscribe(f"{receiver.url}/ordered", event_types=["gate.failed"], ordered=True)
+    loose = subscribe(f"{receiver.url}/loose", event_types=["gate.failed"])
+    with scope(organization=org_a):
+        lp1, lp2 = (
+            Deliverable.objects.create(organization=org_a, client=client_acme, deliverable_id=ref)
+            for ref in ("LP-1", "LP-2")
+        )
+    first, second, other = (
+        _record(org_a, key, deliverable=d) for key, d in (("a", lp1), ("b", lp1), ("c", lp2))
+    )
+
+    def delivery(subscription, event):
+        with scope(organization=org_a):
+            return OutboundDelivery.objects.get(subscription=subscription, event=event).public_id
+
+    now = timezone.now()
+    with scope(organization=org_a):
+        receiver.status = 500
+        assert services.send(org_a, delivery(ordered, first), now).error == "HTTP 500"
+        assert services.send(org_a, delivery(loose, first), now).error == "HTTP 500"
+        receiver.status = 200
+        # LP-1's second event waits behind its first; LP-2's does not; nor does anything
+        # for the subscription that did not ask for order.
+        assert services.send(org_a, delivery(ordered, second), now) is None
+        assert services.send(org_a, delivery(ordered, other), now).status_code == 200
+        assert services.send(org_a, delivery(loose, second), now).status_code == 200
+        later = now + timedelta(hours=1)
+        # Both first events again, LP-1's second for the ordered one, LP-2's for the other.
+        assert services.send_due(org_a, now=later) == 4
+    # What the ordered receiver got: LP-1's first (refused, then again), its second only
+    # after it; LP-2's in between.
+    ids = [
+        json.loads(body)["data"]["id"] for path, _h, body in receiver.requests if path == "/ordered"
+    ]
+    assert ids == [str(e.pk) for e in (first, other, first, second)]

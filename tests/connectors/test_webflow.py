@@ -46,6 +46,15 @@ def test_the_signature_is_hmac_of_timestamp_and_body():
     assert check(headers_for()) == first
 
 
+def test_during_a_rotation_the_previous_client_secret_verifies_too():
+    old = "f" * 48
+    signed_with_old = headers_for(secret=old)
+    both = [CLIENT_SECRET, old]
+    assert verify.verify(ConnectorKind.WEBFLOW, both, signed_with_old, BODY, NOW)
+    with pytest.raises(verify.Refused):
+        check(signed_with_old)
+
+
 @pytest.mark.parametrize(
     "case,reason",
     [
