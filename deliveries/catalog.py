@@ -369,6 +369,35 @@ CANONICAL_EVENT_TYPES: list[dict] = [
             "Processing caught up: the backlog incident closed itself (written by Meshline).",
         ),
         (
+            "audit.sampled",
+            "The month's sample audit drew its deliverables and froze their forensic reports "
+            "(written by Meshline).",
+        ),
+        (
+            "audit.reviewed",
+            "Someone reviewed a sampled deliverable's forensic report and recorded what they "
+            "found (written by Meshline).",
+        ),
+        (
+            "governance.review_overdue",
+            "A flow, gate or owner rule is due for review (written by Meshline).",
+        ),
+        ("governance.reviewed", "A flow, gate or owner rule was reviewed (written by Meshline)."),
+        (
+            "governance.assurance_requested",
+            "A person was asked to confirm the SLA status of their open tickets this week "
+            "(written by Meshline).",
+        ),
+        (
+            "governance.assurance_confirmed",
+            "A person confirmed the SLA status of their open tickets (written by Meshline).",
+        ),
+        (
+            "governance.assurance_missed",
+            "A weekly assurance check went unconfirmed past its due time: it escalates as a "
+            "ticket (written by Meshline). Route it in the owner map.",
+        ),
+        (
             "subscription.failing",
             "An outbound subscription's receiver keeps failing: its breaker opened and a "
             "ticket went to the owner map's owner (written by Meshline).",

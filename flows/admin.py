@@ -1,13 +1,28 @@
 """Admin of the flows app. Edits of governed rows (flows with billing, privacy or SLA flags,
-and owner rules) become proposals here instead of saves: four-eyes holds in the admin too."""
+owner rules, gates in enforce mode, billing settings, the approval policy itself, as the
+organization's approval policy says) become proposals here instead of saves: four-eyes
+holds in the admin too."""
 
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from flows.models import Change, Flow, FlowRun, Incident, IncidentRule
+from billing.admin import BillingSettingsAdmin
+from billing.models import BillingSettings
+from flows.models import (
+    ApprovalPolicy,
+    AssuranceCheck,
+    Change,
+    Flow,
+    FlowRun,
+    Incident,
+    IncidentRule,
+    Review,
+)
 from flows.services import changes
-from meshline.admin import ReadOnlyTenantAdmin, TenantHistoryAdmin
+from gates.admin import GateAdmin
+from gates.models import Gate
+from meshline.admin import ReadOnlyTenantAdmin, TenantAdmin, TenantHistoryAdmin
 from owners.admin import OwnerRuleAdmin
 from owners.models import OwnerRule
 
@@ -97,3 +112,45 @@ admin.site.unregister(OwnerRule)
 @admin.register(OwnerRule)
 class GovernedOwnerRuleAdmin(GovernedAdminMixin, OwnerRuleAdmin):
     pass
+
+
+admin.site.unregister(Gate)
+
+
+@admin.register(Gate)
+class GovernedGateAdmin(GovernedAdminMixin, GateAdmin):
+    pass
+
+
+admin.site.unregister(BillingSettings)
+
+
+@admin.register(BillingSettings)
+class GovernedBillingSettingsAdmin(GovernedAdminMixin, BillingSettingsAdmin):
+    pass
+
+
+@admin.register(ApprovalPolicy)
+class ApprovalPolicyAdmin(GovernedAdminMixin, TenantHistoryAdmin):
+    """Which changes wait for a second admin; lifting a requirement waits for one too."""
+
+    list_display = ["__str__", *ApprovalPolicy.REQUIREMENTS, "organization"]
+
+
+@admin.register(Review)
+class ReviewAdmin(TenantAdmin):
+    """Review intervals are set here; people mark reviews done on their queue."""
+
+    list_display = ["__str__", "owner_role", "interval_days", "due_at", "last_reviewed_at"]
+    list_filter = ["kind"]
+    fields = ["interval_days", "due_at", "owner_role", "last_reviewed_at", "last_note"]
+    readonly_fields = ["owner_role", "last_reviewed_at", "last_note"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(AssuranceCheck)
+class AssuranceCheckAdmin(ReadOnlyTenantAdmin):
+    list_display = ["__str__", "person", "requested_at", "confirmed_at", "escalated_at"]
+    deletable = False

@@ -8,7 +8,7 @@ class FlowsConfig(AppConfig):
     def ready(self) -> None:
         from flows import demo as flows_demo
         from flows import views
-        from flows.models import FlowTicketLink
+        from flows.models import AssuranceCheck, FlowTicketLink
         from flows.services import incidents, runs
         from meshline import extensions as ext
 
@@ -22,6 +22,16 @@ class FlowsConfig(AppConfig):
                 ("flow_link__run__flow", "flow_link__run__deliverable"),
                 FlowTicketLink.public_ids,
             ),
+        )
+        ext.ticket_sources.register(
+            "flows.assurance",
+            ext.TicketSource(
+                "assurance_check", ("assurance_check__person",), AssuranceCheck.public_ids
+            ),
+        )
+        ext.queue_sections.register(
+            "flows.assurance",
+            ext.Section("flows/partials/queue_assurance.html", views.queue_section),
         )
         ext.trail_sections.register("flows.flow_runs", runs.trail_section)
         ext.deliverable_sections.register(

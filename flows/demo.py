@@ -9,8 +9,8 @@ leaves one proposal waiting for the second admin. Idempotent like the rest of th
 from datetime import timedelta
 
 from flows.catalog import TEMPLATES
-from flows.models import Change, ChangeStatus, Flow, Incident
-from flows.services import changes, incidents, runs
+from flows.models import Change, Flow, Incident, Review
+from flows.services import assurance, changes, incidents, runs
 from meshline.models import Role
 from meshline.services import create_user
 from owners.models import OwnerRole
@@ -122,6 +122,30 @@ def after_events(organization) -> None:
     runs.breach_due_runs(organization)
     _past_incident(organization)
     _propose_owner_change(organization)
+    _reviews_and_assurance(organization)
+
+
+def _reviews_and_assurance(organization) -> None:
+    """Every flow, gate and owner rule gets its review; brief-to-live's is overdue (on the
+    SEO Delivery Owner's queue) and one rule was reviewed last month. The week the demo was
+    made opens its assurance checks for everyone with open tickets (once: the same week)."""
+    anchor = organization.created_at.replace(second=0, microsecond=0)
+    assurance.sync(organization, anchor)
+    brief = Flow.objects.filter(organization=organization, slug="brief-to-live").first()
+    if brief is not None:
+        Review.objects.filter(
+            organization=organization, kind="flow", target_id=brief.pk, last_reviewed_at=None
+        ).update(due_at=anchor - timedelta(days=3))
+    reviewed = Review.objects.filter(organization=organization, kind="owner_rule").first()
+    if reviewed is not None and reviewed.last_reviewed_at is None:
+        from django.contrib.auth import get_user_model
+
+        admin = get_user_model().objects.get(username="admin@northwind.example")
+        assurance.complete(
+            reviewed, admin, note="Checked against the new rota.", now=anchor - timedelta(days=30)
+        )
+    assurance.sync(organization, anchor)  # tells the owners of what is overdue now
+    assurance.open_week(organization, anchor)
 
 
 def _past_incident(organization) -> None:
@@ -143,9 +167,8 @@ def _propose_owner_change(organization) -> None:
     role = OwnerRole.objects.filter(organization=organization, slug="creative-ops-lead").first()
     if flow is None or role is None or flow.owner_role_id == role.pk:
         return
-    if Change.objects.filter(
-        organization=organization, kind="flow", target_id=flow.pk, status=ChangeStatus.PROPOSED
-    ).exists():
+    # Proposed once: a re-seed after someone decided it proposes nothing again.
+    if Change.objects.filter(organization=organization, kind="flow", target_id=flow.pk).exists():
         return
     from django.contrib.auth import get_user_model
 

@@ -2,6 +2,7 @@
 
 from django import forms
 
+from flows.models import ApprovalPolicy
 from owners.models import OwnerRole, WaitKind
 
 
@@ -35,3 +36,21 @@ class DecisionForm(forms.Form):
 
 class IncidentForm(forms.Form):
     title = forms.CharField(max_length=200, label="What is failing?")
+
+
+class ApprovalPolicyForm(forms.ModelForm):
+    """Which changes wait for a second admin; lifting one is itself proposed."""
+
+    reason = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Why this change?"
+    )
+
+    class Meta:
+        model = ApprovalPolicy
+        fields = list(ApprovalPolicy.REQUIREMENTS)
+        labels = {
+            "flows": "Flows that affect billing, privacy or a client SLA",
+            "owner_rules": "Owner rules",
+            "enforced_gates": "Gates in enforce mode",
+            "billing_settings": "Billing settings",
+        }

@@ -9,14 +9,24 @@ from django.core.paginator import Paginator
 from django.db import IntegrityError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from deliveries.models import Client
 from flows.catalog import TEMPLATES
 from flows.filters import ChangeFilter, FlowRunFilter
-from flows.forms import DecisionForm, FlowChangeForm, IncidentForm
-from flows.models import Change, ChangeStatus, Flow, FlowRun, Incident
-from flows.services import changes, incidents, measures, runs
+from flows.forms import ApprovalPolicyForm, DecisionForm, FlowChangeForm, IncidentForm
+from flows.models import (
+    ApprovalPolicy,
+    AssuranceCheck,
+    Change,
+    ChangeStatus,
+    Flow,
+    FlowRun,
+    Incident,
+    Review,
+)
+from flows.services import assurance, changes, incidents, measures, runs
 from meshline.ids import uuid_or_404
 from meshline.models import Role
 
@@ -144,7 +154,8 @@ def flow_propose(request, org_slug, flow_slug):
     return redirect("change-detail", org_slug=org_slug, change_id=change.pk)
 
 
-def change_list(request, org_slug):
+def change_list(request, org_slug, policy_form=None, status=200):
+    """Every proposed change (filterable), and the approval policy (admins edit it)."""
     filterset = ChangeFilter(
         request.GET,
         queryset=Change.objects.filter(organization=request.organization).select_related(
@@ -152,7 +163,48 @@ def change_list(request, org_slug):
         ),
     )
     page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "flows/change_list.html", {"filter": filterset, "page": page})
+    policy = changes.policy_of(request.organization.pk)
+    context = {
+        "filter": filterset,
+        "page": page,
+        "policy": policy,
+        "policy_form": policy_form or ApprovalPolicyForm(instance=policy),
+        "is_admin": request.membership.role == Role.ADMIN,
+    }
+    return render(request, "flows/change_list.html", context, status=status)
+
+
+@require_POST
+def approval_policy(request, org_slug):
+    """Propose the approval policy as edited: turning requirements on applies at once,
+    lifting one waits for a second admin."""
+    _require_admin(request)
+    policy = ApprovalPolicy.for_organization(request.organization)
+    form = ApprovalPolicyForm(
+        request.POST,
+        instance=ApprovalPolicy(
+            **{name: getattr(policy, name) for name in ApprovalPolicy.REQUIREMENTS}
+        ),
+    )
+    if not form.is_valid():
+        return change_list(request, org_slug, policy_form=form, status=400)
+    edited = {
+        name: form.cleaned_data[name]
+        for name in ApprovalPolicy.REQUIREMENTS
+        if form.cleaned_data[name] != getattr(policy, name)
+    }
+    try:
+        change = changes.propose(policy, edited, request.user, reason=form.cleaned_data["reason"])
+    except changes.ChangeError as exc:
+        form.add_error(None, str(exc))
+        return change_list(request, org_slug, policy_form=form, status=400)
+    if change.status == ChangeStatus.APPLIED:
+        messages.success(request, "Applied: adding a requirement needs no second approval.")
+    else:
+        messages.success(
+            request, "Proposed: lifting a requirement waits for a second admin's approval."
+        )
+    return redirect("change-detail", org_slug=org_slug, change_id=change.pk)
 
 
 def _change(request, change_id) -> Change:
@@ -269,3 +321,59 @@ def incident_end(request, org_slug, incident_id):
         return redirect("incident-list", org_slug=org_slug)
     messages.success(request, "Incident ended: paused runs resumed with the time credited.")
     return redirect("incident-list", org_slug=org_slug)
+
+
+# --- reviews and assurance (on each person's queue) ---------------------------------------
+
+STATUS_LABELS = {"breached": "Breached", "due_soon": "Due within a day", "on_track": "On track"}
+
+
+def queue_section(request, now) -> dict:
+    """The reviews a person's roles owe and their assurance check of the week."""
+    organization = request.organization
+    reviews = assurance.due_for(organization, request.user, now)
+    slugs = dict(
+        Flow.objects.filter(
+            organization=organization, pk__in=[r.target_id for r in reviews if r.kind == "flow"]
+        ).values_list("pk", "slug")
+    )
+    for review in reviews:
+        if review.kind == "flow" and review.target_id in slugs:
+            review.link = reverse("flow-detail", args=[organization.slug, slugs[review.target_id]])
+    check = assurance.current_check(organization, request.user, now)
+    items = [
+        {
+            **item,
+            "status_label": STATUS_LABELS.get(item["status"], item["status"]),
+            "resolve_by": parse_datetime(item["resolve_due_at"])
+            if item["resolve_due_at"]
+            else None,
+        }
+        for item in (check.items if check else [])
+    ]
+    return {"reviews": reviews, "check": check, "items": items, "organization": organization}
+
+
+@require_POST
+def review_complete(request, org_slug, review_id: int):
+    review = get_object_or_404(Review, organization=request.organization, pk=review_id)
+    note = request.POST.get("note", "").strip()[:2000]
+    assurance.complete(review, request.user, note=note)
+    messages.success(
+        request, f"Reviewed: {review.target_label}. Due again in {review.interval_days} days."
+    )
+    return redirect("my-queue", org_slug=org_slug)
+
+
+@require_POST
+def assurance_confirm(request, org_slug, check_id):
+    check = get_object_or_404(
+        AssuranceCheck, organization=request.organization, pk=uuid_or_404(check_id)
+    )
+    ticket = request.POST.get("ticket")
+    check = assurance.confirm(check, request.user, ticket_ids=[ticket] if ticket else None)
+    if check.confirmed_at:
+        messages.success(request, "Assurance confirmed for this week.")
+    else:
+        messages.success(request, f"Confirmed; {len(check.pending_items)} item(s) left.")
+    return redirect("my-queue", org_slug=org_slug)

@@ -140,6 +140,11 @@ dashboard_panels: ExtensionPoint[Section] = ExtensionPoint(
     """``Section(template, context(request, scope))`` panels on the dashboard, where
     ``scope`` is a DashboardScope (organization, client, since).""",
 )
+queue_sections: ExtensionPoint[Section] = ExtensionPoint(
+    "queue_sections",
+    """``Section(template, context(request, now))`` blocks on a person's own queue (My
+    queue), e.g. the reviews and the weekly assurance check they owe.""",
+)
 nav_links: ExtensionPoint[NavLink] = ExtensionPoint(
     "nav_links", """``NavLink(label, url_name)`` in the portal's navigation bar."""
 )
@@ -182,6 +187,7 @@ POINTS: tuple[ExtensionPoint, ...] = (
     trail_sections,
     deliverable_sections,
     dashboard_panels,
+    queue_sections,
     nav_links,
     resolve_guards,
     ticket_sources,

@@ -67,6 +67,8 @@ ROUTES: dict[str, Kind] = {
     # flows
     "flows.breach_sweep": Kind.DEFAULT,
     "flows.breach_due_runs": Kind.DEFAULT,
+    "flows.assurance_sweep": Kind.DEFAULT,
+    "flows.review_and_assure": Kind.DEFAULT,
     # reporting
     "reporting.nightly": Kind.EXPORTS,
     "reporting.nightly_for": Kind.EXPORTS,

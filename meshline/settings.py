@@ -399,6 +399,7 @@ CELERY_BEAT_SCHEDULE = {
     "sitemap-timers": {"task": "gates.timer_sweep", "schedule": 60},
     "unevaluated-gates": {"task": "gates.sweep_unevaluated", "schedule": 600},
     "flow-breaches": {"task": "flows.breach_sweep", "schedule": 60},
+    "flow-reviews-and-assurance": {"task": "flows.assurance_sweep", "schedule": 3600},
     "resend-pending-notifications": {
         "task": "owners.resend_pending_notifications",
         "schedule": 300,

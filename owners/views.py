@@ -10,9 +10,11 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from meshline import extensions
 from meshline.ids import uuid_or_404
 from owners import rota_schedule
 from owners.filters import TicketFilter
@@ -216,7 +218,15 @@ def my_queue(request, org_slug):
             duties.append(
                 {"role": rota.role, "shifts": upcoming[:5], "on_now": upcoming[0].start <= now}
             )
-    return render(request, "owners/my_queue.html", {"page": page, "duties": duties, "now": now})
+    sections = [
+        render_to_string(section.template, section.context(request, now), request)
+        for section in extensions.queue_sections
+    ]
+    return render(
+        request,
+        "owners/my_queue.html",
+        {"page": page, "duties": duties, "now": now, "sections": sections},
+    )
 
 
 def _rotas(request):

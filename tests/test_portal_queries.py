@@ -313,7 +313,9 @@ CEILINGS = {
     "board": 6,  # one query per column (open, acknowledged, resolved)
     "tickets": 5,  # COUNT, then the page
     "ticket": 6,  # the ticket, its history, the members to reassign to
-    "me": 8,  # COUNT, the page, rotas with their layers and overrides
+    # COUNT, the page, rotas with their layers and overrides; the reviews the person's
+    # roles owe (their rota layers, the reviews) and their assurance check
+    "me": 11,
     # Rotas with layers and overrides (3), the people on duty (1), the coverage report's
     # rotas with layers and overrides (3), the people on duty and their channels (2). (It
     # once read each person and their channels one by one: 18 queries for four people.)

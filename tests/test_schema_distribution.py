@@ -61,6 +61,10 @@ UNIQUE_EXCEPTIONS = {
         "Django's one-to-one, read by Ticket.opened_by() through ticket_sources like "
         "owners_backlogincident's: the same equivalence and the same step when distributing."
     ),
+    ("flows_assurancecheck", ("ticket_id",)): (
+        "Django's one-to-one, read by Ticket.opened_by() through ticket_sources like "
+        "owners_backlogincident's: the same equivalence and the same step when distributing."
+    ),
     ("reporting_attributionmismatch", ("ticket_id",)): (
         "Django's one-to-one: Ticket.opened_by() and the tickets API select_related it "
         "through ticket_sources, which needs the single-column unique. Same equivalence "

@@ -392,6 +392,48 @@ class IncidentRule(TenantModel):
 class ChangeKind(models.TextChoices):
     FLOW = "flow", "Flow"
     OWNER_RULE = "owner_rule", "Owner rule"
+    GATE = "gate", "Gate"
+    BILLING_SETTINGS = "billing_settings", "Billing settings"
+    APPROVAL_POLICY = "approval_policy", "Approval policy"
+
+
+class ApprovalPolicy(TenantModel):
+    """Which kinds of configuration change wait for a second admin, per organization.
+
+    Every requirement is on until an organization turns it off, and turning one off is
+    itself a change that waits for a second admin (one admin alone cannot lift four-eyes);
+    turning one on applies at once.
+    """
+
+    flows = models.BooleanField(
+        default=True,
+        help_text="Flows that affect billing, privacy or a client SLA (before or after).",
+    )
+    owner_rules = models.BooleanField(default=True, help_text="Owner rules (who gets what).")
+    enforced_gates = models.BooleanField(
+        default=True, help_text="Gates in enforce mode, or being put into it."
+    )
+    billing_settings = models.BooleanField(
+        default=True,
+        help_text="Billing settings: tax rate, default rates, the second-approval threshold.",
+    )
+    history = HistoricalRecords()
+
+    REQUIREMENTS = ("flows", "owner_rules", "enforced_gates", "billing_settings")
+
+    class Meta:
+        verbose_name_plural = "approval policies"
+        constraints = [
+            models.UniqueConstraint(fields=["organization"], name="approval_policy_once")
+        ]
+
+    def __str__(self) -> str:
+        return "Changes that need a second admin"
+
+    @classmethod
+    def for_organization(cls, organization) -> "ApprovalPolicy":
+        policy, _ = cls.objects.get_or_create(organization=organization)
+        return policy
 
 
 class ChangeStatus(models.TextChoices):
@@ -465,3 +507,7 @@ class Change(TenantModel):
             {"field": name, "before": self.before.get(name), "after": value}
             for name, value in self.proposed.items()
         ]
+
+
+# Periodic reviews and the weekly assurance check live in their own module.
+from flows.models.assurance import AssuranceCheck, Review, ReviewKind  # noqa: E402, F401

@@ -8,14 +8,25 @@ rollback is itself versioned) and is recorded in the trail like every other step
 
 import copy
 from datetime import datetime
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from billing.models import BillingSettings
 from deliveries.services import trail
-from flows.models import OPEN_STATES, Change, ChangeKind, ChangeStatus, Flow, FlowRun
+from flows.models import (
+    OPEN_STATES,
+    ApprovalPolicy,
+    Change,
+    ChangeKind,
+    ChangeStatus,
+    Flow,
+    FlowRun,
+)
 from flows.services import runs
+from gates.models import Gate, GateMode
 from meshline.models import Membership, Role
 from owners.models import ACTIVE_STATUSES, EscalationPolicy, OwnerRole, OwnerRule, Ticket
 from owners.services import owner_map
@@ -64,7 +75,35 @@ FIELDS = {
         "is_active",
     ],
 }
-MODELS = {ChangeKind.FLOW: Flow, ChangeKind.OWNER_RULE: OwnerRule}
+FIELDS[ChangeKind.GATE] = [
+    "name",
+    "event_types",
+    "client_tiers",
+    "deliverable_types",
+    "parameters",
+    "mode",
+    "playbook",
+    "priority",
+    "min_evaluations",
+    "max_fail_rate",
+]
+FIELDS[ChangeKind.BILLING_SETTINGS] = [
+    "currency",
+    "tax_rate",
+    "second_approval_above",
+    "default_rates",
+    "flag_unscoped_work",
+    "agreement_terms",
+    "invoice_footer",
+]
+FIELDS[ChangeKind.APPROVAL_POLICY] = list(ApprovalPolicy.REQUIREMENTS)
+MODELS = {
+    ChangeKind.FLOW: Flow,
+    ChangeKind.OWNER_RULE: OwnerRule,
+    ChangeKind.GATE: Gate,
+    ChangeKind.BILLING_SETTINGS: BillingSettings,
+    ChangeKind.APPROVAL_POLICY: ApprovalPolicy,
+}
 FOREIGN_KEYS = {
     "owner_role": OwnerRole,
     "backup_role": OwnerRole,
@@ -73,12 +112,20 @@ FOREIGN_KEYS = {
 
 
 def kind_of(target) -> str:
-    return ChangeKind.FLOW if isinstance(target, Flow) else ChangeKind.OWNER_RULE
+    return next(kind for kind, model in MODELS.items() if isinstance(target, model))
+
+
+def _stored(field, value):
+    """A value as a JSON document keeps it: decimals as text with the field's places."""
+    if isinstance(value, Decimal):
+        return f"{value:.{field.decimal_places}f}"
+    return value
 
 
 def values(target, names) -> dict:
-    """Field values as stored: foreign keys as their ids."""
-    return {name: getattr(target, target._meta.get_field(name).attname) for name in names}
+    """Field values as stored: foreign keys as their ids, decimals as text."""
+    fields = {name: target._meta.get_field(name) for name in names}
+    return {name: _stored(field, getattr(target, field.attname)) for name, field in fields.items()}
 
 
 def target_of(change: Change):
@@ -123,11 +170,29 @@ def _candidate(target, fields: dict):
     return candidate
 
 
+def policy_of(organization_id) -> ApprovalPolicy:
+    """The organization's approval policy; every requirement on when it has none yet."""
+    return ApprovalPolicy.objects.filter(organization=organization_id).first() or ApprovalPolicy()
+
+
 def needs_approval(target, candidate) -> bool:
-    """Owner rules always; flows when a billing, privacy or SLA flag is set before or after."""
+    """Whether a second admin must approve, as the organization's approval policy says:
+    flows when a billing, privacy or SLA flag is set before or after, owner rules, gates in
+    enforce mode before or after, billing settings. Lifting a requirement always does."""
+    if isinstance(target, ApprovalPolicy):
+        return any(
+            getattr(target, name) and not getattr(candidate, name)
+            for name in ApprovalPolicy.REQUIREMENTS
+        )
+    policy = policy_of(target.organization_id)
     if isinstance(target, Flow):
-        return target.needs_approval or candidate.needs_approval
-    return True
+        return policy.flows and (target.needs_approval or candidate.needs_approval)
+    if isinstance(target, Gate):
+        enforced = GateMode.ENFORCE in (target.mode, candidate.mode)
+        return policy.enforced_gates and enforced
+    if isinstance(target, BillingSettings):
+        return policy.billing_settings
+    return policy.owner_rules
 
 
 def propose(target, fields: dict, user, *, reason: str = "", at: datetime | None = None) -> Change:
@@ -307,7 +372,12 @@ def dry_run(target, candidate) -> list[dict]:
     tickets opened under the rule) under the current row versus the proposed one."""
     if isinstance(target, Flow):
         return _flow_dry_run(target, candidate)
-    return _rule_dry_run(target, candidate)
+    if isinstance(target, OwnerRule):
+        return _rule_dry_run(target, candidate)
+    # Gates, billing settings and the approval policy move no owner or deadline of an open
+    # ticket or run (tickets keep the rule and policy they opened under): they act on what
+    # comes next.
+    return []
 
 
 def _flow_dry_run(flow: Flow, candidate: Flow) -> list[dict]:

@@ -20,6 +20,7 @@ class TicketSource(models.TextChoices):
     ATTRIBUTION = "attribution", "Attribution forensics"
     BILLING = "billing", "Billing exception"
     FLOW = "flow", "Flow breach or exception"
+    ASSURANCE = "assurance", "Weekly assurance check missed"
     MANUAL = "manual", "Manual"
 
 

@@ -10,7 +10,7 @@ from flows.models import Flow
 from meshline.models import Role
 from meshline.services import create_user
 from tests.conftest import PASSWORD
-from tests.gates.conftest import event, publish  # noqa: F401  (publish is a fixture)
+from tests.gates.conftest import event, make_gate, owner_map, publish  # noqa: F401  (fixtures)
 from tests.owners.factories import make_policy, make_role, make_rule
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday; flows here count wall time

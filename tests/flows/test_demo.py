@@ -5,9 +5,18 @@ from django.contrib.auth import get_user_model
 from django_scopes import scope
 
 from deliveries.demo import seed_demo
-from flows.models import Change, ChangeStatus, Flow, FlowRun, Incident, RunState
-from flows.services import changes, measures
-from owners.models import Ticket, TicketSource
+from flows.models import (
+    AssuranceCheck,
+    Change,
+    ChangeStatus,
+    Flow,
+    FlowRun,
+    Incident,
+    Review,
+    RunState,
+)
+from flows.services import assurance, changes, measures
+from owners.models import ACTIVE_STATUSES, Ticket, TicketSource
 
 pytestmark = pytest.mark.django_db
 
@@ -55,15 +64,31 @@ def test_demo_has_template_flows_runs_in_every_state_and_a_pending_owner_change(
         brief.refresh_from_db()
         assert brief.owner_role.slug == "seo-delivery-owner"
 
-    # A second seed adds no runs, tickets or proposals.
-    with scope(organization=organization):
-        before = (
-            FlowRun.objects.filter(organization=organization).count(),
-            Ticket.objects.filter(organization=organization).count(),
+        # Reviews: brief-to-live's is overdue for its owner; an owner rule's was done.
+        seo = users.get(username="am@northwind.example")  # on the SEO Delivery Owner rota
+        due = assurance.due_for(organization, seo, organization.created_at)
+        assert [r.target_label for r in due] == ["Brief to live"]
+        assert Review.objects.filter(organization=organization, last_reviewed_at__isnull=False)
+        # The week's assurance checks: one per person with open tickets.
+        checks = AssuranceCheck.objects.filter(organization=organization)
+        assignees = set(
+            Ticket.objects.filter(
+                organization=organization,
+                status__in=ACTIVE_STATUSES,
+                assignee__isnull=False,
+                opened_at__lte=organization.created_at,
+            ).values_list("assignee", flat=True)
         )
+        assert set(checks.values_list("person", flat=True)) == assignees != set()
+
+    # A second seed adds no runs, tickets, proposals, reviews or checks.
+    def counts():
+        with scope(organization=organization):
+            return [
+                model.objects.filter(organization=organization).count()
+                for model in (FlowRun, Ticket, Change, Review, AssuranceCheck)
+            ]
+
+    before = counts()
     seed_demo()
-    with scope(organization=organization):
-        assert before == (
-            FlowRun.objects.filter(organization=organization).count(),
-            Ticket.objects.filter(organization=organization).count(),
-        )
+    assert counts() == before
