@@ -1,7 +1,13 @@
 from django.contrib import admin
 
-from meshline.admin import TenantAdmin
-from reporting.models import AttributionMismatch, DailyExport, ReportingSettings
+from meshline.admin import ReadOnlyTenantAdmin, TenantAdmin
+from reporting.models import (
+    AttributionMismatch,
+    DailyExport,
+    ReportingSettings,
+    SampleAudit,
+    SampleAuditItem,
+)
 
 
 @admin.register(ReportingSettings)
@@ -19,3 +25,16 @@ class AttributionMismatchAdmin(TenantAdmin):
 @admin.register(DailyExport)
 class DailyExportAdmin(TenantAdmin):
     list_display = ["organization", "date", "format", "rows", "size_bytes", "created_at"]
+
+
+@admin.register(SampleAudit)
+class SampleAuditAdmin(ReadOnlyTenantAdmin):
+    """Drawn by the nightly job (or reporting.services.audits.draw); reviewed in the portal."""
+
+    list_display = ["__str__", "population", "seed", "drawn_at", "organization"]
+
+
+@admin.register(SampleAuditItem)
+class SampleAuditItemAdmin(ReadOnlyTenantAdmin):
+    list_display = ["__str__", "deliverable", "finding", "reviewed_by", "reviewed_at"]
+    list_filter = ["finding"]

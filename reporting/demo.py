@@ -13,7 +13,7 @@ from deliveries.models import Deliverable, EventProcessing, EventSource, Process
 from deliveries.services import ingest_events, process_event
 from reporting.models import DailyExport, ExportFormat
 from reporting.normalize import normalize_url, site_of
-from reporting.services import attribution, exports, intake
+from reporting.services import attribution, audits, exports, intake
 
 DAYS = 90
 
@@ -105,6 +105,21 @@ def after_events(organization) -> None:
         process_event(event_id)
     for offset in range(DAYS + 10):
         attribution.compute_day(organization, first + timedelta(days=offset))
+    # Last month's sample audit, one report already reviewed (drawn once: a re-seed finds it).
+    month = audits.month_start(audits.month_start(last) - timedelta(days=1))
+    audit = audits.draw(organization, month, now=organization.created_at)
+    reviewed = audit.items.filter(position=1).first() if audit else None
+    if reviewed is not None and reviewed.reviewed_at is None:
+        from django.contrib.auth import get_user_model
+
+        finance = get_user_model().objects.get(username="finance@northwind.example")
+        audits.record_review(
+            reviewed,
+            finance,
+            finding="confirmed",
+            notes="Touches and revenue rows match the CRM export.",
+            now=organization.created_at,
+        )
     if DailyExport.objects.filter(organization=organization, date=last).exists():
         return  # seeded already: a second seed adds nothing, not even an export.generated
     for fmt in ExportFormat.values:

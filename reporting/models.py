@@ -1,6 +1,7 @@
 """Reporting: search performance, CRM touches, revenue, daily attribution facts,
 attribution mismatches (with their forensics tickets) and daily exports."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -323,3 +324,69 @@ class DailyExport(TenantModel):
     @property
     def filename(self) -> str:
         return f"deliverables-{self.date.isoformat()}.{self.format}"
+
+
+class AuditFinding(models.TextChoices):
+    CONFIRMED = "confirmed", "Report confirmed: the trail, tickets and revenue agree"
+    ISSUE = "issue", "Issue found (say what in the notes)"
+
+
+class SampleAudit(TenantModel):
+    """One month's sample audit: deliverables drawn at random, reproducibly (the seed is
+    derived from the organization and the month, and stored), each with its forensic report
+    as a PDF frozen at the draw, for a person to review and record what they found."""
+
+    SIZE = 10
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    month = models.DateField(help_text="The first day of the audited month.")
+    seed = models.BigIntegerField()
+    drawn_at = models.DateTimeField()
+    population = models.PositiveIntegerField(help_text="Deliverables it was drawn from.")
+
+    class Meta:
+        ordering = ["-month"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "month"], name="audit_once_a_month")
+        ]
+
+    def __str__(self) -> str:
+        return f"Sample audit {self.month:%Y-%m}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.month:%Y-%m}"
+
+
+class SampleAuditItem(TenantModel):
+    audit = models.ForeignKey(
+        SampleAudit, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
+    deliverable = models.ForeignKey(
+        "deliveries.Deliverable", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    position = models.PositiveSmallIntegerField()
+    report = models.FileField(upload_to="audits/", max_length=500)
+    report_sha256 = models.CharField(max_length=64)
+    finding = models.CharField(max_length=10, choices=AuditFinding.choices, blank=True)
+    notes = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "audit", "deliverable"], name="audit_item_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.audit} #{self.position}"

@@ -8,7 +8,7 @@ from django.utils import timezone
 from deliveries.models import Deliverable
 from meshline.celery import TenantTask
 from reporting.models import ExportFormat
-from reporting.services import attribution, exports
+from reporting.services import attribution, audits, exports
 
 
 @shared_task(name="reporting.nightly", acks_late=True, time_limit=120)
@@ -32,4 +32,8 @@ def nightly_for(*, organization, day: str | None = None) -> dict:
     result = attribution.compute_day(organization, target)
     for fmt in ExportFormat.values:
         exports.run_export(organization, target, fmt)
+    # The last month that has ended by the end of the day: drawn once, on the first run
+    # after it ends (a no-op on every later run).
+    ended = audits.month_start(target + timedelta(days=1)) - timedelta(days=1)
+    audits.draw(organization, audits.month_start(ended))
     return {"day": target.isoformat(), "facts": result.facts, "opened": result.mismatches_opened}

@@ -1,13 +1,15 @@
 """Portal pages of the reporting app: the Reporting page, forensic reports, export files,
 and the dashboard panel and deliverable section it contributes."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Sum
-from django.http import FileResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from deliveries.dashboard import bar_chart
 from deliveries.models import Deliverable
@@ -15,11 +17,14 @@ from reporting.forms import ReportingForm
 from reporting.models import (
     AttributionMismatch,
     AttributionShare,
+    AuditFinding,
     DailyExport,
     MismatchStatus,
+    SampleAudit,
+    SampleAuditItem,
     SearchPerformance,
 )
-from reporting.services import attribution, forensics, roi
+from reporting.services import attribution, audits, forensic_pdf, forensics, roi
 
 PAGE_SIZE = 50
 
@@ -89,6 +94,7 @@ def reporting(request, org_slug):
             "mismatches": mismatches,
             "unmatched": unmatched,
             "exports": DailyExport.objects.filter(organization=organization)[:30],
+            "audits": SampleAudit.objects.filter(organization=organization)[:12],
             "rate": attribution.mismatch_rate(organization),
             "chart": chart,
         },
@@ -107,6 +113,25 @@ def forensic_report(request, org_slug, deliverable_id):
         "reporting/forensic_report.html",
         {"deliverable": deliverable, "report": forensics.report(deliverable)},
     )
+
+
+def forensic_report_pdf(request, org_slug, deliverable_id):
+    """The same report as a PDF file."""
+    deliverable = get_object_or_404(
+        Deliverable.objects.select_related("client", "organization"),
+        organization=request.organization,
+        deliverable_id=deliverable_id,
+    )
+    return forensic_pdf_response(deliverable)
+
+
+def forensic_pdf_response(deliverable) -> HttpResponse:
+    report = forensics.report(deliverable)
+    response = HttpResponse(
+        forensic_pdf.render(report, deliverable.created_at), content_type="application/pdf"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{forensic_pdf.filename(report)}"'
+    return response
 
 
 def export_download(request, org_slug, export_id):
@@ -139,3 +164,68 @@ def revenue_section(request, deliverable) -> dict:
             "forensic-report", args=[request.organization.slug, deliverable.deliverable_id]
         ),
     }
+
+
+def _audit(request, month: str) -> SampleAudit:
+    try:
+        first = date.fromisoformat(f"{month}-01")
+    except ValueError:
+        raise Http404("No such month.") from None
+    return get_object_or_404(SampleAudit, organization=request.organization, month=first)
+
+
+def audit_detail(request, org_slug, month, errors=None, status=200):
+    """One month's sample: each deliverable's frozen report, and who reviewed it."""
+    audit = _audit(request, month)
+    items = list(audit.items.select_related("deliverable", "reviewed_by"))
+    return render(
+        request,
+        "reporting/audit_detail.html",
+        {
+            "audit": audit,
+            "items": items,
+            "findings": AuditFinding.choices,
+            "errors": errors or {},
+            "reviewed": sum(1 for item in items if item.reviewed_at),
+        },
+        status=status,
+    )
+
+
+@require_POST
+def audit_review(request, org_slug, month, position: int):
+    audit = _audit(request, month)
+    item = get_object_or_404(
+        SampleAuditItem.objects.select_related("deliverable"),
+        organization=request.organization,
+        audit=audit,
+        position=position,
+    )
+    try:
+        audits.record_review(
+            item,
+            request.user,
+            finding=request.POST.get("finding", ""),
+            notes=request.POST.get("notes", "")[:5000],
+        )
+    except audits.AuditError as exc:
+        errors = {position: {exc.field: str(exc)}}
+        return audit_detail(request, org_slug, month, errors=errors, status=400)
+    messages.success(request, f"Recorded your review of {item.deliverable.deliverable_id}.")
+    return redirect("audit-detail", org_slug=org_slug, month=month)
+
+
+def audit_report(request, org_slug, month, position: int):
+    """The forensic report as frozen at the draw."""
+    audit = _audit(request, month)
+    item = get_object_or_404(
+        SampleAuditItem.objects.select_related("deliverable"),
+        organization=request.organization,
+        audit=audit,
+        position=position,
+    )
+    return FileResponse(
+        item.report.open("rb"),
+        as_attachment=True,
+        filename=f"audit-{audit.label}-{item.position:02d}-{item.deliverable.deliverable_id}.pdf",
+    )

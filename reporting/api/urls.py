@@ -15,4 +15,9 @@ urlpatterns = [
         views.ForensicsViewSet.as_view({"get": "retrieve"}),
         name="deliverable-forensics",
     ),
+    re_path(
+        rf"^deliverables/(?P<deliverable_id>{REFERENCE_REGEX})/forensics/pdf/?$",
+        views.ForensicsViewSet.as_view({"get": "pdf"}),
+        name="deliverable-forensics-pdf",
+    ),
 ]

@@ -14,6 +14,7 @@ from deliveries.models import Deliverable
 from meshline.api import CursorPagination, TenantViewSet, UUIDLookupMixin, error_response
 from reporting.models import DailyExport
 from reporting.services import forensics, intake
+from reporting.views import forensic_pdf_response
 
 
 class StreamParser(parsers.BaseParser):
@@ -117,6 +118,16 @@ class ForensicsViewSet(TenantViewSet):
             deliverable_id=deliverable_id,
         )
         return Response(forensics.report(deliverable))
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
+    def pdf(self, request, deliverable_id=None):
+        """The same report as a PDF file."""
+        deliverable = get_object_or_404(
+            Deliverable.objects.select_related("client", "organization"),
+            organization=self.organization,
+            deliverable_id=deliverable_id,
+        )
+        return forensic_pdf_response(deliverable)
 
 
 class ExportSerializer(serializers.ModelSerializer):

@@ -1,11 +1,13 @@
 """Reporting page, forensic report, exports and dashboard: members see them, outsiders 404."""
 
+import io
 from datetime import date
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_scopes import scope
+from pypdf import PdfReader
 
 from reporting.services import attribution, exports
 from tests.reporting.conftest import NOW, revenue, search, touch
@@ -80,6 +82,28 @@ def test_forensic_report_walks_from_events_to_revenue(as_member, api_a, reported
     assert body["attributed_revenue"]["last_touch"] == "500.0000"
 
 
+def test_forensic_report_pdf_says_what_the_json_says(as_member, api_a, reported):
+    portal = as_member.get("/o/org-a/reporting/deliverables/LP-2/report.pdf")
+    api = api_a.get("/api/v1/deliverables/LP-2/forensics/pdf")
+    assert portal.status_code == api.status_code == 200
+    assert portal["Content-Type"] == "application/pdf"
+    assert 'filename="forensics-LP-2.pdf"' in portal["Content-Disposition"]
+    assert portal.content == api.content  # dated by the trail: the same bytes each time
+    text = " ".join(
+        page.extract_text() for page in PdfReader(io.BytesIO(portal.content)).pages
+    ).replace("\n", " ")
+    body = api_a.get("/api/v1/deliverables/LP-2/forensics").json()
+    assert "Forensic report: LP-2" in text
+    # Ids may wrap inside a table cell: compare without whitespace.
+    dense = "".join(text.split())
+    for event in body["events"]:
+        assert event["id"] in dense and event["content_digest"][:16] in dense
+    assert "T-1" in dense and "INV-1" in dense and "500.0000" in dense
+    assert f"Events ({len(body['events'])})" in text
+    page = as_member.get("/o/org-a/reporting/deliverables/LP-2/").content.decode()
+    assert "/o/org-a/reporting/deliverables/LP-2/report.pdf" in page
+
+
 def test_exports_list_and_download(as_member, api_a, reported):
     listed = api_a.get("/api/v1/exports").json()["results"]
     assert [(e["date"], e["format"], e["rows"]) for e in listed] == [("2026-04-01", "csv", 3)]
@@ -100,11 +124,13 @@ def test_outsiders_get_404_everywhere(as_outsider, api_b, reported):
     for url in [
         "/o/org-a/reporting/",
         "/o/org-a/reporting/deliverables/LP-2/",
+        "/o/org-a/reporting/deliverables/LP-2/report.pdf",
         f"/o/org-a/reporting/exports/{reported.pk}/",
     ]:
         assert as_outsider.get(url).status_code == 404, url
     for url in [
         "/api/v1/deliverables/LP-2/forensics",
+        "/api/v1/deliverables/LP-2/forensics/pdf",
         f"/api/v1/exports/{reported.pk}",
         f"/api/v1/exports/{reported.pk}/download",
     ]:
@@ -115,3 +141,4 @@ def test_outsiders_get_404_everywhere(as_outsider, api_b, reported):
 def test_forensics_needs_the_read_scope(make_key, org_a, reported):
     _key, client = make_key(org_a, scopes=["events:read"])
     assert client.get("/api/v1/deliverables/LP-2/forensics").status_code == 403
+    assert client.get("/api/v1/deliverables/LP-2/forensics/pdf").status_code == 403
