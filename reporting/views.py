@@ -101,13 +101,17 @@ def reporting(request, org_slug):
     )
 
 
-def forensic_report(request, org_slug, deliverable_id):
-    """The forensic report of one deliverable, from its events to its revenue rows."""
-    deliverable = get_object_or_404(
+def _deliverable(request, deliverable_id) -> Deliverable:
+    return get_object_or_404(
         Deliverable.objects.select_related("client", "organization"),
         organization=request.organization,
         deliverable_id=deliverable_id,
     )
+
+
+def forensic_report(request, org_slug, deliverable_id):
+    """The forensic report of one deliverable, from its events to its revenue rows."""
+    deliverable = _deliverable(request, deliverable_id)
     return render(
         request,
         "reporting/forensic_report.html",
@@ -117,11 +121,7 @@ def forensic_report(request, org_slug, deliverable_id):
 
 def forensic_report_pdf(request, org_slug, deliverable_id):
     """The same report as a PDF file."""
-    deliverable = get_object_or_404(
-        Deliverable.objects.select_related("client", "organization"),
-        organization=request.organization,
-        deliverable_id=deliverable_id,
-    )
+    deliverable = _deliverable(request, deliverable_id)
     return forensic_pdf_response(deliverable)
 
 
@@ -174,6 +174,15 @@ def _audit(request, month: str) -> SampleAudit:
     return get_object_or_404(SampleAudit, organization=request.organization, month=first)
 
 
+def _audit_item(request, audit: SampleAudit, position: int) -> SampleAuditItem:
+    return get_object_or_404(
+        SampleAuditItem.objects.select_related("deliverable"),
+        organization=request.organization,
+        audit=audit,
+        position=position,
+    )
+
+
 def audit_detail(request, org_slug, month, errors=None, status=200):
     """One month's sample: each deliverable's frozen report, and who reviewed it."""
     audit = _audit(request, month)
@@ -195,12 +204,7 @@ def audit_detail(request, org_slug, month, errors=None, status=200):
 @require_POST
 def audit_review(request, org_slug, month, position: int):
     audit = _audit(request, month)
-    item = get_object_or_404(
-        SampleAuditItem.objects.select_related("deliverable"),
-        organization=request.organization,
-        audit=audit,
-        position=position,
-    )
+    item = _audit_item(request, audit, position)
     try:
         audits.record_review(
             item,
@@ -218,12 +222,7 @@ def audit_review(request, org_slug, month, position: int):
 def audit_report(request, org_slug, month, position: int):
     """The forensic report as frozen at the draw."""
     audit = _audit(request, month)
-    item = get_object_or_404(
-        SampleAuditItem.objects.select_related("deliverable"),
-        organization=request.organization,
-        audit=audit,
-        position=position,
-    )
+    item = _audit_item(request, audit, position)
     return FileResponse(
         item.report.open("rb"),
         as_attachment=True,
