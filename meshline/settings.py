@@ -262,6 +262,7 @@ SPECTACULAR_SETTINGS = {
         "DeliverableTypeEnum": "deliveries.models.DeliverableType",
         "CheckNameEnum": "gates.models.CheckName",
         "InboxStateEnum": "connectors.models.InboxState",
+        "ChangeKindEnum": "flows.models.ChangeKind",
     },
 }
 

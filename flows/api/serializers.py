@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from flows.models import Change, Flow, FlowRun
+from flows.models import Change, ChangeKind, Flow, FlowRun
 
 
 class MilestoneSerializer(serializers.Serializer):
@@ -121,3 +121,27 @@ class ChangeSerializer(serializers.ModelSerializer):
 
 class DecisionSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class ProposalSerializer(serializers.Serializer):
+    """A proposed change: what to change (``kind`` and ``target``) and the new values."""
+
+    kind = serializers.ChoiceField(ChangeKind.choices)
+    target = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=100,
+        help_text="A flow's or gate's slug, an owner rule's id (as /api/v1/owner-map shows "
+        "it); empty for billing_settings and approval_policy.",
+    )
+    fields = serializers.DictField(
+        help_text="Field names and their new values; owner_role and backup_role as role "
+        "slugs, escalation_policy as its id."
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+    def validate_fields(self, value):
+        if not value:
+            raise serializers.ValidationError("Name at least one field to change.")
+        return value

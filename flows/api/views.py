@@ -13,6 +13,7 @@ from flows.api.serializers import (
     DecisionSerializer,
     FlowRunSerializer,
     FlowSerializer,
+    ProposalSerializer,
 )
 from flows.filters import ChangeFilter, FlowRunFilter
 from flows.models import Change, Flow, FlowRun
@@ -114,7 +115,8 @@ CHANGE_CONFLICT = error_doc("The change's status does not allow this, or it is s
 class ChangeViewSet(
     UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
 ):
-    """Governed configuration changes; approve, reject or roll back with an admin's key."""
+    """Governed configuration changes; propose, approve, reject or roll back with an
+    admin's key."""
 
     queryset = Change.objects.none()
     serializer_class = ChangeSerializer
@@ -127,32 +129,60 @@ class ChangeViewSet(
             "proposed_by", "decided_by", "rolled_back_by"
         )
 
+    @staticmethod
+    def _no_person():
+        return error_response(
+            [
+                {
+                    "code": "not_admin",
+                    "message": "This key was issued by no person; four-eyes needs one.",
+                }
+            ],
+            status.HTTP_403_FORBIDDEN,
+        )
+
+    @staticmethod
+    def _refused(exc: changes.ChangeError, otherwise=status.HTTP_409_CONFLICT):
+        error = {"code": exc.code, "message": str(exc)}
+        if exc.field:
+            error["field"] = exc.field
+        http = status.HTTP_403_FORBIDDEN if exc.code in changes.FORBIDDEN_CODES else otherwise
+        return error_response([error], http)
+
     def _act(self, request, fn, **kwargs):
         change = self.get_object()  # first: another tenant's change is a 404 for every key
         user = request.auth.created_by
         if user is None:
-            return error_response(
-                [
-                    {
-                        "code": "not_admin",
-                        "message": "This key was issued by no person; four-eyes needs one.",
-                    }
-                ],
-                status.HTTP_403_FORBIDDEN,
-            )
+            return self._no_person()
         try:
             fn(change, user, **kwargs)
         except changes.ChangeError as exc:
-            error = {"code": exc.code, "message": str(exc)}
-            if exc.field:
-                error["field"] = exc.field
-            http = (
-                status.HTTP_403_FORBIDDEN
-                if exc.code in changes.FORBIDDEN_CODES
-                else status.HTTP_409_CONFLICT
-            )
-            return error_response([error], http)
+            return self._refused(exc)
         return Response(ChangeSerializer(self.get_queryset().get(pk=change.pk)).data)
+
+    @extend_schema(
+        request=ProposalSerializer,
+        responses={201: ChangeSerializer, 400: error_doc("Unknown target, field or value.")},
+    )
+    def create(self, request):
+        """Propose a change as the key's person (an admin): it applies at once only when
+        the organization's approval policy needs no second admin for it."""
+        body = ProposalSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = request.auth.created_by
+        if user is None:
+            return self._no_person()
+        data = body.validated_data
+        try:
+            target = changes.find_target(self.organization, data["kind"], data["target"])
+            fields = changes.with_role_ids(self.organization, data["fields"])
+            change = changes.propose(target, fields, user, reason=data["reason"])
+        except changes.ChangeError as exc:
+            return self._refused(exc, otherwise=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            ChangeSerializer(self.get_queryset().get(pk=change.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
 
     @extend_schema(
         request=DecisionSerializer, responses={200: ChangeSerializer, 409: CHANGE_CONFLICT}

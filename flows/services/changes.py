@@ -128,6 +128,44 @@ def values(target, names) -> dict:
     return {name: _stored(field, getattr(target, field.attname)) for name, field in fields.items()}
 
 
+def find_target(organization, kind: str, reference: str):
+    """The row a proposal names: a flow's or gate's slug, an owner rule's id; the
+    organization's billing settings and approval policy need no reference."""
+    if kind == ChangeKind.APPROVAL_POLICY:
+        return ApprovalPolicy.for_organization(organization)
+    if kind == ChangeKind.BILLING_SETTINGS:
+        found = BillingSettings.objects.filter(organization=organization).first()
+    elif kind == ChangeKind.OWNER_RULE:
+        found = (
+            OwnerRule.objects.filter(organization=organization, pk=int(reference)).first()
+            if reference.isdigit() and len(reference) < 19
+            else None
+        )
+    else:
+        found = MODELS[kind].objects.filter(organization=organization, slug=reference).first()
+    if found is None:
+        raise ChangeError(
+            f"No such {kind.replace('_', ' ')}: {reference!r}.", "does_not_exist", "target"
+        )
+    return found
+
+
+ROLE_FIELDS = ("owner_role", "backup_role")
+
+
+def with_role_ids(organization, fields: dict) -> dict:
+    """``fields`` with owner and backup roles named by slug turned into ids."""
+    resolved = dict(fields)
+    for name in ROLE_FIELDS:
+        value = resolved.get(name)
+        if isinstance(value, str):
+            role = OwnerRole.objects.filter(organization=organization, slug=value).first()
+            if role is None:
+                raise ChangeError(f"No role with the slug {value!r}.", "does_not_exist", name)
+            resolved[name] = role.pk
+    return resolved
+
+
 def target_of(change: Change):
     return MODELS[change.kind].objects.get(organization=change.organization_id, pk=change.target_id)
 

@@ -211,3 +211,101 @@ def test_dashboard_panel_mean_matches_the_per_flow_mean(org_a, flow, client_acme
     assert (total.started, total.completed, total.breached) == (2, 1, 1)
     assert total.mean_minutes == per.mean_minutes == 90.0
     assert total.completion_rate == 50.0
+
+
+def test_an_admins_key_proposes_and_a_second_admins_key_approves(
+    org_a, flow, roles, make_key, owner, second_admin
+):
+    _key, proposer = make_key(org_a, created_by=owner)
+    body = {
+        "kind": "flow",
+        "target": "brief-to-live",
+        "fields": {"owner_role": "account-manager", "due_minutes": 240},
+        "reason": "Account managers chase late briefs",
+    }
+    response = proposer.post("/api/v1/changes", body, format="json")
+    assert response.status_code == 201, response.json()
+    proposed = response.json()
+    assert (proposed["status"], proposed["requires_approval"]) == ("proposed", True)
+    assert {d["field"]: d["after"] for d in proposed["diff"]} == {
+        "owner_role": roles["fallback"].pk,
+        "due_minutes": 240,
+    }
+    flow.refresh_from_db()
+    assert flow.owner_role == roles["flow_owner"]  # nothing applied yet
+    # The proposer's key cannot approve it; a second admin's can.
+    url = f"/api/v1/changes/{proposed['id']}/approve"
+    assert proposer.post(url).status_code == 403
+    _key, approver = make_key(org_a, created_by=second_admin)
+    assert approver.post(url).json()["status"] == "applied"
+    flow.refresh_from_db()
+    assert (flow.owner_role, flow.due_minutes) == (roles["fallback"], 240)
+
+
+@pytest.mark.parametrize(
+    "body,field,code",
+    [
+        (
+            {"kind": "flow", "target": "nope", "fields": {"due_minutes": 5}},
+            "target",
+            "does_not_exist",
+        ),
+        (
+            {"kind": "owner_rule", "target": "9" * 30, "fields": {"position": 1}},
+            "target",
+            "does_not_exist",
+        ),
+        (
+            {"kind": "flow", "target": "brief-to-live", "fields": {"slug": "x"}},
+            "slug",
+            "unknown_field",
+        ),
+        (
+            {"kind": "flow", "target": "brief-to-live", "fields": {"owner_role": "ghost"}},
+            "owner_role",
+            "does_not_exist",
+        ),
+        (
+            {"kind": "flow", "target": "brief-to-live", "fields": {"due_minutes": -1}},
+            "due_minutes",
+            "invalid",
+        ),
+        (
+            {"kind": "flow", "target": "brief-to-live", "fields": {"due_minutes": 180}},
+            None,
+            "nothing_changed",
+        ),
+        ({"kind": "rota", "target": "x", "fields": {"a": 1}}, "kind", "invalid_choice"),
+        ({"kind": "flow", "target": "brief-to-live", "fields": {}}, "fields", "invalid"),
+    ],
+)
+def test_a_bad_proposal_is_a_400_naming_what_is_wrong(
+    org_a, flow, make_key, owner, body, field, code
+):
+    _key, client = make_key(org_a, created_by=owner)
+    response = client.post("/api/v1/changes", body, format="json")
+    assert response.status_code == 400, response.json()
+    [error] = response.json()["errors"]
+    assert (error.get("field"), error["code"]) == (field, code)
+
+
+def test_proposals_need_an_admins_key_and_see_only_their_own_tenant(
+    org_a, org_b, flow, make_key, member, outsider, api_a
+):
+    body = {"kind": "flow", "target": "brief-to-live", "fields": {"due_minutes": 200}}
+    _key, members = make_key(org_a, created_by=member)
+    assert members.post("/api/v1/changes", body, format="json").status_code == 403
+    assert api_a.post("/api/v1/changes", body, format="json").status_code == 403  # no person
+    _key, b_admin = make_key(org_b, created_by=outsider)
+    other = b_admin.post("/api/v1/changes", body, format="json")
+    assert other.status_code == 400 and other.json()["errors"][0]["field"] == "target"
+    flow.refresh_from_db()
+    assert flow.due_minutes == 180
+
+
+def test_the_approval_policy_is_proposed_through_the_api_too(org_a, make_key, owner):
+    _key, client = make_key(org_a, created_by=owner)
+    lift = {"kind": "approval_policy", "fields": {"owner_rules": False}}
+    assert client.post("/api/v1/changes", lift, format="json").json()["status"] == "proposed"
+    add = {"kind": "approval_policy", "fields": {"owner_rules": True}}
+    assert client.post("/api/v1/changes", add, format="json").status_code == 400  # no change
