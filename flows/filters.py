@@ -3,7 +3,7 @@
 import django_filters
 from django import forms
 
-from flows.models import Change, ChangeKind, ChangeStatus, FlowRun, RunState
+from flows.models import Change, ChangeKind, ChangeStatus, FlowRun, FlowTicketLink, RunState
 
 
 class FlowRunFilter(django_filters.FilterSet):
@@ -23,10 +23,24 @@ class FlowRunFilter(django_filters.FilterSet):
     reached = django_filters.CharFilter(
         field_name="reached", lookup_expr="has_key", label="Reached (event type)"
     )
+    handed_off = django_filters.BooleanFilter(
+        method="filter_handed_off",
+        label="Handed off",
+        widget=forms.Select(
+            choices=[("", "Any"), ("true", "Reassigned by hand"), ("false", "Never reassigned")]
+        ),
+    )
 
     class Meta:
         model = FlowRun
-        fields = ["flow", "client", "deliverable", "state", "breached", "reached"]
+        fields = ["flow", "client", "deliverable", "state", "breached", "reached", "handed_off"]
+
+    def filter_handed_off(self, queryset, name, value):
+        """Runs whose tickets someone reassigned (manual handoffs), or none of them."""
+        if value is None:
+            return queryset
+        handed = FlowTicketLink.objects.filter(ticket__reassignments__gt=0).values("run_id")
+        return queryset.filter(pk__in=handed) if value else queryset.exclude(pk__in=handed)
 
 
 class ChangeFilter(django_filters.FilterSet):

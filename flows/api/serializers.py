@@ -16,6 +16,9 @@ class MeasuresSerializer(serializers.Serializer):
     completed = serializers.IntegerField()
     breached = serializers.IntegerField()
     exceptions = serializers.IntegerField()
+    manual_handoffs = serializers.IntegerField(
+        help_text="Reassignments by hand of the tickets the runs opened."
+    )
     completion_rate = serializers.FloatField(allow_null=True, help_text="Percent.")
     mean_minutes_to_outcome = serializers.FloatField(allow_null=True)
     p90_minutes_to_outcome = serializers.FloatField(allow_null=True)

@@ -1,5 +1,6 @@
 """Measures of flows: started, completed, breached, completion rate, time to outcome,
-exceptions, and the funnel of one flow's milestones.
+exceptions, manual handoffs (reassignments of the tickets runs opened), and the funnel of
+one flow's milestones.
 
 Mean and p90 time to outcome are computed from the completed runs' two timestamps in
 Python: one query, portable (the demo runs on SQLite), linear in completed runs. A
@@ -10,9 +11,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q, Sum
 
-from flows.models import Flow, FlowRun, RunState
+from flows.models import Flow, FlowRun, FlowTicketLink, RunState
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Measures:
     completed: int = 0
     breached: int = 0
     exceptions: int = 0
+    handoffs: int = 0
     durations: list[timedelta] = field(default_factory=list)
     # The mean straight from SQL, when the durations were not fetched (the dashboard).
     mean_duration: timedelta | None = None
@@ -56,6 +58,7 @@ class Measures:
             "completed": self.completed,
             "breached": self.breached,
             "exceptions": self.exceptions,
+            "manual_handoffs": self.handoffs,
             "completion_rate": self.completion_rate,
             "mean_minutes_to_outcome": self.mean_minutes,
             "p90_minutes_to_outcome": self.p90_minutes,
@@ -81,7 +84,7 @@ def _runs(organization, client=None, since: datetime | None = None):
 
 
 def per_flow(organization, client=None, since: datetime | None = None) -> dict[int, Measures]:
-    """Measures per flow id, in two queries whatever the number of flows and runs."""
+    """Measures per flow id, in three queries whatever the number of flows and runs."""
     runs = _runs(organization, client, since)
     result: dict[int, Measures] = {}
     for row in runs.values("flow_id").annotate(**COUNTS):
@@ -91,6 +94,13 @@ def per_flow(organization, client=None, since: datetime | None = None) -> dict[i
         "flow_id", "started_at", "completed_at"
     ):
         result[flow_id].durations.append(completed_at - started_at)
+    for flow_id, handoffs in (
+        FlowTicketLink.objects.filter(organization=organization, run__in=runs.values("pk"))
+        .values("run__flow_id")
+        .annotate(handoffs=Sum("ticket__reassignments"))
+        .values_list("run__flow_id", "handoffs")
+    ):
+        result[flow_id].handoffs = handoffs or 0
     return result
 
 

@@ -99,6 +99,8 @@ class Ticket(TenantModel):
     # How many escalation steps have run, and when the next one is due (None: none left).
     escalation_level = models.PositiveIntegerField(default=0)
     next_escalation_at = models.DateTimeField(null=True, blank=True)
+    # Manual handoffs: how often a person reassigned it (flows count them per flow).
+    reassignments = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

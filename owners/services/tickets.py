@@ -222,6 +222,7 @@ def reassign(ticket: Ticket, actor: Actor, assignee) -> Ticket:
             raise TicketError("Closed tickets cannot be reassigned.", "invalid_status")
         previous = ticket.assignee
         ticket.assignee = assignee
+        ticket.reassignments += 1
         ticket.save()
         _record(
             ticket,

@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from django_scopes import scope
 
 from flows.models import ChangeStatus
-from flows.services import changes, runs
+from flows.services import changes, measures, runs
 from tests.flows.conftest import intake, sitemap
 
 pytestmark = pytest.mark.django_db
@@ -309,3 +309,33 @@ def test_the_approval_policy_is_proposed_through_the_api_too(org_a, make_key, ow
     assert client.post("/api/v1/changes", lift, format="json").json()["status"] == "proposed"
     add = {"kind": "approval_policy", "fields": {"owner_rules": True}}
     assert client.post("/api/v1/changes", add, format="json").status_code == 400  # no change
+
+
+def test_manual_handoffs_count_the_reassignments_of_runs_tickets(
+    org_a, flow, api_a, as_member, owner, member
+):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from owners.models import Ticket
+    from owners.services import tickets
+
+    with scope(organization=org_a):
+        ticket = Ticket.objects.get(organization=org_a, flow_link__run__flow=flow)
+        actor = tickets.Actor.for_user(owner)
+        tickets.reassign(ticket, actor, owner)
+        tickets.reassign(ticket, actor, member)
+        assert measures.per_flow(org_a)[flow.pk].handoffs == 2
+    [listed] = api_a.get("/api/v1/flows").json()
+    assert listed["measures"]["manual_handoffs"] == 2
+    page = as_member.get("/o/org-a/flows/brief-to-live/?handed_off=true").content.decode()
+    assert "manual handoffs" in page
+    assert "LP-2" in page and "LP-1" not in page  # only the run whose ticket moved
+    # Tickets reassigned before the counter existed get it from their trail entries.
+    with scope(organization=org_a):
+        Ticket.objects.filter(pk=ticket.pk).update(reassignments=0)
+        migration = import_module("owners.migrations.0008_ticket_reassignments")
+        migration.count_past_reassignments(apps, None)
+        ticket.refresh_from_db()
+    assert ticket.reassignments == 2
