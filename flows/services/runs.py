@@ -118,7 +118,12 @@ def on_batch_processed(batch) -> None:
         run.deliverable = deliverables[run.deliverable_id]
         run.client = run.deliverable.client
         runs[(run.deliverable_id, run.flow_id)].append(run)
-    changes = _Changes()
+    changes = _Changes(
+        batch.organization,
+        since=min(event.occurred_at for event, _d in relevant),
+        deliverables=list(deliverables),
+        types=types,
+    )
     for event, deliverable in relevant:
         for flow in flows:
             if event.event_type not in flow.event_types:
@@ -132,20 +137,71 @@ def on_batch_processed(batch) -> None:
 
 
 class _Changes:
-    """What a batch changed in runs, written at its end: the runs that moved in one UPDATE
-    and their ``flow.completed`` entries in one ``record_many``.
+    """What a batch changed in runs, written at its end: the runs it started in one INSERT,
+    the runs that moved in one UPDATE, the started ones an incident pauses, and their
+    ``flow.completed`` entries in one ``record_many``.
 
-    A run that closes is saved at once instead: the deliverable's next trigger in the same
-    batch may start a run of the flow, and only one may be open (flow_run_one_open).
+    A run that existed and closes is saved at once instead: the deliverable's next trigger
+    in the same batch may start a run of the flow, and only one may be open
+    (flow_run_one_open); the new one is inserted after it, at the end.
+
+    With the batch's deliverables and event types it also reads, once, the events a new run
+    must catch up on (those of its deliverable that happened from its trigger on).
     """
 
     FIELDS = ("reached", "state", "completed_at", "due_at", "due_for", "updated_at")
 
-    def __init__(self):
+    def __init__(self, organization=None, *, since=None, deliverables=(), types=()):
+        self.organization = organization
+        self.since, self.deliverables, self.types = since, deliverables, types
         self.moved: dict = {}
+        self.new: dict = {}
+        self.paused: list[tuple[Incident, FlowRun]] = []
         self.completed: list[trail.Entry] = []
+        self._events: dict | None = None
+
+    def events_from(self, event: Event, deliverable, types: set[str]) -> list:
+        """The deliverable's events of ``types`` from ``event`` on (not itself), in time
+        order: one query for the whole batch (a start outside a batch reads its own)."""
+        if self.organization is None or deliverable.pk not in self.deliverables:
+            return list(
+                Event.objects.filter(
+                    organization=event.organization,
+                    deliverable=deliverable,
+                    event_type__in=types,
+                    occurred_at__gte=event.occurred_at,
+                )
+                .exclude(pk=event.pk)
+                .order_by("occurred_at")
+                .only("event_type", "occurred_at")
+            )
+        if self._events is None:
+            self._events = defaultdict(list)
+            for other in (
+                Event.objects.filter(
+                    organization=self.organization,
+                    deliverable__in=self.deliverables,
+                    event_type__in=self.types,
+                    occurred_at__gte=self.since,
+                )
+                .order_by("occurred_at")
+                .only("deliverable_id", "event_type", "occurred_at")
+            ):
+                self._events[other.deliverable_id].append(other)
+        return [
+            other
+            for other in self._events[deliverable.pk]
+            if other.event_type in types
+            and other.occurred_at >= event.occurred_at
+            and other.pk != event.pk
+        ]
+
+    def started(self, run: FlowRun) -> None:
+        self.new[run.pk] = run
 
     def moved_run(self, run: FlowRun, was_open: bool) -> None:
+        if run.pk in self.new:
+            return  # inserted at the end, as it stands then
         if was_open and not run.is_open:
             run.save()
             self.moved.pop(run.pk, None)
@@ -156,7 +212,10 @@ class _Changes:
         now = timezone.now()
         for run in self.moved.values():
             run.updated_at = now
+        FlowRun.objects.bulk_create(list(self.new.values()))
         FlowRun.objects.bulk_update(list(self.moved.values()), self.FIELDS)
+        for incident, run in self.paused:
+            incident.paused_runs.add(run)
         trail.record_many(organization, self.completed)
 
 
@@ -255,28 +314,19 @@ def start(flow: Flow, event: Event, deliverable, changes: "_Changes") -> FlowRun
         run.save(force_insert=True)
         _open_ticket(run, LinkKind.EXCEPTION, event.event_type, timezone.now())
         return run
-    earlier = (
-        Event.objects.filter(
-            organization=event.organization,
-            deliverable=deliverable,
-            event_type__in=flow.event_types - {flow.trigger_event_type},
-            occurred_at__gte=event.occurred_at,
-        )
-        .exclude(pk=event.pk)
-        .order_by("occurred_at")
-        .only("event_type", "occurred_at")
-    )
-    for other in earlier:
+    # Events of the deliverable that arrived before their trigger (out of order).
+    for other in changes.events_from(
+        event, deliverable, flow.event_types - {flow.trigger_event_type}
+    ):
         _apply(flow, run, other.event_type, other.occurred_at)
     if run.state == RunState.RUNNING and not flow.essential:
         # Started during an incident: paused from its start, credited when it ends.
         incident = _incident(event.organization)
         if incident is not None:
             run.state, run.paused_at = RunState.PAUSED, max(event.occurred_at, incident.started_at)
+            changes.paused.append((incident, run))
     run.due_at, run.due_for = schedule(flow, run, spec_for(run))
-    run.save(force_insert=True)
-    if run.state == RunState.PAUSED:
-        incident.paused_runs.add(run)
+    changes.started(run)
     if run.state == RunState.COMPLETED:
         changes.completed.append(_completed_entry(run))
     return run

@@ -99,8 +99,9 @@ class Ticket(TenantModel):
     # How many escalation steps have run, and when the next one is due (None: none left).
     escalation_level = models.PositiveIntegerField(default=0)
     next_escalation_at = models.DateTimeField(null=True, blank=True)
-    # Manual handoffs: how often a person reassigned it (flows count them per flow).
-    reassignments = models.PositiveIntegerField(default=0)
+    # Manual handoffs: how often a person reassigned it (flows count them per flow). A
+    # database default too, so rows written by COPY or an older release get 0.
+    reassignments = models.PositiveIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
