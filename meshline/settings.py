@@ -399,7 +399,10 @@ CELERY_BEAT_SCHEDULE = {
     "compact-gate-verdict-counts": {"task": "gates.compact_verdict_counts", "schedule": 60},
     "sitemap-timers": {"task": "gates.timer_sweep", "schedule": 60},
     "unevaluated-gates": {"task": "gates.sweep_unevaluated", "schedule": 600},
-    "flow-breaches": {"task": "flows.breach_sweep", "schedule": 60},
+    "flow-breaches": {
+        "task": "flows.breach_sweep",
+        "schedule": env_int("MESHLINE_FLOW_BREACH_INTERVAL_SECONDS", 60, minimum=1),
+    },
     "flow-reviews-and-assurance": {"task": "flows.assurance_sweep", "schedule": 3600},
     "resend-pending-notifications": {
         "task": "owners.resend_pending_notifications",

@@ -151,6 +151,7 @@ def celery_env(django_db_setup, celery_queue) -> dict:
         MESHLINE_SWEEP_INTERVAL_SECONDS="1",
         MESHLINE_SWEEP_GRACE_SECONDS="0",
         MESHLINE_ESCALATION_INTERVAL_SECONDS="1",
+        MESHLINE_FLOW_BREACH_INTERVAL_SECONDS="1",
         MESHLINE_LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
     )
