@@ -1,6 +1,6 @@
 """Admin of the flows app. Edits of governed rows (flows with billing, privacy or SLA flags,
-owner rules, gates in enforce mode, billing settings, the approval policy itself, as the
-organization's approval policy says) become proposals here instead of saves: four-eyes
+owner rules, gates in enforce mode, billing settings, escalation policies, the approval
+policy itself, as the organization's approval policy says) become proposals here instead of saves: four-eyes
 holds in the admin too."""
 
 from django.contrib import admin, messages
@@ -19,12 +19,12 @@ from flows.models import (
     IncidentRule,
     Review,
 )
-from flows.services import changes
+from flows.services import changes, policy_steps
 from gates.admin import GateAdmin
 from gates.models import Gate
 from meshline.admin import ReadOnlyTenantAdmin, TenantAdmin, TenantHistoryAdmin
-from owners.admin import OwnerRuleAdmin
-from owners.models import OwnerRule
+from owners.admin import EscalationPolicyAdmin, OwnerRuleAdmin
+from owners.models import EscalationPolicy, OwnerRule
 
 
 class GovernedAdminMixin:
@@ -154,3 +154,75 @@ class ReviewAdmin(TenantAdmin):
 class AssuranceCheckAdmin(ReadOnlyTenantAdmin):
     list_display = ["__str__", "person", "requested_at", "confirmed_at", "escalated_at"]
     deletable = False
+
+
+admin.site.unregister(EscalationPolicy)
+
+
+@admin.register(EscalationPolicy)
+class GovernedEscalationPolicyAdmin(EscalationPolicyAdmin):
+    """An edit of a governed policy (its name, repeat and inline steps together) becomes
+    one proposal; nothing is saved until a second admin approves it."""
+
+    EDITABLE = ("name", "repeat")
+
+    def save_model(self, request, obj, form, change):
+        request._governed_policy = None
+        if change:
+            stored = EscalationPolicy.objects.get(pk=obj.pk)
+            if changes.needs_approval(stored, obj):
+                edited = {
+                    name: value
+                    for name, value in changes.values(obj, self.EDITABLE).items()
+                    if changes.values(stored, [name])[name] != value
+                }
+                request._governed_policy = (stored, edited)
+                return None
+        return super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        governed = getattr(request, "_governed_policy", None)
+        if governed is None:
+            return super().save_related(request, form, formsets, change)
+        stored, edited = governed
+        for formset in formsets:  # not saved; the admin's change message reads these
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        steps = sorted(
+            (
+                _step(data)
+                for formset in formsets
+                for data in (f.cleaned_data for f in formset.forms)
+                if data and not data.get("DELETE")
+            ),
+            key=lambda step: step["position"],
+        )
+        if steps != policy_steps.current(stored):
+            edited[changes.STEPS] = steps
+        if not edited:
+            return None
+        try:
+            proposal = changes.propose(stored, edited, request.user, reason="Edited in the admin")
+        except changes.ChangeError as exc:
+            messages.error(request, f"Not saved: {exc}")
+            return None
+        url = reverse("change-detail", args=[stored.organization.slug, proposal.pk])
+        messages.warning(
+            request,
+            format_html(
+                'Not applied yet: <a href="{}">proposed</a>; a second admin must approve it.', url
+            ),
+        )
+        return None
+
+
+def _step(data: dict) -> dict:
+    """An inline step form's values in the shape of EscalationStep.snapshot()."""
+    return {
+        "position": data["position"],
+        "wait_minutes": data["wait_minutes"],
+        "wait_kind": data["wait_kind"],
+        "action": data["action"],
+        "target_role": data["target_role"].pk if data.get("target_role") else None,
+        "people": sorted(person.pk for person in data.get("people") or []),
+        "webhook": data["webhook"].pk if data.get("webhook") else None,
+    }

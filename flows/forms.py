@@ -53,4 +53,5 @@ class ApprovalPolicyForm(forms.ModelForm):
             "owner_rules": "Owner rules",
             "enforced_gates": "Gates in enforce mode",
             "billing_settings": "Billing settings",
+            "escalation_policies": "Escalation policies",
         }

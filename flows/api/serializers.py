@@ -136,7 +136,7 @@ class ProposalSerializer(serializers.Serializer):
         default="",
         max_length=100,
         help_text="A flow's or gate's slug, an owner rule's id (as /api/v1/owner-map shows "
-        "it); empty for billing_settings and approval_policy.",
+        "it) or an escalation policy's id; empty for billing_settings and approval_policy.",
     )
     fields = serializers.DictField(
         help_text="Field names and their new values; owner_role and backup_role as role "

@@ -395,6 +395,7 @@ class ChangeKind(models.TextChoices):
     GATE = "gate", "Gate"
     BILLING_SETTINGS = "billing_settings", "Billing settings"
     APPROVAL_POLICY = "approval_policy", "Approval policy"
+    ESCALATION_POLICY = "escalation_policy", "Escalation policy"
 
 
 class ApprovalPolicy(TenantModel):
@@ -417,9 +418,18 @@ class ApprovalPolicy(TenantModel):
         default=True,
         help_text="Billing settings: tax rate, default rates, the second-approval threshold.",
     )
+    escalation_policies = models.BooleanField(
+        default=True, help_text="Escalation policies: their steps, waits and repeats."
+    )
     history = HistoricalRecords()
 
-    REQUIREMENTS = ("flows", "owner_rules", "enforced_gates", "billing_settings")
+    REQUIREMENTS = (
+        "flows",
+        "owner_rules",
+        "enforced_gates",
+        "billing_settings",
+        "escalation_policies",
+    )
 
     class Meta:
         verbose_name_plural = "approval policies"

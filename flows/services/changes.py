@@ -25,7 +25,7 @@ from flows.models import (
     Flow,
     FlowRun,
 )
-from flows.services import runs
+from flows.services import policy_steps, runs
 from gates.models import Gate, GateMode
 from meshline.models import Membership, Role
 from owners.models import ACTIVE_STATUSES, EscalationPolicy, OwnerRole, OwnerRule, Ticket
@@ -97,12 +97,16 @@ FIELDS[ChangeKind.BILLING_SETTINGS] = [
     "invoice_footer",
 ]
 FIELDS[ChangeKind.APPROVAL_POLICY] = list(ApprovalPolicy.REQUIREMENTS)
+# "steps" is not a column: the policy's step rows, as one list (flows.services.policy_steps).
+STEPS = "steps"
+FIELDS[ChangeKind.ESCALATION_POLICY] = ["name", "repeat", STEPS]
 MODELS = {
     ChangeKind.FLOW: Flow,
     ChangeKind.OWNER_RULE: OwnerRule,
     ChangeKind.GATE: Gate,
     ChangeKind.BILLING_SETTINGS: BillingSettings,
     ChangeKind.APPROVAL_POLICY: ApprovalPolicy,
+    ChangeKind.ESCALATION_POLICY: EscalationPolicy,
 }
 FOREIGN_KEYS = {
     "owner_role": OwnerRole,
@@ -123,21 +127,29 @@ def _stored(field, value):
 
 
 def values(target, names) -> dict:
-    """Field values as stored: foreign keys as their ids, decimals as text."""
-    fields = {name: target._meta.get_field(name) for name in names}
-    return {name: _stored(field, getattr(target, field.attname)) for name, field in fields.items()}
+    """Field values as stored: foreign keys as their ids, decimals as text, a policy's
+    steps as their list (a candidate's proposed one, else the stored rows)."""
+    found = {}
+    for name in names:
+        if name == STEPS:
+            proposed = target.__dict__.get("_proposed_steps")
+            found[name] = proposed if proposed is not None else policy_steps.current(target)
+            continue
+        field = target._meta.get_field(name)
+        found[name] = _stored(field, getattr(target, field.attname))
+    return found
 
 
 def find_target(organization, kind: str, reference: str):
-    """The row a proposal names: a flow's or gate's slug, an owner rule's id; the
-    organization's billing settings and approval policy need no reference."""
+    """The row a proposal names: a flow's or gate's slug, an owner rule's or escalation
+    policy's id; the organization's billing settings and approval policy need none."""
     if kind == ChangeKind.APPROVAL_POLICY:
         return ApprovalPolicy.for_organization(organization)
     if kind == ChangeKind.BILLING_SETTINGS:
         found = BillingSettings.objects.filter(organization=organization).first()
-    elif kind == ChangeKind.OWNER_RULE:
+    elif kind in (ChangeKind.OWNER_RULE, ChangeKind.ESCALATION_POLICY):
         found = (
-            OwnerRule.objects.filter(organization=organization, pk=int(reference)).first()
+            MODELS[kind].objects.filter(organization=organization, pk=int(reference)).first()
             if reference.isdigit() and len(reference) < 19
             else None
         )
@@ -189,6 +201,12 @@ def _candidate(target, fields: dict):
     # The related-object cache is a dict: share it and the target would change too.
     candidate._state.fields_cache = dict(target._state.fields_cache)
     for name, value in fields.items():
+        if name == STEPS:
+            try:
+                candidate._proposed_steps = policy_steps.clean(target, value)
+            except policy_steps.StepError as exc:
+                raise ChangeError(str(exc), "invalid", STEPS) from None
+            continue
         model = FOREIGN_KEYS.get(name)
         if model is not None and value is not None:
             related = model.objects.filter(organization=target.organization_id, pk=value).first()
@@ -230,6 +248,8 @@ def needs_approval(target, candidate) -> bool:
         return policy.enforced_gates and enforced
     if isinstance(target, BillingSettings):
         return policy.billing_settings
+    if isinstance(target, EscalationPolicy):
+        return policy.escalation_policies
     return policy.owner_rules
 
 
@@ -319,9 +339,12 @@ def _apply(change: Change, user, at: datetime) -> None:
         target.save()
         latest = target.history.order_by("-history_id").first()
     for name, value in change.proposed.items():
-        setattr(target, target._meta.get_field(name).attname, value)
+        if name != STEPS:
+            setattr(target, target._meta.get_field(name).attname, value)
     target._change_reason = f"change {change.pk}"
     target.save()
+    if STEPS in change.proposed:
+        policy_steps.replace(target, change.proposed[STEPS])
     change.previous_history_id = latest.history_id
     change.applied_history_id = target.history.order_by("-history_id").first().history_id
     change.status = ChangeStatus.APPLIED
@@ -363,10 +386,14 @@ def rollback(change: Change, user, *, at: datetime | None = None) -> Change:
         # change did not touch keeps its current value.
         previous = target.history.get(history_id=change.previous_history_id)
         for name in change.proposed:
+            if name == STEPS:
+                continue  # not a column: restored from what the change replaced, below
             attname = target._meta.get_field(name).attname
             setattr(target, attname, getattr(previous, attname))
         target._change_reason = f"rollback of change {change.pk}"
         target.save()
+        if STEPS in change.proposed:
+            policy_steps.replace(target, change.before[STEPS])
         change.status = ChangeStatus.ROLLED_BACK
         change.rolled_back_by, change.rolled_back_at = user, at
         change.save()

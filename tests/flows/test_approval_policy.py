@@ -9,9 +9,10 @@ from django_scopes import scope
 
 from billing.models import BillingSettings
 from flows.models import ApprovalPolicy, Change, ChangeStatus
-from flows.services import changes
+from flows.services import changes, policy_steps
 from gates.models import CheckName, GateMode, Outcome
-from owners.models import OwnerRule, Ticket, TicketSource
+from owners.models import EscalationPolicy, OwnerRule, Ticket, TicketSource
+from owners.services import tickets
 from tests.gates.conftest import page, published
 
 pytestmark = pytest.mark.django_db
@@ -118,7 +119,12 @@ def test_the_changes_page_edits_the_policy_for_admins_only(
     assert client.post("/o/org-a/changes/approval-policy", {}).status_code == 403
 
     client.force_login(owner)
-    keep = {"flows": "on", "enforced_gates": "on", "billing_settings": "on"}
+    keep = {
+        "flows": "on",
+        "enforced_gates": "on",
+        "billing_settings": "on",
+        "escalation_policies": "on",
+    }
     response = client.post("/o/org-a/changes/approval-policy", {**keep, "reason": "fast"})
     with scope(organization=org_a):
         change = Change.objects.get(organization=org_a)
@@ -149,3 +155,71 @@ def test_an_enforced_gate_edited_in_the_admin_becomes_a_proposal(client, org_a, 
         change = Change.objects.get(organization=org_a)
     assert gate.mode == GateMode.ENFORCE
     assert (change.kind, change.proposed) == ("gate", {"mode": "off"})
+
+
+def _steps(policy):
+    return [(s["wait_minutes"], s["action"]) for s in policy_steps.current(policy)]
+
+
+def test_escalation_steps_change_by_proposal_and_roll_back(org_a, roles, owner, second_admin):
+    with scope(organization=org_a):
+        policy = EscalationPolicy.objects.get(organization=org_a)
+        before = _steps(policy)
+        steps = [
+            {"position": 1, "wait_minutes": 10, "wait_kind": "wall", "action": "notify_primary"},
+            {"position": 2, "wait_minutes": 60, "wait_kind": "wall", "action": "notify_backup"},
+        ]
+        change = changes.propose(policy, {"steps": steps, "repeat": 2}, owner)
+        assert change.status == ChangeStatus.PROPOSED
+        assert _steps(policy) == before  # nothing applied yet
+        changes.approve(change, second_admin)
+        policy.refresh_from_db()
+        assert _steps(policy) == [(10, "notify_primary"), (60, "notify_backup")]
+        assert policy.repeat == 2
+        # A ticket opened now escalates by the new steps.
+        ticket, _ = tickets.open_ticket(
+            org_a, source="manual", source_key="t", title="T", event_type="page.published"
+        )
+        assert [s["wait_minutes"] for s in ticket.policy_snapshot["steps"]] == [10, 60]
+        changes.rollback(change, second_admin)
+        policy.refresh_from_db()
+        assert (_steps(policy), policy.repeat) == (before, 0)
+        # Bad steps are a specific error, naming the step.
+        with pytest.raises(changes.ChangeError) as bad:
+            changes.propose(policy, {"steps": [{"position": 1, "action": "notify_role"}]}, owner)
+    assert (bad.value.field, bad.value.code) == ("steps", "invalid")
+    assert "Step 1" in str(bad.value) and "target_role" in str(bad.value)
+
+
+def test_an_escalation_step_edited_in_the_admin_becomes_a_proposal(client, org_a, roles, owner):
+    with scope(organization=org_a):
+        policy = EscalationPolicy.objects.get(organization=org_a)
+        [step] = policy.steps.all()
+    client.force_login(owner)
+    url = f"/admin/owners/escalationpolicy/{policy.pk}/change/"
+    page = client.get(url)
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    data = {k: ("" if v is None else v) for k, v in data.items()}
+    for formset in page.context["inline_admin_formsets"]:
+        management = formset.formset.management_form
+        data.update({f"{management.prefix}-{k}": v for k, v in management.initial.items()})
+        prefix = formset.formset.prefix
+        data.update(
+            {
+                f"{prefix}-0-id": step.pk,
+                f"{prefix}-0-policy": policy.pk,
+                f"{prefix}-0-position": step.position,
+                f"{prefix}-0-wait_minutes": 45,
+                f"{prefix}-0-wait_kind": step.wait_kind,
+                f"{prefix}-0-action": step.action,
+            }
+        )
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context and response.context.get("errors")
+    with scope(organization=org_a):
+        step.refresh_from_db()
+        change = Change.objects.get(organization=org_a)
+    assert step.wait_minutes == 30  # unchanged until approved
+    assert change.kind == "escalation_policy"
+    assert [s["wait_minutes"] for s in change.proposed["steps"]] == [45]
