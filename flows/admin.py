@@ -1,7 +1,9 @@
 """Admin of the flows app. Edits of governed rows (flows with billing, privacy or SLA flags,
 owner rules, gates in enforce mode, billing settings, escalation policies, the approval
-policy itself, as the organization's approval policy says) become proposals here instead of saves: four-eyes
-holds in the admin too."""
+policy itself, as the organization's approval policy says) become proposals here instead of
+saves: four-eyes holds in the admin too. A governed row cannot be added live or deleted
+while it acts: it is created inactive (a gate in monitor mode), and switching it on, or
+off before deleting it, is a proposal."""
 
 from django.contrib import admin, messages
 from django.urls import reverse
@@ -21,17 +23,48 @@ from flows.models import (
 )
 from flows.services import changes, policy_steps
 from gates.admin import GateAdmin
-from gates.models import Gate
+from gates.models import Gate, GateMode
 from meshline.admin import ReadOnlyTenantAdmin, TenantAdmin, TenantHistoryAdmin
 from owners.admin import EscalationPolicyAdmin, OwnerRuleAdmin
 from owners.models import EscalationPolicy, OwnerRule
 
 
+def _acting(obj) -> bool:
+    """Whether a governed row is switched on: active, or a gate not off."""
+    if isinstance(obj, Gate):
+        return obj.mode != GateMode.OFF
+    return getattr(obj, "is_active", True)
+
+
 class GovernedAdminMixin:
-    """``save_model`` for an existing governed row proposes the edit instead of saving it."""
+    """``save_model`` for an existing governed row proposes the edit instead of saving it;
+    a new one is saved switched off; one that acts cannot be deleted (nor, in a bulk
+    delete, anything selected with it: Django's action checks each object)."""
+
+    def _guarded(self, obj) -> bool:
+        return changes.needs_approval(obj, obj) and _acting(obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and self._guarded(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def _add_switched_off(self, request, obj, form) -> None:
+        if isinstance(obj, Gate):
+            obj.mode, what = GateMode.MONITOR, "in monitor mode"
+        else:
+            obj.is_active, what = False, "inactive"
+        super().save_model(request, obj, form, False)
+        messages.warning(
+            request,
+            f"Created {what}: it is governed, so switching it on is a change a second admin "
+            "approves (edit it to propose that).",
+        )
 
     def save_model(self, request, obj, form, change):
         if not change:
+            if self._guarded(obj) and (isinstance(obj, Gate) or hasattr(obj, "is_active")):
+                return self._add_switched_off(request, obj, form)
             return super().save_model(request, obj, form, change)
         stored = type(obj).objects.get(pk=obj.pk)
         names = changes.FIELDS[changes.kind_of(obj)]

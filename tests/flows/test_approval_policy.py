@@ -223,3 +223,43 @@ def test_an_escalation_step_edited_in_the_admin_becomes_a_proposal(client, org_a
     assert step.wait_minutes == 30  # unchanged until approved
     assert change.kind == "escalation_policy"
     assert [s["wait_minutes"] for s in change.proposed["steps"]] == [45]
+
+
+def test_a_governed_row_is_added_switched_off_and_cannot_be_deleted_while_it_acts(
+    client, org_a, roles, owner, make_gate
+):
+    client.force_login(owner)
+    added = client.post(
+        "/admin/owners/ownerrule/add/",
+        {
+            "organization": org_a.pk,
+            "event_type": "page.published",
+            "owner_role": roles["flow_owner"].pk,
+            "respond_minutes": 60,
+            "resolve_minutes": 480,
+            "position": 10,
+            "is_active": "on",
+        },
+        follow=True,
+    )
+    assert "Created inactive" in added.content.decode()
+    with scope(organization=org_a):
+        new_rule = OwnerRule.objects.get(organization=org_a, event_type="page.published")
+        acting = OwnerRule.objects.get(organization=org_a, event_type="")
+    assert new_rule.is_active is False  # routes nothing until a second admin approves
+    # The rule that routes today cannot be deleted; the inactive one can.
+    assert client.get(f"/admin/owners/ownerrule/{acting.pk}/delete/").status_code == 403
+    assert (
+        client.post(f"/admin/owners/ownerrule/{new_rule.pk}/delete/", {"post": "yes"}).status_code
+        == 302
+    )
+    gate = make_gate(CheckName.SCHEMA_CHECK)
+    assert client.get(f"/admin/gates/gate/{gate.pk}/delete/").status_code == 403
+    bulk = client.post(
+        "/admin/owners/ownerrule/",
+        {"action": "delete_selected", "_selected_action": [acting.pk], "post": "yes"},
+    )
+    assert bulk.status_code == 403  # Django's bulk delete checks each selected row
+    with scope(organization=org_a):
+        assert OwnerRule.objects.filter(pk=acting.pk).exists()
+        assert not OwnerRule.objects.filter(pk=new_rule.pk).exists()
