@@ -186,6 +186,10 @@ def is_admin(organization, user) -> bool:
     return Membership.objects.filter(organization=organization, user=user, role=Role.ADMIN).exists()
 
 
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
 def _candidate(target, fields: dict):
     """The target as it would be with ``fields``, checked as a form would; never saved."""
     allowed = FIELDS[kind_of(target)]
@@ -208,6 +212,8 @@ def _candidate(target, fields: dict):
                 raise ChangeError(str(exc), "invalid", STEPS) from None
             continue
         model = FOREIGN_KEYS.get(name)
+        if model is not None and value is not None and not _is_id(value):
+            raise ChangeError(f"{name} is an id (or null).", "invalid", name)
         if model is not None and value is not None:
             related = model.objects.filter(organization=target.organization_id, pk=value).first()
             if related is None:

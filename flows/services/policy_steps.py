@@ -12,6 +12,10 @@ from owners.models import EscalationStep, OwnerRole, WebhookEndpoint
 STEP_KEYS = ("position", "wait_minutes", "wait_kind", "action", "target_role", "people", "webhook")
 
 
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
 class StepError(ValueError):
     """A proposed step list that is not valid; the message names the step and the field."""
 
@@ -37,6 +41,10 @@ def clean(policy, steps) -> list[dict]:
             raise StepError(f"Step {index}: unknown keys {', '.join(sorted(unknown))}.")
         role = raw.get("target_role")
         webhook = raw.get("webhook")
+        people = raw.get("people") or []
+        ids = [value for value in (role, webhook) if value is not None]
+        if not isinstance(people, list) or not all(_is_id(value) for value in [*ids, *people]):
+            raise StepError(f"Step {index}: target_role, webhook and people are ids.")
         if (
             role is not None
             and not OwnerRole.objects.filter(organization=organization, pk=role).exists()
@@ -47,8 +55,7 @@ def clean(policy, steps) -> list[dict]:
             and not WebhookEndpoint.objects.filter(organization=organization, pk=webhook).exists()
         ):
             raise StepError(f"Step {index}: no such webhook.")
-        people = raw.get("people") or []
-        if not isinstance(people, list) or not set(people) <= members:
+        if not set(people) <= members:
             raise StepError(f"Step {index}: people are ids of this organization's members.")
         step = EscalationStep(
             organization_id=organization,

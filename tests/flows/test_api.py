@@ -7,6 +7,7 @@ from django_scopes import scope
 
 from flows.models import ChangeStatus
 from flows.services import changes, measures, runs
+from owners.models import OwnerRule
 from tests.flows.conftest import intake, sitemap
 
 pytestmark = pytest.mark.django_db
@@ -277,11 +278,46 @@ def test_an_admins_key_proposes_and_a_second_admins_key_approves(
         ),
         ({"kind": "rota", "target": "x", "fields": {"a": 1}}, "kind", "invalid_choice"),
         ({"kind": "flow", "target": "brief-to-live", "fields": {}}, "fields", "invalid"),
+        (
+            {"kind": "flow", "target": "brief-to-live", "fields": {"owner_role": [1]}},
+            "owner_role",
+            "invalid",
+        ),
+        (
+            {"kind": "owner_rule", "target": "RULE", "fields": {"escalation_policy": "x"}},
+            "escalation_policy",
+            "invalid",
+        ),
+        (
+            {
+                "kind": "escalation_policy",
+                "target": "POLICY",
+                "fields": {"steps": [{"people": [[1]]}]},
+            },
+            "steps",
+            "invalid",
+        ),
+        (
+            {
+                "kind": "escalation_policy",
+                "target": "POLICY",
+                "fields": {"steps": [{"target_role": "x", "action": "notify_role"}]},
+            },
+            "steps",
+            "invalid",
+        ),
     ],
 )
 def test_a_bad_proposal_is_a_400_naming_what_is_wrong(
-    org_a, flow, make_key, owner, body, field, code
+    org_a, flow, roles, make_key, owner, body, field, code
 ):
+    with scope(organization=org_a):
+        rule = OwnerRule.objects.get(organization=org_a)
+    body = {**body, "target": body.get("target", "")}
+    if body["target"] == "RULE":
+        body["target"] = str(rule.pk)
+    elif body["target"] == "POLICY":
+        body["target"] = str(rule.escalation_policy_id)
     _key, client = make_key(org_a, created_by=owner)
     response = client.post("/api/v1/changes", body, format="json")
     assert response.status_code == 400, response.json()
