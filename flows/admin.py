@@ -36,6 +36,23 @@ def _acting(obj) -> bool:
     return getattr(obj, "is_active", True)
 
 
+def _propose(request, stored, edited: dict) -> None:
+    """Propose an admin's edit of a governed row and say so; nothing is saved."""
+    try:
+        proposal = changes.propose(stored, edited, request.user, reason="Edited in the admin")
+    except changes.ChangeError as exc:
+        messages.error(request, f"Not saved: {exc}")
+        return None
+    url = reverse("change-detail", args=[stored.organization.slug, proposal.pk])
+    messages.warning(
+        request,
+        format_html(
+            'Not applied yet: <a href="{}">proposed</a>; a second admin must approve it.', url
+        ),
+    )
+    return None
+
+
 class GovernedAdminMixin:
     """``save_model`` for an existing governed row proposes the edit instead of saving it;
     a new one is saved switched off; one that acts cannot be deleted (nor, in a bulk
@@ -78,19 +95,7 @@ class GovernedAdminMixin:
             return super().save_model(request, obj, form, change)
         if not edited:
             return None
-        try:
-            proposal = changes.propose(stored, edited, request.user, reason="Edited in the admin")
-        except changes.ChangeError as exc:
-            messages.error(request, f"Not saved: {exc}")
-            return None
-        url = reverse("change-detail", args=[stored.organization.slug, proposal.pk])
-        messages.warning(
-            request,
-            format_html(
-                'Not applied yet: <a href="{}">proposed</a>; a second admin must approve it.', url
-            ),
-        )
-        return None
+        return _propose(request, stored, edited)
 
 
 @admin.register(Flow)
@@ -233,19 +238,7 @@ class GovernedEscalationPolicyAdmin(EscalationPolicyAdmin):
             edited[changes.STEPS] = steps
         if not edited:
             return None
-        try:
-            proposal = changes.propose(stored, edited, request.user, reason="Edited in the admin")
-        except changes.ChangeError as exc:
-            messages.error(request, f"Not saved: {exc}")
-            return None
-        url = reverse("change-detail", args=[stored.organization.slug, proposal.pk])
-        messages.warning(
-            request,
-            format_html(
-                'Not applied yet: <a href="{}">proposed</a>; a second admin must approve it.', url
-            ),
-        )
-        return None
+        return _propose(request, stored, edited)
 
 
 def _step(data: dict) -> dict:
