@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.services import trail
+from meshline.db import reading_to_the_end
 from reporting.models import DailyExport, ExportFormat
 from reporting.services import roi
 from reporting.services.attribution import settings_for
@@ -56,26 +57,30 @@ def export_rows(organization, day: date) -> Iterator[dict]:
         start,
         datetime.combine(day + timedelta(days=1), time(), tzinfo=organization.zone),
     ).order_by("deliverable_id")
-    for row in queryset.iterator(chunk_size=CHUNK):
-        ctr, position = roi.ratios(row)
-        yield {
-            "date": day,
-            "deliverable_id": row.deliverable_id,
-            "client_id": row.client.client_id,
-            "deliverable_type": row.type,
-            "lifecycle_state": row.state,
-            "gate_status": row.gate_status,
-            "open_tickets": row.open_tickets,
-            "impressions": row.impressions,
-            "clicks": row.clicks,
-            "ctr": ctr,
-            "position": position,
-            **{name: getattr(row, name) for name in roi.TOUCH_FIELDS},
-            "attribution_model": model,
-            "attributed_revenue": Decimal(row.attributed_revenue).quantize(Decimal("0.0001")),
-            "billed_amount": Decimal(row.billed_amount).quantize(Decimal("0.01")),
-            "billed_currency": row.billed_currency,
-        }
+    with reading_to_the_end():
+        yield from (_export_row(row, day, model) for row in queryset.iterator(chunk_size=CHUNK))
+
+
+def _export_row(row, day: date, model: str) -> dict:
+    ctr, position = roi.ratios(row)
+    return {
+        "date": day,
+        "deliverable_id": row.deliverable_id,
+        "client_id": row.client.client_id,
+        "deliverable_type": row.type,
+        "lifecycle_state": row.state,
+        "gate_status": row.gate_status,
+        "open_tickets": row.open_tickets,
+        "impressions": row.impressions,
+        "clicks": row.clicks,
+        "ctr": ctr,
+        "position": position,
+        **{name: getattr(row, name) for name in roi.TOUCH_FIELDS},
+        "attribution_model": model,
+        "attributed_revenue": Decimal(row.attributed_revenue).quantize(Decimal("0.0001")),
+        "billed_amount": Decimal(row.billed_amount).quantize(Decimal("0.01")),
+        "billed_currency": row.billed_currency,
+    }
 
 
 def write_csv(rows: Iterator[dict], out, progress: Callable[[int], None] | None = None) -> int:

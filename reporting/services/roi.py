@@ -8,6 +8,7 @@ from django.db.models import (
     Count,
     DecimalField,
     F,
+    FilteredRelation,
     FloatField,
     IntegerField,
     OuterRef,
@@ -47,15 +48,25 @@ def roi_queryset(
     ``active_only`` keeps deliverables with at least one fact in the period (the portal);
     the export passes False to write every deliverable, zeros included.
     """
-    in_period = Q(
-        attribution_facts__model=model,
-        attribution_facts__date__gte=since,
-        attribution_facts__date__lte=until,
+    # The period's facts are joined on their model and dates (LEFT JOIN ... ON), so each
+    # deliverable meets only its own facts of the period rather than every day it ever
+    # had: a day's export over 90 days of history joined all 90 before grouping
+    # (bench/reporting.py).
+    in_period = FilteredRelation(
+        "attribution_facts",
+        condition=Q(
+            # organization first, so the join can use the facts' (organization, model,
+            # date) index.
+            attribution_facts__organization=organization,
+            attribution_facts__model=model,
+            attribution_facts__date__gte=since,
+            attribution_facts__date__lte=until,
+        ),
     )
 
     def total(name, output=None):
         return Coalesce(
-            Sum(f"attribution_facts__{name}", filter=in_period),
+            Sum(f"period_facts__{name}"),
             Value(0),
             output_field=output or IntegerField(),
         )
@@ -65,24 +76,28 @@ def roi_queryset(
         queryset = queryset.filter(client=client)
     if deliverable_type:
         queryset = queryset.filter(type=deliverable_type)
-    queryset = queryset.annotate(
-        fact_days=Count("attribution_facts", filter=in_period),
-        impressions=total("impressions"),
-        clicks=total("clicks"),
-        weighted_position=Sum(
-            F("attribution_facts__position") * F("attribution_facts__impressions"),
-            filter=in_period & Q(attribution_facts__position__isnull=False),
-            output_field=FloatField(),
-        ),
-        positioned=Sum(
-            "attribution_facts__impressions",
-            filter=in_period & Q(attribution_facts__position__isnull=False),
-        ),
-        attributed_revenue=total(
-            "attributed_revenue", DecimalField(max_digits=18, decimal_places=4)
-        ),
-        **{name: total(name) for name in TOUCH_FIELDS},
-    ).annotate(touches=sum((F(name) for name in TOUCH_FIELDS[1:]), F(TOUCH_FIELDS[0])))
+    queryset = (
+        queryset.annotate(period_facts=in_period)
+        .annotate(
+            fact_days=Count("period_facts"),
+            impressions=total("impressions"),
+            clicks=total("clicks"),
+            weighted_position=Sum(
+                F("period_facts__position") * F("period_facts__impressions"),
+                filter=Q(period_facts__position__isnull=False),
+                output_field=FloatField(),
+            ),
+            positioned=Sum(
+                "period_facts__impressions",
+                filter=Q(period_facts__position__isnull=False),
+            ),
+            attributed_revenue=total(
+                "attributed_revenue", DecimalField(max_digits=18, decimal_places=4)
+            ),
+            **{name: total(name) for name in TOUCH_FIELDS},
+        )
+        .annotate(touches=sum((F(name) for name in TOUCH_FIELDS[1:]), F(TOUCH_FIELDS[0])))
+    )
     if active_only:
         queryset = queryset.filter(fact_days__gt=0)
     return queryset.select_related("client")

@@ -210,3 +210,38 @@ def test_a_replayed_old_touch_leaves_a_mismatch_opened_since_open(
     assert mismatches(org_a) == [("LP-3", MismatchStatus.OPEN, TicketStatus.OPEN)]
     assert replay_events(org_a, touch_ids).replayed == 1
     assert mismatches(org_a) == [("LP-3", MismatchStatus.OPEN, TicketStatus.OPEN)]
+
+
+def test_period_totals_count_only_that_periods_facts_of_that_model(org_a, pages):
+    """The ROI join keeps a deliverable's facts of the period under the model asked for:
+    other days and other models never add to it, and a deliverable whose only facts are
+    outside the period is listed with zeros by the export and left out by the portal."""
+    with scope(organization=org_a):
+        by_id = {d.deliverable_id: d for d in org_a.deliverables.all()}
+
+        def fact(key, day, model="last_touch", **numbers):
+            AttributionFact.objects.create(
+                organization=org_a, deliverable=by_id[key], date=day, model=model, **numbers
+            )
+
+        fact("LP-1", R, impressions=100, clicks=5, position=2.0, touches_visit=1)
+        fact("LP-1", date(2026, 4, 2), impressions=50, clicks=5, position=4.0)
+        fact("LP-1", date(2026, 3, 31), impressions=7000, clicks=70)
+        fact("LP-1", R, model="linear", impressions=9000, clicks=90)
+        fact("LP-2", date(2026, 3, 1), impressions=30, clicks=3)
+        day = {
+            r.deliverable_id: r
+            for r in roi.roi_queryset(org_a, "last_touch", R, R, active_only=False)
+        }
+        two_days = {
+            r.deliverable_id: r for r in roi.roi_queryset(org_a, "last_touch", R, date(2026, 4, 2))
+        }
+    assert (day["LP-1"].impressions, day["LP-1"].clicks, day["LP-1"].touches) == (100, 5, 1)
+    assert day["LP-1"].fact_days == 1
+    assert (day["LP-2"].impressions, day["LP-2"].fact_days) == (0, 0)
+    assert set(day) == {"LP-1", "LP-2", "LP-3"}
+    assert set(two_days) == {"LP-1"}
+    assert (two_days["LP-1"].impressions, two_days["LP-1"].clicks) == (150, 10)
+    assert two_days["LP-1"].fact_days == 2
+    # Impression-weighted over the period's days only: (100 x 2 + 50 x 4) / 150.
+    assert roi.ratios(two_days["LP-1"]) == (round(10 / 150, 6), round(400 / 150, 3))
