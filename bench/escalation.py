@@ -94,6 +94,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--force", action="store_true", help="reset the database even if its name lacks 'bench'"
     )
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="write a cProfile of the first timed pass of the largest case to PATH "
+        "(that pass is slower; its time is still counted)",
+    )
     args = parser.parse_args()
     if args.runs < 1 or args.tickets < 1 or args.due < 1 or args.due_large < 0:
         parser.error("--tickets, --due and --runs must be positive, --due-large >= 0")
@@ -418,7 +424,8 @@ def query_shape(sql: str) -> str:
 
 
 def sweep(organization, now, expected: int, capture: bool = False) -> tuple[float, list]:
-    """One timed pass; returns (seconds, captured SQL). Checks it escalated ``expected``."""
+    """One timed pass; returns (seconds, captured [(SQL, seconds)]). Checks it escalated
+    ``expected``."""
     from collections import deque
 
     from django.db import connection
@@ -432,7 +439,7 @@ def sweep(organization, now, expected: int, capture: bool = False) -> tuple[floa
         connection.queries_log = deque(maxlen=10_000_000)  # the default keeps only 9,000
         with CaptureQueriesContext(connection) as captured:
             done = escalate_due_tickets(organization, now=now)
-        captured_sql = [query["sql"] for query in captured.captured_queries]
+        captured_sql = [(query["sql"], float(query["time"])) for query in captured.captured_queries]
     else:
         done = escalate_due_tickets(organization, now=now)
     elapsed = time.perf_counter() - started
@@ -463,6 +470,7 @@ class Case:
         self.times: list[float] = []
         self.queries = -1
         self.mix: Counter = Counter()
+        self.mix_seconds: Counter = Counter()  # the database's time per query shape
         self.floor = not label.startswith("(c)")
         self.escalated_events = 0
         self.notifications = 0
@@ -485,13 +493,23 @@ def run_cases(world: dict, args, base, set_plan: list) -> tuple[list, dict]:
             idle.times.append(sweep(organization, base - timedelta(minutes=1), 0)[0])
         cases.append(idle)
         by_label: dict[str, Case] = {}
+        largest, profiled = max(due for _, due, _, _ in set_plan), False
         for label, due, k, timed in set_plan:
             case = by_label.get(label)
             if case is None:
                 case = by_label[label] = Case(label, due)
                 cases.append(case)
             events_before, notes_before = counts(organization)
+            profiler = None
+            if args.profile and timed and due == largest and not profiled:
+                import cProfile
+
+                profiler, profiled = cProfile.Profile(), True
+                profiler.enable()
             seconds, captured = sweep(organization, base + k * SET_SPACING, due, capture=not timed)
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
             events_after, notes_after = counts(organization)
             if events_after - events_before != due:
                 wrong(f"{label}: {events_after - events_before} trail entries for {due} tickets")
@@ -499,7 +517,9 @@ def run_cases(world: dict, args, base, set_plan: list) -> tuple[list, dict]:
                 case.times.append(seconds)
             else:
                 case.queries = len(captured)
-                case.mix = Counter(query_shape(sql) for sql in captured)
+                case.mix = Counter(query_shape(sql) for sql, _ in captured)
+                for sql, seconds in captured:
+                    case.mix_seconds[query_shape(sql)] += seconds
                 case.escalated_events = events_after - events_before
                 case.notifications = notes_after - notes_before
         fan_out = {"times": [], "found": 0}
@@ -568,6 +588,10 @@ def print_table(args, cases: list, fan_out: dict, setup_seconds: float) -> bool:
         if case.due:
             mix = ", ".join(f"{shape} {n:,}" for shape, n in case.mix.most_common(12))
             print(f"  query mix {case.label}: {mix}")
+            spent = ", ".join(
+                f"{shape} {seconds:.2f} s" for shape, seconds in case.mix_seconds.most_common(6)
+            )
+            print(f"  time in the database {case.label} (untimed pass): {spent}")
     with connection.cursor() as cursor:
         cursor.execute("SHOW autovacuum")
         autovacuum = cursor.fetchone()[0]

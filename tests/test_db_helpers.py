@@ -1,11 +1,80 @@
-"""meshline.db.reading_to_the_end."""
+"""meshline.bulk (rows written by COPY) and meshline.db.reading_to_the_end."""
+
+from datetime import UTC, datetime
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django_scopes import scope
 
+from deliveries.models import Event, EventSource
+from meshline import bulk
 from meshline.db import reading_to_the_end
+from owners.models import ChannelKind, Notification
 
 pytestmark = pytest.mark.django_db
+AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+
+def notification(org, key, **fields):
+    return Notification(
+        organization=org,
+        kind=ChannelKind.EMAIL,
+        address=f"{key}@a.example",
+        subject=f"About {key}",
+        body={"key": key, "nested": {"n": [1, 2]}, "text": "ünïcode\ttab\nline"},
+        dedupe_key=key,
+        **fields,
+    )
+
+
+def test_insert_gives_keys_and_stores_every_field_as_the_orm_reads_it(org_a):
+    with scope(organization=org_a):
+        rows = bulk.insert([notification(org_a, "n-1"), notification(org_a, "n-2")])
+        assert all(row.pk for row in rows) and rows[0].pk != rows[1].pk
+        assert not rows[0]._state.adding
+        stored = {n.dedupe_key: n for n in Notification.objects.filter(organization=org_a)}
+    assert set(stored) == {"n-1", "n-2"}
+    assert stored["n-1"].pk == rows[0].pk
+    assert stored["n-1"].body == {
+        "key": "n-1",
+        "nested": {"n": [1, 2]},
+        "text": "ünïcode\ttab\nline",
+    }
+    assert stored["n-2"].kind == ChannelKind.EMAIL and stored["n-2"].attempts == 0
+    assert stored["n-2"].created_at is not None  # auto_now_add is stamped
+
+
+def test_insert_of_a_taken_unique_key_raises_and_stores_nothing(org_a):
+    with scope(organization=org_a):
+        bulk.insert([notification(org_a, "taken")])
+        with pytest.raises(IntegrityError), transaction.atomic():
+            bulk.insert([notification(org_a, "fresh"), notification(org_a, "taken")])
+        keys = set(
+            Notification.objects.filter(organization=org_a).values_list("dedupe_key", flat=True)
+        )
+    assert keys == {"taken"}
+
+
+def test_insert_keeps_a_uuid_key_and_json_payload(org_a):
+    event = Event(
+        organization=org_a,
+        event_type="ticket.escalated",
+        idempotency_key="meshline:bulk:1",
+        content_digest="d" * 64,
+        actor_role="meshline",
+        actor_id="test",
+        occurred_at=AT,
+        received_at=AT,
+        payload={"level": 2, "why": None},
+        source=EventSource.MESHLINE,
+    )
+    given = event.pk
+    with scope(organization=org_a):
+        bulk.insert([event])
+        stored = Event.objects.get(organization=org_a, idempotency_key="meshline:bulk:1")
+    assert stored.pk == given
+    assert stored.payload == {"level": 2, "why": None}
+    assert stored.occurred_at == AT
 
 
 def cursor_fraction():

@@ -26,6 +26,7 @@ from deliveries.models import (
     EventSource,
     ProcessingStatus,
 )
+from meshline import bulk
 from meshline.extensions import trail_listeners
 
 
@@ -129,7 +130,7 @@ def record(
 
 
 def record_many(organization, entries: Sequence[Entry]) -> list[Event]:
-    """Append many entries in two INSERTs; returns the new rows.
+    """Append many entries in two COPYs (INSERTs off PostgreSQL); returns the new rows.
 
     Entries whose key is in the trail already are skipped, so a retried caller appends each
     once. Callers that may race on the same keys hold a lock on what the entries are about
@@ -150,8 +151,8 @@ def record_many(organization, entries: Sequence[Entry]) -> list[Event]:
             seen.add(entry.idempotency_key)
             events.append(entry.build(organization, now))
     with transaction.atomic():
-        Event.objects.bulk_create(events)
-        EventProcessing.objects.bulk_create([_processed(event, now) for event in events])
+        bulk.insert(events)
+        bulk.insert([_processed(event, now) for event in events])
         _notify(organization, events)
     return events
 

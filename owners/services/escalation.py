@@ -17,7 +17,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from deliveries.services import trail
-from owners.models import ACTIVE_STATUSES, OwnerRole, StepAction, Ticket, WebhookEndpoint
+from owners.models import (
+    ACTIVE_STATUSES,
+    BusinessCalendar,
+    OwnerRole,
+    StepAction,
+    Ticket,
+    WebhookEndpoint,
+)
 from owners.services import notifications
 from owners.services.schedules import calendar_spec, deadline, who_is_on_duty
 
@@ -42,35 +49,62 @@ def escalate_due_tickets(organization, now: datetime | None = None, limit: int =
     now = now or timezone.now()
     done = 0
     ids = due_ticket_ids(organization, now, limit)
+    lookups = _Lookups()  # one pass, one ``now``: looked up once for every chunk
     for start in range(0, len(ids), CHUNK):
-        done += _escalate_chunk(organization, ids[start : start + CHUNK], now)
+        done += _escalate_chunk(organization, ids[start : start + CHUNK], now, lookups)
     return done
 
 
-def _claim(organization, ids: list, now: datetime):
-    queryset = Ticket.objects.filter(
-        organization=organization,
-        pk__in=ids,
-        status__in=ACTIVE_STATUSES,
-        next_escalation_at__lte=now,
-    ).select_related("owner_role", "deliverable", "calendar")
+def _claim(organization, ids: list, now: datetime, lookups: "_Lookups"):
+    """Lock the claimable tickets among ``ids``. Roles and calendars, a handful shared by
+    thousands of tickets, come from ``lookups`` rather than a join per row, and the
+    ticket's context (a gate failure's detail) is not read: the sweep never uses it."""
+    queryset = (
+        Ticket.objects.filter(
+            organization=organization,
+            pk__in=ids,
+            status__in=ACTIVE_STATUSES,
+            next_escalation_at__lte=now,
+        )
+        .select_related("deliverable")
+        .defer("context", "closed_note")
+    )
     if connection.features.has_select_for_update_skip_locked:
         queryset = queryset.select_for_update(skip_locked=True, of=("self",))
-    return list(queryset)
+    tickets = list(queryset)
+    lookups.load_roles(organization, {ticket.owner_role_id for ticket in tickets})
+    lookups.load_calendars(organization, {ticket.calendar_id for ticket in tickets})
+    for ticket in tickets:
+        ticket.owner_role = lookups.roles[ticket.owner_role_id]
+        ticket.calendar = lookups.calendars.get(ticket.calendar_id)
+    return tickets
 
 
 @dataclass
 class _Lookups:
-    """What one chunk looks up at most once: calendars, deadlines, who is on duty per role,
-    roles, named people and webhooks. Every ticket of a chunk is handled at the same ``now``,
+    """What one pass looks up at most once: calendars, deadlines, who is on duty per role,
+    roles, named people and webhooks. Every ticket of a pass is handled at the same ``now``,
     so a deadline depends only on the calendar and the step's wait."""
 
     specs: dict = field(default_factory=dict)
     deadlines: dict = field(default_factory=dict)
     duty: dict = field(default_factory=dict)
     roles: dict = field(default_factory=dict)
+    calendars: dict = field(default_factory=dict)
     people: dict = field(default_factory=dict)
     webhooks: dict = field(default_factory=dict)
+
+    def load_roles(self, organization, ids: set) -> None:
+        wanted = ids - self.roles.keys()
+        if wanted:
+            self.roles.update(OwnerRole.objects.filter(organization=organization).in_bulk(wanted))
+
+    def load_calendars(self, organization, ids: set) -> None:
+        wanted = ids - self.calendars.keys() - {None}
+        if wanted:
+            self.calendars.update(
+                BusinessCalendar.objects.filter(organization=organization).in_bulk(wanted)
+            )
 
     def role(self, ticket: Ticket, role_id) -> OwnerRole | None:
         if role_id not in self.roles:
@@ -90,16 +124,18 @@ class _Lookups:
         return self.deadlines[key]
 
 
-def _escalate_chunk(organization, ids: list, now: datetime) -> int:
+def _escalate_chunk(
+    organization, ids: list, now: datetime, lookups: "_Lookups | None" = None
+) -> int:
     """Escalate the claimable tickets among ``ids``: a fixed number of queries per chunk.
 
     Notifications, trail entries and ticket updates are collected per ticket and written in
     bulk before the chunk commits; the notifications are queued once, after commit.
     """
-    lookups = _Lookups()
+    lookups = lookups or _Lookups()
     outbox = notifications.Outbox(organization.pk)
     with transaction.atomic():
-        tickets = _claim(organization, ids, now)
+        tickets = _claim(organization, ids, now, lookups)
         if not tickets:
             return 0
         entries: list[trail.Entry] = []

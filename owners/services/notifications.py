@@ -16,7 +16,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from meshline import outbound, telemetry
+from meshline import bulk, outbound, telemetry
 from owners.models import (
     ChannelKind,
     DeliveryStatus,
@@ -129,7 +129,7 @@ class Outbox:
         new = [row for key, row in rows.items() if key not in taken]
         try:
             with transaction.atomic():
-                Notification.objects.bulk_create(new)
+                bulk.insert(new)
             created = [row.pk for row in new]
         except IntegrityError:  # a concurrent writer took a key meanwhile: one by one
             created = [row.pk for row in new if _get_or_create(row)]
