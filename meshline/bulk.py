@@ -15,7 +15,7 @@ import json
 import time
 
 from django.db import connection, models
-from django.db.models.fields import AutoFieldMixin
+from django.db.models.fields import NOT_PROVIDED, AutoFieldMixin
 
 
 def insert(objs: list) -> list:
@@ -23,9 +23,9 @@ def insert(objs: list) -> list:
     if not objs:
         return objs
     model = type(objs[0])
-    if connection.vendor != "postgresql":
-        return model._default_manager.bulk_create(objs)
     fields = model._meta.concrete_fields
+    if connection.vendor != "postgresql" or not _copyable(fields, objs):
+        return model._default_manager.bulk_create(objs)
     auto = [f for f in fields if isinstance(f, AutoFieldMixin)]
     if auto:
         _draw_keys(model, auto[0], objs)
@@ -54,15 +54,31 @@ def insert(objs: list) -> list:
                     for name, convert in zip(attnames, converters, strict=True)
                 ]
             )
-    # Django's debug cursor logs the COPY when it opens: give that entry the whole time.
-    if connection.queries_logged and connection.queries_log:
-        entry = connection.queries_log[-1]
-        if entry["sql"] == sql:
-            entry["time"] = f"{time.monotonic() - started:.3f}"
+    note_copy_time(sql, started)
     for obj in objs:
         obj._state.adding = False
         obj._state.db = connection.alias
     return objs
+
+
+def _copyable(fields, objs: list) -> bool:
+    """COPY writes plain values: not a generated column, nor a value left to the
+    database's default (``db_default``) or given as an expression."""
+    if any(field.generated for field in fields):
+        return False
+    defaulted = [f.attname for f in fields if f.db_default is not NOT_PROVIDED]
+    return not any(
+        hasattr(obj.__dict__[name], "resolve_expression") for obj in objs for name in defaulted
+    )
+
+
+def note_copy_time(sql: str, started: float) -> None:
+    """Django's debug cursor logs a COPY when it opens, before a row is written: give that
+    entry the whole COPY's time (a second entry would count it twice)."""
+    if connection.queries_logged and connection.queries_log:
+        entry = connection.queries_log[-1]
+        if entry["sql"] == sql:
+            entry["time"] = f"{time.monotonic() - started:.3f}"
 
 
 def _draw_keys(model, field, objs: list) -> None:

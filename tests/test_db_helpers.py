@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django_scopes import scope
 
 from deliveries.models import Event, EventSource
@@ -94,3 +95,45 @@ def test_reading_to_the_end_plans_for_every_row_and_puts_the_setting_back():
             assert float(cursor_fraction()) == 1.0
             1 / 0  # noqa: B018
         assert cursor_fraction() == before  # undone with the block's savepoint
+
+
+def test_a_value_left_to_the_database_default_goes_through_bulk_create(org_a):
+    """COPY cannot write ``db_default``'s expression: such rows take the ORM's INSERT."""
+    from django.db.models import Value
+    from django.db.models.expressions import DatabaseDefault
+
+    from deliveries.models import EventProcessing
+
+    event = Event(
+        organization=org_a,
+        event_type="ticket.escalated",
+        idempotency_key="meshline:bulk:2",
+        content_digest="e" * 64,
+        actor_role="meshline",
+        actor_id="test",
+        occurred_at=AT,
+        received_at=AT,
+        payload={},
+        source=EventSource.MESHLINE,
+    )
+    field = EventProcessing._meta.get_field("replay_count")
+    with scope(organization=org_a), CaptureQueriesContext(connection) as captured:
+        bulk.insert([event])
+        bulk.insert(
+            [
+                EventProcessing(
+                    event=event,
+                    organization=org_a,
+                    enqueued_at=AT,
+                    replay_count=DatabaseDefault(Value(0), output_field=field),
+                )
+            ]
+        )
+        stored = EventProcessing.objects.get(event=event)
+    assert stored.replay_count == 0
+    writes = [
+        q["sql"].split()[0]
+        for q in captured.captured_queries
+        if "INSERT" in q["sql"] or q["sql"].startswith("COPY")
+    ]
+    assert writes == ["COPY", "INSERT"]

@@ -11,6 +11,7 @@ import time
 from django.db import connection
 
 from deliveries.models import Client, Deliverable, Event, EventProcessing, ProcessingStatus
+from meshline import bulk
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +172,7 @@ class PostgresStorage:
             with connection.wrap_database_errors, cursor.copy(self.copy_sql) as copy:
                 for row in rows:
                     copy.write_row(_with_json_payload(row))
-            # Django's debug cursor logs the COPY when it opens, before a row is written:
-            # give that entry the whole COPY's time (a second entry would count it twice).
-            if connection.queries_logged and connection.queries_log:
-                entry = connection.queries_log[-1]
-                if entry["sql"] == self.copy_sql:
-                    entry["time"] = f"{time.monotonic() - started:.3f}"
+            bulk.note_copy_time(self.copy_sql, started)
             cursor.execute(
                 self.insert_processing_sql,
                 [[row[0] for row in rows], organization.pk, pending, now],
