@@ -15,6 +15,7 @@ from deliveries.models import Deliverable, Event
 from deliveries.services import trail
 from flows.catalog import TEMPLATES
 from flows.models import OPEN_STATES, Flow, FlowRun, FlowTicketLink, Incident, LinkKind, RunState
+from meshline import bulk
 from owners.models import Priority, TicketSource
 from owners.services import owner_map
 from owners.services.schedules import calendar_for, calendar_spec, deadline
@@ -212,7 +213,7 @@ class _Changes:
         now = timezone.now()
         for run in self.moved.values():
             run.updated_at = now
-        FlowRun.objects.bulk_create(list(self.new.values()))
+        bulk.insert(list(self.new.values()))
         FlowRun.objects.bulk_update(list(self.moved.values()), self.FIELDS)
         for incident, run in self.paused:
             incident.paused_runs.add(run)

@@ -44,7 +44,7 @@ from gates.services.verdicts import (
     history_types,
     record_verdict,
 )
-from meshline import metrics, telemetry
+from meshline import bulk, metrics, telemetry
 from owners.models import ACTIVE_STATUSES
 
 # Checks too slow to hold a batch's transaction: each gets a task on its own queue.
@@ -192,7 +192,7 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]], settled=()) -> N
             ticket_id=ticket_id if outcome == Outcome.FAIL else None,
         )
         written.append((evaluation, result))
-    GateEvaluation.objects.bulk_create([evaluation for evaluation, _result in written])
+    bulk.insert([evaluation for evaluation, _result in written])
     count_verdicts(evaluation for evaluation, _result in written)
     metrics.observe_evaluated(
         (e.gate.check_name, e.event.received_at, e.evaluated_at) for e, _result in written

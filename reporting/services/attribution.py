@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
+from meshline import bulk
 from owners.models import TicketSource
 from owners.services import tickets
 from reporting.models import (
@@ -137,8 +138,8 @@ def compute_day(organization, day: date, *, now: datetime | None = None) -> DayR
     with transaction.atomic():
         AttributionFact.objects.filter(**org, date=day).delete()
         AttributionShare.objects.filter(**org, revenue__date=day).delete()
-        AttributionFact.objects.bulk_create(facts.values(), batch_size=2000)
-        AttributionShare.objects.bulk_create(shares, batch_size=2000)
+        bulk.insert(list(facts.values()))
+        bulk.insert(shares)
         opened, resolved = reconcile_mismatches(organization, day, window, now=now)
     return DayResult(day, len(facts), len(shares), opened, resolved)
 
