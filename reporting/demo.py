@@ -58,7 +58,11 @@ def after_events(organization) -> None:
             continue  # no touch ever: this page becomes an attribution mismatch
         for n in range(rng.randint(3, 12)):
             day = first + timedelta(days=rng.randint(0, DAYS - 1))
-            at = datetime.combine(day, time(rng.randint(8, 18)), tzinfo=organization.zone)
+            # Nothing dated after the seed runs: no touch, revenue or fact in the future.
+            at = min(
+                datetime.combine(day, time(rng.randint(8, 18)), tzinfo=organization.zone),
+                organization.created_at,
+            )
             kind = rng.choice(
                 ["visit", "visit", "visit", "mql", "sql", "opportunity", "closed_won"]
             )
@@ -79,7 +83,7 @@ def after_events(organization) -> None:
                 )
             )
             if kind == "closed_won":
-                won = at + timedelta(days=rng.randint(1, 10))
+                won = min(at + timedelta(days=rng.randint(1, 10)), organization.created_at)
                 events.append(
                     _event(
                         page,
@@ -103,7 +107,7 @@ def after_events(organization) -> None:
     ).values_list("event_id", flat=True)
     for event_id in list(pending):
         process_event(event_id)
-    for offset in range(DAYS + 10):
+    for offset in range(DAYS):
         attribution.compute_day(organization, first + timedelta(days=offset))
     # Last month's sample audit, one report already reviewed (drawn once: a re-seed finds it).
     month = audits.month_start(audits.month_start(last) - timedelta(days=1))
