@@ -2,8 +2,8 @@
 
 ``bulk_create`` compiles every value through the field's ``get_db_prep_save`` and sends the
 rows as ``UNNEST`` arrays that psycopg quotes in Python (client-side binding): for the
-escalation sweep's 10,000 trail entries and 15,000 notifications that was most of the pass
-(bench/escalation.py). COPY streams the same rows with psycopg's own adapters. The rows are
+escalation sweep's 10,000 trail entries and 15,000 notifications that was about a third of
+the pass under cProfile (bench/escalation.py --profile). COPY streams the same rows with psycopg's own adapters. The rows are
 ordinary unsaved model instances, so callers keep them (listeners, queued ids) exactly as
 after ``bulk_create``: auto-increment keys are drawn from the table's sequence first.
 
