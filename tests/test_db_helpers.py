@@ -56,19 +56,23 @@ def test_insert_of_a_taken_unique_key_raises_and_stores_nothing(org_a):
     assert keys == {"taken"}
 
 
-def test_insert_keeps_a_uuid_key_and_json_payload(org_a):
-    event = Event(
-        organization=org_a,
+def meshline_event(org, key, payload):
+    return Event(
+        organization=org,
         event_type="ticket.escalated",
-        idempotency_key="meshline:bulk:1",
+        idempotency_key=key,
         content_digest="d" * 64,
         actor_role="meshline",
         actor_id="test",
         occurred_at=AT,
         received_at=AT,
-        payload={"level": 2, "why": None},
+        payload=payload,
         source=EventSource.MESHLINE,
     )
+
+
+def test_insert_keeps_a_uuid_key_and_json_payload(org_a):
+    event = meshline_event(org_a, "meshline:bulk:1", {"level": 2, "why": None})
     given = event.pk
     with scope(organization=org_a):
         bulk.insert([event])
@@ -104,18 +108,7 @@ def test_a_value_left_to_the_database_default_goes_through_bulk_create(org_a):
 
     from deliveries.models import EventProcessing
 
-    event = Event(
-        organization=org_a,
-        event_type="ticket.escalated",
-        idempotency_key="meshline:bulk:2",
-        content_digest="e" * 64,
-        actor_role="meshline",
-        actor_id="test",
-        occurred_at=AT,
-        received_at=AT,
-        payload={},
-        source=EventSource.MESHLINE,
-    )
+    event = meshline_event(org_a, "meshline:bulk:2", {})
     field = EventProcessing._meta.get_field("replay_count")
     with scope(organization=org_a), CaptureQueriesContext(connection) as captured:
         bulk.insert([event])
