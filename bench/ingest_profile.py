@@ -39,7 +39,8 @@ STAGES = [
     ("deliveries/services/ingest/envelope.py", "validate_envelope", "  envelope validation"),
     ("deliveries/services/ingest/storage.py", "lookup", "  look-up (clients, keys, deliverables)"),
     ("deliveries/services/ingest/storage.py", "insert", "  INSERT of the event and its row"),
-    ("meshline/celery.py", "publish", "  publishing the processing task (after commit)"),
+    ("deliveries/services/processing.py", "dispatch_events", "  dispatch after commit"),
+    ("meshline/celery.py", "publish", "    publishing a task"),
 ]
 
 

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from deliveries.models import EventCount
-from deliveries.services import processing, throughput
+from deliveries.services import processing, throughput, wakeups
 from meshline.celery import TenantTask
 
 
@@ -17,6 +17,18 @@ from meshline.celery import TenantTask
 def process_events(*, organization, event_ids: list[str]) -> dict:
     """Process a chunk of events; one failing event does not block the rest."""
     return processing.process_batch(organization, event_ids)._asdict()
+
+
+@shared_task(
+    base=TenantTask,
+    name="deliveries.process_pending_events",
+    acks_late=True,
+    soft_time_limit=240,
+    time_limit=300,
+)
+def process_pending_events(*, organization) -> dict:
+    """A wake-up: process the events small requests left in the organization's list."""
+    return wakeups.drain(organization)._asdict()
 
 
 @shared_task(name="deliveries.sweep_unprocessed_events", acks_late=True, time_limit=120)

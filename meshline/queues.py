@@ -34,6 +34,7 @@ class Kind(StrEnum):
 ROUTES: dict[str, Kind] = {
     # deliveries
     "deliveries.process_events": Kind.PROCESSING,
+    "deliveries.process_pending_events": Kind.PROCESSING,
     "deliveries.sweep_unprocessed_events": Kind.PROCESSING,
     "deliveries.compact_event_counts": Kind.DEFAULT,
     "deliveries.compact_event_counts_for": Kind.DEFAULT,

@@ -276,6 +276,10 @@ MESHLINE_PROCESSING_BATCH_SIZE = env_int("MESHLINE_PROCESSING_BATCH_SIZE", 200, 
 # A large request's events go to this many tasks, split by deliverable, so that as many
 # workers process it side by side (match the processing workers' total concurrency).
 MESHLINE_PROCESSING_PARTITIONS = env_int("MESHLINE_PROCESSING_PARTITIONS", 4, minimum=1)
+# Small requests' events wait in a Redis list per organization and one task at a time is
+# woken to take them (deliveries/services/wakeups.py), instead of a task per request. Only
+# with a Redis broker; off, every request publishes its own task.
+MESHLINE_PROCESSING_COALESCE = env_bool("MESHLINE_PROCESSING_COALESCE", default=True)
 # Events still unprocessed after this long are reported as stuck (log and metric).
 MESHLINE_STUCK_AFTER_SECONDS = env_int("MESHLINE_STUCK_AFTER_SECONDS", 30 * 60, minimum=1)
 # The sweeper leaves fresh events to their after-commit task for this long.

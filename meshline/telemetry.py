@@ -24,6 +24,7 @@ when known, and ``trace_id``/``span_id`` are added to every log record (``Contex
 ``MESHLINE_LOG_FORMAT=json`` writes one JSON object per line (``JsonFormatter``).
 """
 
+import contextlib
 import contextvars
 import functools
 import logging
@@ -34,6 +35,7 @@ from types import MappingProxyType
 from django.db import transaction
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
 
 from meshline.env import ConfigError
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 PREFIX = "meshline."
 # Distinct values listed on a span that covers many events (a 500-event batch).
 MAX_LISTED = 100
+# Links on one span (the SDK's default limit, OTEL_SPAN_LINK_COUNT_LIMIT, is 128).
+MAX_LINKS = 128
 INSTRUMENTATIONS = ("django", "celery", "psycopg")
 
 # The keys known in this context, for log records: organization, deliverable_id, ...
@@ -304,6 +308,45 @@ def bind(fn: Callable) -> Callable:
             otel_context.detach(token)
 
     return bound
+
+
+_propagator = TraceContextTextMapPropagator()
+
+
+def traceparent() -> str:
+    """The W3C ``traceparent`` of the current span, to carry by hand ('' while tracing is
+    off or outside any span): work queued where no message header can take it."""
+    if _state["tracer"] is None:
+        return ""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+@contextlib.contextmanager
+def span_linked_to(name: str, traceparents: Iterable[str]):
+    """A span of its own that links to each trace in ``traceparents``: one unit of work
+    done for many requests (a coalesced batch) belongs to none of their traces alone, and
+    each of them can still find it. Unreadable values are skipped."""
+    if _state["tracer"] is None:
+        yield
+        return
+    links = []
+    for value in dict.fromkeys(t for t in traceparents if t):
+        context = trace.get_current_span(_propagator.extract({"traceparent": value}))
+        span_context = context.get_span_context()
+        if span_context.is_valid:
+            links.append(trace.Link(span_context))
+        if len(links) == MAX_LINKS:
+            break
+    keys = _keys.get()
+    token = _keys.set(keys)
+    attributes = {PREFIX + key: value for key, value in keys.items()}
+    try:
+        with _state["tracer"].start_as_current_span(name, links=links, attributes=attributes):
+            yield
+    finally:
+        _keys.reset(token)
 
 
 def on_commit(fn: Callable) -> None:

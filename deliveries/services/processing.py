@@ -42,13 +42,21 @@ def dispatch_events(
     Never raises: the events are committed and pending, so the sweeper will pick them up
     once the broker is back. An API request must not fail because Redis is down.
 
+    Fewer than ``PARTITION_MIN_EVENTS`` events (a single-event request) join the
+    organization's pending list instead, and one task at a time is woken to take them
+    (``wakeups``): with a Redis broker, unless MESHLINE_PROCESSING_COALESCE is off.
+
     ``deliverable_ids`` (one per event, when the caller knows them) split a large request
     by deliverable (``partitions``): its tasks then lock disjoint deliverables, and the
     workers taking them process side by side instead of skipping and then waiting for
     each other's deliverables.
     """
+    from deliveries.services import wakeups
     from deliveries.tasks import process_events
 
+    event_ids = [str(event_id) for event_id in event_ids]
+    if len(event_ids) < PARTITION_MIN_EVENTS and wakeups.enabled():
+        return wakeups.enqueue(organization_id, event_ids)
     for chunk in partitions(event_ids, deliverable_ids):
         if not process_events.publish(organization_id=organization_id, event_ids=chunk):
             return False  # the rest would fail the same way; all are left for the sweeper

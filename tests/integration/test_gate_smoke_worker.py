@@ -21,4 +21,4 @@ def test_gate_smoke_passes_with_a_real_worker_doing_the_work(worker):
     # The verdicts came from the worker process, not from this one.
     log = worker.log_since_mark()
     # Verdicts inside the processing batches; screenshots as heavy tasks of their own.
-    assert "gates.evaluate_heavy" in log and "deliveries.process_events" in log, log[-2000:]
+    assert "gates.evaluate_heavy" in log and "deliveries.process_pending_events" in log, log[-2000:]

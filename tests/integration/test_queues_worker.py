@@ -27,7 +27,10 @@ EVENTS = BATCHES * BATCH_SIZE + SINGLES
 # Two judged inside the processing batch; screenshots on the heavy queue, one task per event.
 GATES = (CheckName.SEO_TAGS_PRESENT, CheckName.SCHEMA_VERSION, CheckName.SCREENSHOT_REGRESSION)
 HEAVY = re.compile(r"gates\.evaluate_heavy\[[0-9a-f-]+\] succeeded")
-PROCESSED = re.compile(r"deliveries\.process_events\[[0-9a-f-]+\] succeeded .*'processed': (\d+)")
+# Batches go to process_events tasks; the single events to the wake-ups that take them.
+PROCESSED = re.compile(
+    r"deliveries\.process_(?:pending_)?events\[[0-9a-f-]+\] succeeded .*'processed': (\d+)"
+)
 
 
 def _page(event_body, n: int) -> dict:
@@ -97,6 +100,7 @@ def test_two_nodes_on_their_own_queues_process_a_burst_once(
     # (Both banners list every registered task; the tasks they received are these lines.)
     assert "Task gates.evaluate_heavy[" not in processing_log
     assert "Task deliveries.process_events[" not in rest_log
+    assert "Task deliveries.process_pending_events[" not in rest_log
     # The tasks' own accounts: each event counted as processed once in all, each heavy
     # check run once.
     wait_until(

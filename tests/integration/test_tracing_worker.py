@@ -80,6 +80,9 @@ class Collector:
                                 "trace_id": span.trace_id.hex(),
                                 "span_id": span.span_id.hex(),
                                 "parent_span_id": span.parent_span_id.hex(),
+                                "links": [
+                                    (link.trace_id.hex(), link.span_id.hex()) for link in span.links
+                                ],
                                 "attributes": {a.key: _value(a.value) for a in span.attributes},
                                 "resource": resource,
                             }
@@ -150,7 +153,7 @@ def test_one_trace_follows_an_event_from_the_api_into_the_worker(
     publish_span = next(
         s
         for s in web_spans.get_finished_spans()
-        if s.name == "apply_async/deliveries.process_events"
+        if s.name == "apply_async/deliveries.process_pending_events"
     )
     assert publish_span.context.trace_id == request_span.context.trace_id
     assert publish_span.parent.span_id == request_span.context.span_id
@@ -165,15 +168,24 @@ def test_one_trace_follows_an_event_from_the_api_into_the_worker(
         assert EventProcessing.objects.get(event_id=event_id).status == ProcessingStatus.PROCESSED
         assert GateEvaluation.objects.filter(event_id=event_id).count() == 2
 
-    [task_span] = collector.named("run/deliveries.process_events")
+    # A single event waits in its organization's list; the wake-up the request published
+    # takes it (deliveries/services/wakeups.py).
+    [task_span] = collector.named("run/deliveries.process_pending_events")
     assert task_span["trace_id"] == trace_id
     assert task_span["parent_span_id"] == _hex(publish_span.context.span_id, 16)
     assert task_span["resource"]["service.name"] == "meshline-worker"
     assert task_span["attributes"]["meshline.organization"] == "org-a"
 
+    # The drain serves every request whose events it took: it links to each of their
+    # traces (here the one request, whose trace it is also in).
+    [drain_span] = collector.named("meshline.process_pending")
+    assert drain_span["trace_id"] == trace_id
+    assert drain_span["parent_span_id"] == task_span["span_id"]
+    assert drain_span["links"] == [(trace_id, _hex(request_span.context.span_id, 16))]
+
     [batch_span] = collector.named("meshline.process_batch")
     assert batch_span["trace_id"] == trace_id
-    assert batch_span["parent_span_id"] == task_span["span_id"]
+    assert batch_span["parent_span_id"] == drain_span["span_id"]
     assert batch_span["attributes"]["meshline.organization"] == "org-a"
     assert batch_span["attributes"]["meshline.deliverable_id"] == "LP-2041"
     assert batch_span["attributes"]["meshline.event_type"] == "page.published"
@@ -199,6 +211,6 @@ def test_one_trace_follows_an_event_from_the_api_into_the_worker(
     succeeded = [
         r
         for r in records
-        if "deliveries.process_events" in r["message"] and "succeeded" in r["message"]
+        if "deliveries.process_pending_events" in r["message"] and "succeeded" in r["message"]
     ]
     assert succeeded and succeeded[0]["trace_id"] == trace_id, records[-5:]

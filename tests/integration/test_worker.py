@@ -81,8 +81,9 @@ def test_event_posted_through_api_is_processed_by_the_worker(
     assert processing.processed_at is not None
     assert deliverable.state == LifecycleState.PUBLISHED
     assert deliverable.url == "https://acme.example/lp/spring"
-    # The work happened in the worker process, not eagerly in this one.
-    assert "deliveries.process_events" in worker.log_since_mark()
+    # The work happened in the worker process, not eagerly in this one: the wake-up task
+    # that takes single events from the organization's list.
+    assert "deliveries.process_pending_events" in worker.log_since_mark()
     trail = api_a.get(f"/api/v1/events/{event_id}").json()
     assert trail["processing"]["status"] == ProcessingStatus.PROCESSED
 
@@ -118,28 +119,30 @@ def test_events_stored_while_broker_is_down_are_processed_after_a_sweep(
 
 
 @pytest.mark.worker
+@pytest.mark.parametrize("coalesce", [False, True])
 def test_duplicate_dispatch_is_processed_once_by_the_worker(
-    worker, publisher, api_a, org_a, client_acme, event_body
+    worker, publisher, api_a, org_a, client_acme, event_body, coalesce
 ):
     publisher.use(UNREACHABLE_BROKER)  # store only; we dispatch by hand below
     event_ids = _post_events(api_a, [_page(event_body, n) for n in range(2)])
     publisher.use(settings.REDIS_URL)
 
-    # At-least-once delivery: the after-commit task and a sweep may both arrive.
-    assert dispatch_events(org_a.pk, event_ids)
-    assert dispatch_events(org_a.pk, event_ids)
+    # At-least-once delivery: the after-commit task and a sweep may both arrive. Two
+    # tasks, or (coalesced) the same ids twice in the list of one wake-up.
+    with override_settings(MESHLINE_PROCESSING_COALESCE=coalesce):
+        assert dispatch_events(org_a.pk, event_ids)
+        assert dispatch_events(org_a.pk, event_ids)
 
     wait_processed(event_ids)
-    # One delivery did the work, the other found it done. (Other apps' steps may enqueue
-    # tasks of their own, so look for these two results, not a count of tasks.)
+    # One delivery did the work, the other found it done (coalesced: the wake-up took each
+    # id once). Other apps' steps may enqueue tasks of their own, so look for these
+    # results, not a count of tasks.
+    results = [
+        "'processed': 2, 'skipped': 0, 'failed': 0",
+        *([] if coalesce else ["'processed': 0, 'skipped': 2, 'failed': 0"]),
+    ]
     wait_until(
-        lambda: all(
-            result in worker.log_since_mark()
-            for result in (
-                "'processed': 2, 'skipped': 0, 'failed': 0",
-                "'processed': 0, 'skipped': 2, 'failed': 0",
-            )
-        ),
+        lambda: all(result in worker.log_since_mark() for result in results),
         PROCESS_TIMEOUT,
         message=lambda: f"both deliveries handled; worker log:\n{worker.log_since_mark()}",
     )
@@ -167,14 +170,23 @@ def test_beat_sweeps_events_stored_while_broker_was_down(
     assert "deliveries.sweep_unprocessed_events" in worker.log_since_mark()
 
 
+@pytest.mark.parametrize(
+    ("coalesce", "said"),
+    [
+        (True, "broker unreachable (Redis), 1 events left for the sweeper"),
+        (False, "deliveries.process_events: broker unreachable, left for the sweeper"),
+    ],
+)
 def test_ingest_answers_and_stores_when_broker_is_unreachable(
-    publisher, api_a, client_acme, event_body, django_capture_on_commit_callbacks, caplog
-):
+    publisher, api_a, client_acme, event_body, django_capture_on_commit_callbacks, caplog,
+    coalesce, said,
+):  # fmt: skip
     """Needs no servers: the broker is a closed port, and the event stays for the sweeper."""
     publisher.use(UNREACHABLE_BROKER)
     started = time.monotonic()
     with (
-        caplog.at_level(logging.WARNING, logger="meshline.celery"),
+        override_settings(MESHLINE_PROCESSING_COALESCE=coalesce),
+        caplog.at_level(logging.WARNING),
         django_capture_on_commit_callbacks(execute=True),
     ):
         response = api_a.post("/api/v1/events", event_body(), format="json")
@@ -183,7 +195,7 @@ def test_ingest_answers_and_stores_when_broker_is_unreachable(
     assert response.status_code == 202, response.json()
     assert elapsed < INGEST_DEADLINE
     # The after-commit dispatch was attempted, failed, and said so.
-    assert "deliveries.process_events: broker unreachable, left for the sweeper" in caplog.text
+    assert said in caplog.text
     assert _statuses([response.json()["id"]]) == {response.json()["id"]: ProcessingStatus.PENDING}
 
 
