@@ -19,7 +19,7 @@ from meshline import bulk
 from owners.models import Priority, TicketSource
 from owners.services import owner_map
 from owners.services.schedules import calendar_for, calendar_spec, deadline
-from owners.services.tickets import NoOwnerError, open_ticket
+from owners.services.tickets import TicketRequest, open_tickets
 
 log = logging.getLogger(__name__)
 
@@ -388,11 +388,17 @@ def _completed_entry(run: FlowRun) -> trail.Entry:
 # --- breaches -----------------------------------------------------------------------------
 
 
+# Runs breached in one transaction: their tickets, links and entries written together.
+BREACH_CHUNK = 200
+
+
 def breach_due_runs(organization, now: datetime | None = None, limit: int = 5000) -> int:
     """Breach every running run of the organization past its due time; count them.
 
-    Claimed one by one with ``FOR UPDATE SKIP LOCKED`` and re-checked under the lock (as
-    the escalation sweep does), so overlapping sweeps never breach a run twice.
+    Claimed in chunks with ``FOR UPDATE SKIP LOCKED`` and re-checked under the lock (as
+    the escalation sweep does), so overlapping sweeps never breach a run twice. A chunk's
+    tickets are opened together (``open_tickets``): a fixed number of statements per
+    chunk, not per run.
     """
     now = now or timezone.now()
     ids = list(
@@ -400,33 +406,42 @@ def breach_due_runs(organization, now: datetime | None = None, limit: int = 5000
         .order_by("due_at")
         .values_list("pk", flat=True)[:limit]
     )
-    done = 0
-    for pk in ids:
-        with transaction.atomic():
-            claim = FlowRun.objects.filter(
-                organization=organization, pk=pk, state=RunState.RUNNING, due_at__lte=now
-            ).select_related("flow__owner_role", "deliverable", "client", "organization")
-            if connection.features.has_select_for_update_skip_locked:
-                claim = claim.select_for_update(skip_locked=True, of=("self",))
-            run = claim.first()
-            if run is None:
-                continue  # another sweep has it, or an event moved it on
-            breach(run, now)
-            done += 1
-    return done
+    return sum(
+        _breach_chunk(organization, ids[start : start + BREACH_CHUNK], now)
+        for start in range(0, len(ids), BREACH_CHUNK)
+    )
 
 
-def breach(run: FlowRun, now: datetime) -> None:
-    """Mark the run breached (once) and open its one ticket with the runbook."""
-    run.state = RunState.BREACHED
-    run.breached_at = run.due_at
-    run.breached_on = run.due_for
-    run.due_at, run.due_for = None, ""
-    run.save()
-    _open_ticket(run, LinkKind.BREACH, run.breached_on, now)
+def _breach_chunk(organization, pks: list, now: datetime) -> int:
+    with transaction.atomic():
+        claim = (
+            FlowRun.objects.filter(
+                organization=organization, pk__in=pks, state=RunState.RUNNING, due_at__lte=now
+            )
+            .select_related("flow__owner_role", "deliverable__client", "client", "organization")
+            .order_by("pk")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            claim = claim.select_for_update(skip_locked=True, of=("self",))
+        runs = list(claim)  # the others: another sweep has them, or an event moved them on
+        for run in runs:
+            run.state = RunState.BREACHED
+            run.breached_at = run.due_at
+            run.breached_on = run.due_for
+            run.due_at, run.due_for = None, ""
+            run.updated_at = now
+        FlowRun.objects.bulk_update(
+            runs, ["state", "breached_at", "breached_on", "due_at", "due_for", "updated_at"]
+        )
+        _open_tickets(runs, LinkKind.BREACH, [run.breached_on for run in runs], now)
+    return len(runs)
 
 
 def _open_ticket(run: FlowRun, kind: str, event_type: str, now: datetime) -> None:
+    _open_tickets([run], kind, [event_type], now)
+
+
+def _ticket_request(run: FlowRun, kind: str, event_type: str) -> tuple[TicketRequest, dict]:
     flow = run.flow
     if kind == LinkKind.BREACH:
         title = f"{flow.name} breached for {run.deliverable.deliverable_id}: {event_type} overdue"
@@ -438,36 +453,59 @@ def _open_ticket(run: FlowRun, kind: str, event_type: str, now: datetime) -> Non
         )
         context = {"missing_fields": run.missing_fields}
     context.update({"flow": flow.slug, "run_id": str(run.pk), "runbook": flow.runbook})
-    try:
-        ticket, created = open_ticket(
-            run.organization,
-            source=TicketSource.FLOW,
-            source_key=f"flow-run:{run.pk}:{kind}",
-            title=title,
-            event_type=event_type,
-            deliverable=run.deliverable,
-            context=context,
-            priority=Priority.P2 if flow.affects_client_sla else Priority.P3,
-            at=now,
-            owner_role=flow.owner_role,
-        )
-    except NoOwnerError as exc:
-        # Nobody to route to: the run says why, and the owner map's warnings show the gap.
-        log.warning("flow run %s: %s", run.pk, exc)
-        FlowRun.objects.filter(pk=run.pk).update(note=str(exc)[:2000])
-        return
-    if created:
-        FlowTicketLink.objects.create(
-            organization=run.organization, ticket=ticket, run=run, kind=kind
-        )
-    trail.record(
-        run.organization,
-        "flow.breached" if kind == LinkKind.BREACH else "flow.exception",
-        key=f"flow-run:{run.pk}:{kind}",
+    request = TicketRequest(
+        source=TicketSource.FLOW,
+        source_key=f"flow-run:{run.pk}:{kind}",
+        title=title,
+        event_type=event_type,
         deliverable=run.deliverable,
-        occurred_at=run.breached_at if kind == LinkKind.BREACH else run.started_at,
-        payload={"flow": flow.slug, "run_id": str(run.pk), "ticket_id": str(ticket.pk), **context},
+        context=context,
+        priority=Priority.P2 if flow.affects_client_sla else Priority.P3,
+        owner_role=flow.owner_role,
     )
+    return request, context
+
+
+def _open_tickets(runs: list[FlowRun], kind: str, event_types: list[str], now: datetime) -> None:
+    """Open each run's one ticket (breach or exception) with the runbook, link it to the
+    run, and append the run's ``flow.breached``/``flow.exception`` entry, all together."""
+    if not runs:
+        return
+    organization = runs[0].organization
+    asked = [
+        _ticket_request(run, kind, event_type)
+        for run, event_type in zip(runs, event_types, strict=True)
+    ]
+    opened = open_tickets(organization, [request for request, _context in asked], at=now)
+    links, entries, unrouted = [], [], defaultdict(list)
+    for run, (_request, context), result in zip(runs, asked, opened, strict=True):
+        if result.ticket is None:
+            # Nobody to route to: the run says why, and the owner map's warnings show the gap.
+            log.warning("flow run %s: %s", run.pk, result.no_owner)
+            unrouted[result.no_owner[:2000]].append(run.pk)
+            continue
+        if result.created:
+            links.append(
+                FlowTicketLink(organization=organization, ticket=result.ticket, run=run, kind=kind)
+            )
+        entries.append(
+            trail.Entry(
+                "flow.breached" if kind == LinkKind.BREACH else "flow.exception",
+                f"flow-run:{run.pk}:{kind}",
+                {
+                    "flow": run.flow.slug,
+                    "run_id": str(run.pk),
+                    "ticket_id": str(result.ticket.pk),
+                    **context,
+                },
+                deliverable=run.deliverable,
+                occurred_at=run.breached_at if kind == LinkKind.BREACH else run.started_at,
+            )
+        )
+    for note, pks in unrouted.items():
+        FlowRun.objects.filter(pk__in=pks).update(note=note)
+    bulk.insert(links)
+    trail.record_many(organization, entries)
 
 
 def reschedule_open_runs(flow: Flow) -> int:

@@ -4,6 +4,7 @@ Every change is recorded in the trail and made under a row lock, so concurrent a
 (a person acknowledging while the sweep escalates) serialize instead of overwriting.
 """
 
+import copy
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from deliveries.services import trail
-from meshline import extensions
+from meshline import bulk, extensions
 from owners.models import (
     ACTIVE_STATUSES,
     Priority,
@@ -84,6 +85,148 @@ def _record(
     )
 
 
+@dataclass(frozen=True)
+class TicketRequest:
+    """One ticket to open, as ``open_ticket`` takes it (for ``open_tickets``)."""
+
+    source: str
+    source_key: str
+    title: str
+    event_type: str
+    deliverable: object = None
+    context: dict | None = None
+    priority: str = Priority.P3
+    owner_role: object = None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What became of one ``TicketRequest``: the ticket (new or the one already open for
+    its key), or, when no rule routes it, ``no_owner`` saying why and no ticket."""
+
+    ticket: Ticket | None
+    created: bool
+    no_owner: str = ""
+
+
+class _Routing:
+    """The owner map's rules, calendars and who is on duty, each read once: a sweep
+    opening a thousand tickets for three roles reads three rotas, not a thousand."""
+
+    def __init__(self, organization, now: datetime):
+        self.organization = organization
+        self.now = now
+        self._rules = None
+        self._resolutions: dict = {}
+        self._calendars: dict = {}
+        self._policies: dict = {}
+        self._duty: dict = {}
+
+    def resolution(self, event_type: str, deliverable):
+        client = deliverable.client if deliverable is not None else None
+        key = (event_type, client.tier if client else "", deliverable.type if deliverable else "")
+        if key not in self._resolutions:
+            if self._rules is None:
+                self._rules = owner_map.active_rules(self.organization)
+            self._resolutions[key] = owner_map.resolve(self.organization, *key, rules=self._rules)
+        return self._resolutions[key]
+
+    def policy(self, rule) -> dict:
+        """The rule's escalation policy as tickets keep it (a copy: each ticket its own)."""
+        if rule.pk not in self._policies:
+            self._policies[rule.pk] = (
+                rule.escalation_policy.snapshot()
+                if rule.escalation_policy
+                else {"steps": [], "repeat": 0}
+            )
+        return copy.deepcopy(self._policies[rule.pk])
+
+    def calendar(self, client):
+        key = client.pk if client is not None else None
+        if key not in self._calendars:
+            calendar = calendar_for(self.organization, client)
+            self._calendars[key] = (calendar, calendar_spec(calendar))
+        return self._calendars[key]
+
+    def duty(self, role):
+        if role.pk not in self._duty:
+            self._duty[role.pk] = who_is_on_duty(role, self.now)
+        return self._duty[role.pk]
+
+
+def _build(organization, request: TicketRequest, routing: _Routing):
+    """The unsaved ticket for ``request`` and who is on duty for it; NoOwnerError if no
+    rule routes it."""
+    deliverable = request.deliverable
+    client = deliverable.client if deliverable is not None else None
+    resolution = routing.resolution(request.event_type, deliverable)
+    rule = resolution.rule
+    if rule is None:
+        raise NoOwnerError(resolution.reasons[0])
+    now = routing.now
+    calendar, spec = routing.calendar(client)
+    policy = routing.policy(rule)
+    steps = policy["steps"]
+    role = request.owner_role or rule.owner_role
+    duty = routing.duty(role)
+    reasons = resolution.reasons + (
+        [f"Owned by {role.name}, the owner named by what opened it."] if request.owner_role else []
+    )
+    ticket = Ticket(
+        organization=organization,
+        source=request.source,
+        source_key=request.source_key,
+        title=request.title[:300],
+        deliverable=deliverable,
+        priority=request.priority,
+        owner_role=role,
+        assignee=duty.primary,
+        calendar=calendar,
+        rule_snapshot={**rule.snapshot(), "reasons": reasons},
+        policy_snapshot=policy,
+        context=request.context or {},
+        opened_at=now,
+        respond_due_at=deadline(spec, now, rule.respond_minutes, "business"),
+        resolve_due_at=deadline(spec, now, rule.resolve_minutes, "business"),
+        next_escalation_at=(
+            deadline(spec, now, steps[0]["wait_minutes"], steps[0]["wait_kind"]) if steps else None
+        ),
+    )
+    return ticket, duty, rule
+
+
+def _opened_entry(ticket: Ticket, duty, rule) -> trail.Entry:
+    return trail.Entry(
+        "ticket.opened",
+        f"ticket:{ticket.pk}:opened",
+        {
+            "ticket_id": str(ticket.pk),
+            "title": ticket.title,
+            "source": ticket.source,
+            "owner_role": ticket.owner_role.name,
+            "assignee": duty.primary.email if duty.primary else None,
+            "rule_id": rule.pk,
+            "respond_due_at": ticket.respond_due_at.isoformat(),
+            "resolve_due_at": ticket.resolve_due_at.isoformat(),
+        },
+        deliverable=ticket.deliverable,
+        actor_role=MESHLINE.role,
+        actor_id=MESHLINE.id,
+        occurred_at=ticket.opened_at,
+    )
+
+
+def _notify_opened(outbox: notifications.Outbox, ticket: Ticket, duty) -> None:
+    if duty.primary is not None:
+        outbox.notify(
+            ticket,
+            duty.primary,
+            f"[{ticket.get_priority_display()}] New ticket for {ticket.owner_role.name}: "
+            f"{ticket.title}",
+            dedupe_key=f"ticket:{ticket.pk}:opened:{duty.primary.pk}",
+        )
+
+
 def open_ticket(
     organization,
     *,
@@ -104,82 +247,106 @@ def open_ticket(
     ``owner_role`` (a flow's owner) takes the work instead of the map's role; the matching
     rule still sets the deadlines and the escalation policy.
     """
+    request = TicketRequest(
+        source, source_key, title, event_type, deliverable, context, priority, owner_role
+    )
     existing = Ticket.objects.filter(
         organization=organization, source=source, source_key=source_key
     ).first()
     if existing is not None:
         return existing, False
-    client = deliverable.client if deliverable is not None else None
-    resolution = owner_map.resolve(
-        organization,
-        event_type,
-        client.tier if client else "",
-        deliverable.type if deliverable else "",
-    )
-    rule = resolution.rule
-    if rule is None:
-        raise NoOwnerError(resolution.reasons[0])
-    now = at or timezone.now()
-    calendar = calendar_for(organization, client)
-    spec = calendar_spec(calendar)
-    policy = (
-        rule.escalation_policy.snapshot() if rule.escalation_policy else {"steps": [], "repeat": 0}
-    )
-    steps = policy["steps"]
-    role = owner_role or rule.owner_role
-    duty = who_is_on_duty(role, now)
-    ticket = Ticket(
-        organization=organization,
-        source=source,
-        source_key=source_key,
-        title=title[:300],
-        deliverable=deliverable,
-        priority=priority,
-        owner_role=role,
-        assignee=duty.primary,
-        calendar=calendar,
-        rule_snapshot={
-            **rule.snapshot(),
-            "reasons": resolution.reasons
-            + ([f"Owned by {role.name}, the owner named by what opened it."] if owner_role else []),
-        },
-        policy_snapshot=policy,
-        context=context or {},
-        opened_at=now,
-        respond_due_at=deadline(spec, now, rule.respond_minutes, "business"),
-        resolve_due_at=deadline(spec, now, rule.resolve_minutes, "business"),
-        next_escalation_at=(
-            deadline(spec, now, steps[0]["wait_minutes"], steps[0]["wait_kind"]) if steps else None
-        ),
-    )
+    ticket, duty, rule = _build(organization, request, _Routing(organization, at or timezone.now()))
     try:
         with transaction.atomic():
             ticket.save(force_insert=True)
-            _record(
-                ticket,
-                "ticket.opened",
-                "opened",
-                MESHLINE,
-                at=now,
-                source=source,
-                owner_role=role.name,
-                assignee=duty.primary.email if duty.primary else None,
-                rule_id=rule.pk,
-                respond_due_at=ticket.respond_due_at.isoformat(),
-                resolve_due_at=ticket.resolve_due_at.isoformat(),
+            entry = _opened_entry(ticket, duty, rule)
+            trail.record(
+                organization,
+                entry.event_type,
+                key=entry.key,
+                deliverable=entry.deliverable,
+                actor_role=entry.actor_role,
+                actor_id=entry.actor_id,
+                occurred_at=entry.occurred_at,
+                payload=entry.payload,
             )
-            if duty.primary is not None:
-                notifications.notify(
-                    ticket,
-                    duty.primary,
-                    f"[{ticket.get_priority_display()}] New ticket for {role.name}: {ticket.title}",
-                    dedupe_key=f"ticket:{ticket.pk}:opened:{duty.primary.pk}",
-                )
+            outbox = notifications.Outbox(organization.pk)
+            _notify_opened(outbox, ticket, duty)
+            outbox.flush()
     except IntegrityError:  # opened concurrently by a retried task: return that one
         return Ticket.objects.get(
             organization=organization, source=source, source_key=source_key
         ), False
     return ticket, True
+
+
+def open_tickets(
+    organization, requests: list[TicketRequest], *, at: datetime | None = None
+) -> list[Opened]:
+    """``open_ticket`` for many requests at once, with the same result as one by one, in
+    a fixed number of statements: one look-up of the keys already open, the routing read
+    once (``_Routing``), then the tickets, their ``ticket.opened`` entries and their
+    notifications each written together. A request whose key another writer opened
+    meanwhile makes the batch fall back to ``open_ticket`` one by one (which returns it).
+    Requests repeating a key get the first one's ticket.
+    """
+    if not requests:
+        return []
+    existing = {
+        (t.source, t.source_key): t
+        for t in Ticket.objects.filter(
+            organization=organization,
+            source__in={r.source for r in requests},
+            source_key__in={r.source_key for r in requests},
+        )
+    }
+    routing = _Routing(organization, at or timezone.now())
+    results: dict[tuple[str, str], Opened] = {}
+    new = []
+    for request in requests:
+        key = (request.source, request.source_key)
+        if key in results:
+            continue
+        if key in existing:
+            results[key] = Opened(existing[key], False)
+            continue
+        try:
+            ticket, duty, rule = _build(organization, request, routing)
+        except NoOwnerError as exc:
+            results[key] = Opened(None, False, str(exc))
+            continue
+        results[key] = Opened(ticket, True)
+        new.append((ticket, duty, rule))
+    try:
+        with transaction.atomic():
+            bulk.insert([ticket for ticket, _duty, _rule in new])
+            trail.record_many(organization, [_opened_entry(*opened) for opened in new])
+            outbox = notifications.Outbox(organization.pk)
+            for ticket, duty, _rule in new:
+                _notify_opened(outbox, ticket, duty)
+            outbox.flush()
+    except IntegrityError:  # a concurrent writer opened one of them: one by one
+        return [_open_alone(organization, request, routing.now) for request in requests]
+    return [results[(r.source, r.source_key)] for r in requests]
+
+
+def _open_alone(organization, request: TicketRequest, at: datetime) -> Opened:
+    try:
+        ticket, created = open_ticket(
+            organization,
+            source=request.source,
+            source_key=request.source_key,
+            title=request.title,
+            event_type=request.event_type,
+            deliverable=request.deliverable,
+            context=request.context,
+            priority=request.priority,
+            at=at,
+            owner_role=request.owner_role,
+        )
+    except NoOwnerError as exc:
+        return Opened(None, False, str(exc))
+    return Opened(ticket, created)
 
 
 def _locked(ticket: Ticket) -> Ticket:

@@ -1,12 +1,14 @@
 """Flow runs through the real pipeline: ingest -> processing step -> breach sweep."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_scopes import scope
 
 from deliveries.models import Event, EventProcessing, ProcessingStatus
 from flows.models import FlowRun, FlowTicketLink, LinkKind, RunState
 from flows.services import runs
-from owners.models import Ticket, TicketSource
+from owners.models import OwnerRule, Ticket, TicketSource
 from owners.services.escalation import escalate_due_tickets
 from tests.flows.conftest import approved, at, intake, published, sitemap
 
@@ -70,6 +72,51 @@ def test_breach_opens_exactly_one_ticket_for_the_flow_owner_with_the_runbook(
     with scope(organization=org_a):
         assert FlowTicketLink.objects.get(organization=org_a).run == run
         assert Event.objects.filter(organization=org_a, event_type="flow.breached").count() == 1
+
+
+def test_a_mass_breach_costs_the_same_statements_for_three_runs_or_nine(
+    org_a, client_acme, make_flow, publish, roles, member
+):
+    make_flow()
+    publish(org_a, *[intake(f"LP-{n}", minutes=0 if n < 3 else 10) for n in range(12)])
+
+    def sweep(minutes) -> tuple[int, int]:
+        with scope(organization=org_a), CaptureQueriesContext(connection) as queries:
+            breached = runs.breach_due_runs(org_a, now=at(minutes))
+        return breached, len(queries.captured_queries)
+
+    few, many = sweep(61), sweep(71)
+
+    assert (few[0], many[0]) == (3, 9)
+    assert few[1] == many[1]
+    with scope(organization=org_a):
+        links = {
+            link.run_id: link.ticket
+            for link in FlowTicketLink.objects.filter(organization=org_a).select_related("ticket")
+        }
+        breached = list(FlowRun.objects.filter(organization=org_a, state=RunState.BREACHED))
+        entries = Event.objects.filter(organization=org_a, event_type="flow.breached")
+        assert sorted(e.payload["run_id"] for e in entries) == sorted(str(r.pk) for r in breached)
+    assert len(breached) == 12 and set(links) == {r.pk for r in breached}
+    for run in breached:
+        ticket = links[run.pk]
+        assert ticket.source_key == f"flow-run:{run.pk}:breach"
+        assert ticket.owner_role == roles["flow_owner"] and ticket.assignee == member
+        assert ticket.deliverable_id == run.deliverable_id
+
+
+def test_a_breach_nobody_can_own_notes_why_on_the_run(org_a, client_acme, make_flow, publish):
+    make_flow(owner_role=None)
+    with scope(organization=org_a):
+        OwnerRule.objects.filter(organization=org_a).update(is_active=False)
+    publish(org_a, intake())
+
+    with scope(organization=org_a):
+        assert runs.breach_due_runs(org_a, now=at(61)) == 1
+        assert not Ticket.objects.filter(organization=org_a).exists()
+    run = _run(org_a)
+    assert run.state == RunState.BREACHED
+    assert run.note.startswith("No active rule matches event type 'asset.approved'")
 
 
 def test_breach_ticket_escalates_like_any_ticket(org_a, client_acme, make_flow, publish):
