@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
+from deliveries.models import Deliverable
 from meshline import bulk
 from owners.models import TicketSource
 from owners.services import tickets
@@ -206,12 +207,13 @@ def reconcile_mismatches(organization, day: date, window: int, *, now: datetime)
             organization=organization, status=MismatchStatus.OPEN
         ).select_related("deliverable__client", "ticket")
     }
-    opened = resolved = 0
-    for deliverable_id, impressions in with_impressions.items():
-        if deliverable_id in touched or deliverable_id in open_now:
-            continue
-        open_mismatch(organization, deliverable_id, day, window_start, impressions, now=now)
-        opened += 1
+    unexplained = {
+        deliverable_id: impressions
+        for deliverable_id, impressions in with_impressions.items()
+        if deliverable_id not in touched and deliverable_id not in open_now
+    }
+    opened = len(open_mismatches(organization, unexplained, day, window_start, now=now))
+    resolved = 0
     for deliverable_id in touched & open_now.keys():
         touch = (
             CrmTouch.objects.filter(organization=organization, deliverable_id=deliverable_id)
@@ -223,39 +225,67 @@ def reconcile_mismatches(organization, day: date, window: int, *, now: datetime)
     return opened, resolved
 
 
-def open_mismatch(organization, deliverable_id, day, window_start, impressions, *, now):
-    """A mismatch row and one forensics ticket through the owner map (none if nobody owns
-    ``crm.touch``: the mismatch still shows in the portal)."""
-    mismatch = AttributionMismatch.objects.create(
-        organization=organization,
-        deliverable_id=deliverable_id,
-        detected_on=day,
-        window_start=window_start,
-        impressions=impressions,
-    )
-    deliverable = mismatch.deliverable
-    try:
-        ticket, _ = tickets.open_ticket(
-            organization,
-            source=TicketSource.ATTRIBUTION,
-            source_key=f"attribution:{mismatch.pk}",
-            title=f"Attribution mismatch: {deliverable.deliverable_id} has impressions "
-            "but no CRM touch",
-            event_type="crm.touch",
-            deliverable=deliverable,
-            context={
-                "window": f"{window_start.isoformat()} .. {day.isoformat()}",
-                "impressions": impressions,
-                "url": deliverable.url,
-                "remediation": PLAYBOOK,
-            },
-            at=now,
+# Mismatches opened together: a first nightly run over a new search export opens thousands.
+MISMATCH_CHUNK = 500
+
+
+def open_mismatches(
+    organization, impressions: dict, day, window_start, *, now
+) -> list[AttributionMismatch]:
+    """A mismatch row for each deliverable id in ``impressions`` (id -> impressions in the
+    window) and one forensics ticket each through the owner map (none if nobody owns
+    ``crm.touch``: the mismatch still shows in the portal). Rows, tickets and their links
+    are written a chunk at a time (``tickets.open_tickets``), not one by one."""
+    ids = list(impressions)
+    opened = []
+    for start in range(0, len(ids), MISMATCH_CHUNK):
+        chunk = ids[start : start + MISMATCH_CHUNK]
+        deliverables = (
+            Deliverable.objects.filter(organization=organization)
+            .select_related("client")
+            .in_bulk(chunk)
         )
-    except tickets.NoOwnerError:
-        return mismatch
-    mismatch.ticket = ticket
-    mismatch.save(update_fields=["ticket"])
-    return mismatch
+        mismatches = bulk.insert(
+            [
+                AttributionMismatch(
+                    organization=organization,
+                    deliverable=deliverables[deliverable_id],
+                    detected_on=day,
+                    window_start=window_start,
+                    impressions=impressions[deliverable_id],
+                )
+                for deliverable_id in chunk
+            ]
+        )
+        results = tickets.open_tickets(
+            organization, [_forensics_ticket(m, day, window_start) for m in mismatches], at=now
+        )
+        routed = []
+        for mismatch, result in zip(mismatches, results, strict=True):
+            if result.ticket is not None:
+                mismatch.ticket = result.ticket
+                routed.append(mismatch)
+        AttributionMismatch.objects.bulk_update(routed, ["ticket"])
+        opened += mismatches
+    return opened
+
+
+def _forensics_ticket(mismatch: AttributionMismatch, day, window_start) -> tickets.TicketRequest:
+    deliverable = mismatch.deliverable
+    return tickets.TicketRequest(
+        source=TicketSource.ATTRIBUTION,
+        source_key=f"attribution:{mismatch.pk}",
+        title=f"Attribution mismatch: {deliverable.deliverable_id} has impressions "
+        "but no CRM touch",
+        event_type="crm.touch",
+        deliverable=deliverable,
+        context={
+            "window": f"{window_start.isoformat()} .. {day.isoformat()}",
+            "impressions": mismatch.impressions,
+            "url": deliverable.url,
+            "remediation": PLAYBOOK,
+        },
+    )
 
 
 def resolve_mismatches(touch: CrmTouch) -> int:

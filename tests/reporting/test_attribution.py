@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pyarrow.parquet as pq
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_scopes import scope
 
 from deliveries.models import Event
@@ -245,3 +247,46 @@ def test_period_totals_count_only_that_periods_facts_of_that_model(org_a, pages)
     assert two_days["LP-1"].fact_days == 2
     # Impression-weighted over the period's days only: (100 x 2 + 50 x 4) / 150.
     assert roi.ratios(two_days["LP-1"]) == (round(10 / 150, 6), round(400 / 150, 3))
+
+
+def test_mass_mismatches_cost_the_same_statements_for_three_or_nine(
+    org_a, pages, publish, owner_map
+):
+    first, later = [f"LP-{n}" for n in range(10, 13)], [f"LP-{n}" for n in range(13, 22)]
+    publish(org_a, *[search(ref, "2026-03-05", 100, 3) for ref in first])
+    publish(org_a, *[search(ref, "2026-03-06", 100, 3) for ref in later])
+
+    def reconcile(day) -> tuple[int, int]:
+        with scope(organization=org_a), CaptureQueriesContext(connection) as queries:
+            opened, _resolved = attribution.reconcile_mismatches(org_a, day, 30, now=NOW)
+        return opened, len(queries.captured_queries)
+
+    few, many = reconcile(date(2026, 3, 5)), reconcile(date(2026, 3, 6))
+
+    assert (few[0], many[0]) == (3, 9)  # the first three are open already on the 6th
+    assert few[1] == many[1]
+    with scope(organization=org_a):
+        opened = list(
+            AttributionMismatch.objects.filter(organization=org_a).select_related(
+                "ticket", "deliverable"
+            )
+        )
+        assert Event.objects.filter(organization=org_a, event_type="ticket.opened").count() == 12
+    assert sorted(m.deliverable.deliverable_id for m in opened) == sorted(first + later)
+    for mismatch in opened:
+        assert mismatch.ticket.source_key == f"attribution:{mismatch.pk}"
+        assert mismatch.ticket.deliverable_id == mismatch.deliverable_id
+        assert mismatch.ticket.context["impressions"] == 100
+        assert mismatch.ticket.owner_role.slug == "account-manager"
+
+
+def test_mismatches_nobody_owns_open_without_a_ticket(org_a, pages, publish):
+    publish(org_a, search("LP-1", "2026-03-05", 100, 3), search("LP-2", "2026-03-05", 7, 0))
+    with scope(organization=org_a):
+        result = attribution.compute_day(org_a, date(2026, 3, 5), now=NOW)
+        assert not Ticket.objects.filter(organization=org_a).exists()
+    assert result.mismatches_opened == 2
+    assert sorted(mismatches(org_a)) == [
+        ("LP-1", MismatchStatus.OPEN, None),
+        ("LP-2", MismatchStatus.OPEN, None),
+    ]
