@@ -21,6 +21,7 @@ from billing.services.errors import BillingError
 from billing.services.money import line_amount
 from deliveries.models import Event, EventSource, ProcessingStatus
 from deliveries.services import trail
+from meshline import bulk
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def on_batch_processed(batch) -> None:
         if agreement is None:
             unscoped.flag(event, deliverable)
         work.append((event, deliverable, agreement))
+    unscoped.open_tickets()
     if any(agreement is not None for _e, _d, agreement in work):
         Detection(batch.organization, work).run()
 
@@ -108,14 +110,15 @@ def _record_scope(event: Event, deliverable) -> None:
 
 
 class _Unscoped:
-    """Billable work with no agreement in force: one exception per deliverable and batch
-    (``flag_exception`` is idempotent per deliverable; this saves asking again)."""
+    """Billable work with no agreement in force: one exception per deliverable, the
+    batch's tickets opened together at the end (``open_tickets``)."""
 
     def __init__(self, organization, deliverables):
         self.organization = organization
         self.deliverables = deliverables
         self.flagged: set[int] | None = None
         self.settings = None
+        self.exceptions: list[tuple[Event, object, str]] = []
 
     def flag(self, event: Event, deliverable) -> None:
         if self.flagged is None:
@@ -125,9 +128,12 @@ class _Unscoped:
             return
         self.flagged.add(deliverable.pk)
         if self.settings is not None and self.settings.flag_unscoped_work:
-            flag_exception(
-                event, deliverable, "No scope agreement was in force when this happened."
+            self.exceptions.append(
+                (event, deliverable, "No scope agreement was in force when this happened.")
             )
+
+    def open_tickets(self) -> None:
+        _open_exceptions(self.organization, self.exceptions)
 
     def _flagged_before(self) -> set[int]:
         """Deliverables whose exception ticket exists already: one query for the batch."""
@@ -393,27 +399,46 @@ def _item_key(agreement, clause: str, event: Event) -> str:
 def flag_exception(event: Event, deliverable, reason: str) -> None:
     """Billable work nobody agreed to: a ticket through the owner map (once per deliverable),
     when the organization has billing configured and wants these flagged."""
-    from owners.models import TicketSource
-    from owners.services.tickets import NoOwnerError, open_ticket
-
     settings = BillingSettings.objects.filter(organization=event.organization_id).first()
     if settings is None or not settings.flag_unscoped_work:
         return
-    try:
-        ticket, opened = open_ticket(
-            event.organization,
-            source=TicketSource.BILLING,
-            source_key=unscoped_key(deliverable),
-            title=f"Billable work without a scope agreement on {deliverable.deliverable_id}",
-            event_type=event.event_type,
-            deliverable=deliverable,
-            context={"reason": reason, "event_id": str(event.pk)},
-            at=event.occurred_at,
-        )
-    except NoOwnerError as exc:
-        log.warning("billing exception for %s has no owner: %s", deliverable, exc)
+    _open_exceptions(event.organization, [(event, deliverable, reason)])
+
+
+def _open_exceptions(organization, exceptions: list[tuple[Event, object, str]]) -> None:
+    """The exception tickets of (event, deliverable, reason) triples, opened together, each
+    at its event's time, and linked to the event that opened it."""
+    from owners.models import TicketSource
+    from owners.services.tickets import TicketRequest, open_tickets
+
+    if not exceptions:
         return
-    if opened:
-        BillingTicketLink.objects.create(
-            organization=event.organization, ticket=ticket, event=event, deliverable=deliverable
-        )
+    opened = open_tickets(
+        organization,
+        [
+            TicketRequest(
+                source=TicketSource.BILLING,
+                source_key=unscoped_key(deliverable),
+                title=f"Billable work without a scope agreement on {deliverable.deliverable_id}",
+                event_type=event.event_type,
+                deliverable=deliverable,
+                context={"reason": reason, "event_id": str(event.pk)},
+                at=event.occurred_at,
+            )
+            for event, deliverable, reason in exceptions
+        ],
+    )
+    links = []
+    for (event, deliverable, _reason), result in zip(exceptions, opened, strict=True):
+        if result.ticket is None:
+            log.warning("billing exception for %s has no owner: %s", deliverable, result.no_owner)
+        elif result.created:
+            links.append(
+                BillingTicketLink(
+                    organization=organization,
+                    ticket=result.ticket,
+                    event=event,
+                    deliverable=deliverable,
+                )
+            )
+    bulk.insert(links)

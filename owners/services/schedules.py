@@ -104,22 +104,42 @@ class OnDuty:
 
 def who_is_on_duty(role: OwnerRole, at: datetime | None = None) -> OnDuty:
     """The person holding ``role`` at ``at`` (now by default), with their backup."""
-    at = at or timezone.now()
-    rota = (
-        Rota.objects.filter(organization=role.organization_id, role=role)
-        .prefetch_related("layers", "overrides")
-        .first()
-    )
-    if rota is None:
-        return OnDuty(role, None, None, None, None)
-    duty = rota_schedule.on_duty(rota_spec(rota), at)
-    # A rota names people by id; someone who has left the organization is on nobody's duty.
-    users = get_user_model().objects.filter(memberships__organization=role.organization_id)
-    users = users.in_bulk([p for p in (duty.primary, duty.backup) if p])
-    return OnDuty(
-        role,
-        users.get(duty.primary),
-        users.get(duty.backup),
-        duty.layer,
-        duty.shift_end if duty.primary is not None else None,
-    )
+    return DutyRoster(role).at(at or timezone.now())
+
+
+class DutyRoster:
+    """Who holds ``role`` at any moment, its rota read once: tickets opened together at
+    different moments (a batch's billing exceptions, each at its event's time) ask one
+    role many times."""
+
+    def __init__(self, role: OwnerRole):
+        self.role = role
+        rota = (
+            Rota.objects.filter(organization=role.organization_id, role=role)
+            .prefetch_related("layers", "overrides")
+            .first()
+        )
+        self.spec = rota_spec(rota) if rota is not None else None
+        self._people: dict = {}  # person id -> user, None once known to have left
+
+    def at(self, at: datetime) -> OnDuty:
+        if self.spec is None:
+            return OnDuty(self.role, None, None, None, None)
+        duty = rota_schedule.on_duty(self.spec, at)
+        self._load([p for p in (duty.primary, duty.backup) if p and p not in self._people])
+        return OnDuty(
+            self.role,
+            self._people.get(duty.primary),
+            self._people.get(duty.backup),
+            duty.layer,
+            duty.shift_end if duty.primary is not None else None,
+        )
+
+    def _load(self, ids: list) -> None:
+        """A rota names people by id; someone who has left the organization is on nobody's
+        duty."""
+        if not ids:
+            return
+        users = get_user_model().objects.filter(memberships__organization=self.role.organization_id)
+        found = users.in_bulk(ids)
+        self._people.update({pk: found.get(pk) for pk in ids})

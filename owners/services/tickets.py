@@ -20,7 +20,7 @@ from owners.models import (
     TicketStatus,
 )
 from owners.services import notifications, owner_map
-from owners.services.schedules import calendar_for, calendar_spec, deadline, who_is_on_duty
+from owners.services.schedules import DutyRoster, calendar_for, calendar_spec, deadline
 
 
 class TicketError(Exception):
@@ -97,6 +97,8 @@ class TicketRequest:
     context: dict | None = None
     priority: str = Priority.P3
     owner_role: object = None
+    # When it opens (deadlines, who is on duty), if not the moment the whole call names.
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -148,10 +150,10 @@ class _Routing:
             self._calendars[key] = (calendar, calendar_spec(calendar))
         return self._calendars[key]
 
-    def duty(self, role):
+    def duty(self, role, at: datetime):
         if role.pk not in self._duty:
-            self._duty[role.pk] = who_is_on_duty(role, self.now)
-        return self._duty[role.pk]
+            self._duty[role.pk] = DutyRoster(role)
+        return self._duty[role.pk].at(at)
 
 
 def _build(organization, request: TicketRequest, routing: _Routing):
@@ -163,12 +165,12 @@ def _build(organization, request: TicketRequest, routing: _Routing):
     rule = resolution.rule
     if rule is None:
         raise NoOwnerError(resolution.reasons[0])
-    now = routing.now
+    now = request.at or routing.now
     calendar, spec = routing.calendar(client)
     policy = routing.policy(rule)
     steps = policy["steps"]
     role = request.owner_role or rule.owner_role
-    duty = routing.duty(role)
+    duty = routing.duty(role, now)
     reasons = resolution.reasons + (
         [f"Owned by {role.name}, the owner named by what opened it."] if request.owner_role else []
     )
@@ -326,7 +328,9 @@ def open_tickets(
                 _notify_opened(outbox, ticket, duty)
             outbox.flush()
     except IntegrityError:  # a concurrent writer opened one of them: one by one
-        return [_open_alone(organization, request, routing.now) for request in requests]
+        return [
+            _open_alone(organization, request, request.at or routing.now) for request in requests
+        ]
     return [results[(r.source, r.source_key)] for r in requests]
 
 

@@ -3,6 +3,8 @@
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_scopes import scope
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,7 +20,8 @@ from billing.models import (
 from billing.services import BillingError, approvals, invoices
 from billing.services.money import totals
 from deliveries.models import Event
-from deliveries.services.processing import process_event
+from deliveries.services import ingest_events
+from deliveries.services.processing import process_batch, process_event
 from owners.models import Ticket
 from owners.services.tickets import Actor
 from tests.billing.conftest import at, changes, scope_event
@@ -115,6 +118,43 @@ def test_work_without_an_agreement_opens_an_exception_ticket(org_a, client_acme,
             "deliverable_id": "LP-9",
         }
     assert items(org_a) == []
+
+
+def test_unscoped_work_on_many_deliverables_opens_their_tickets_together(
+    org_a, client_acme, owner, publish
+):
+    with scope(organization=org_a):
+        make_calendar(org_a)
+        make_rule(org_a, make_role(org_a, people=[owner]))
+        BillingSettings.objects.create(organization=org_a)
+
+    def statements(refs, start) -> tuple[list, int]:
+        """Store the changes, then count the statements of processing them (one batch)."""
+        bodies = [e for n, ref in enumerate(refs) for e in changes(2, start=start + n, ref=ref)]
+        with scope(organization=org_a):
+            results = ingest_events(org_a, bodies)  # its after-commit dispatch never runs
+            with CaptureQueriesContext(connection) as queries:
+                done = process_batch(org_a, [r.event_id for r in results])
+        assert done.processed == len(bodies)
+        return results, len(queries.captured_queries)
+
+    (few, few_statements) = statements(["LP-1", "LP-2"], 1)
+    (many, many_statements) = statements([f"LP-{n}" for n in range(3, 9)], 10)
+
+    assert few_statements == many_statements
+    with scope(organization=org_a):
+        tickets = {
+            t.deliverable.deliverable_id: t
+            for t in Ticket.objects.filter(organization=org_a, source="billing").select_related(
+                "deliverable", "billing_link"
+            )
+        }
+    assert sorted(tickets) == sorted(f"LP-{n}" for n in range(1, 9))
+    # Each opened at its deliverable's first unscoped work, linked to that event.
+    firsts = [r.event_id for r in few[::2] + many[::2]]
+    assert sorted(str(t.billing_link.event_id) for t in tickets.values()) == sorted(firsts)
+    assert tickets["LP-2"].opened_at == at(2) and tickets["LP-8"].opened_at == at(15)
+    assert {t.assignee for t in tickets.values()} == {owner}
 
 
 def test_without_billing_settings_unscoped_work_is_left_alone(org_a, client_acme, publish):

@@ -78,10 +78,10 @@ def test_open_returns_existing_ticket_when_created_flag_is_false_on_retry(in_a, 
 
 def test_open_that_loses_a_race_returns_the_winners_ticket(in_a, role, monkeypatch, member):
     """A concurrent retry inserts the row between our lookup and our insert."""
-    real_who = tickets.who_is_on_duty
+    real_duty = tickets._Routing.duty
     winner = {}
 
-    def concurrent_insert(role_, at):
+    def concurrent_insert(routing, role_, at):
         winner["ticket"] = Ticket.objects.create(
             organization=in_a,
             source=TicketSource.INCIDENT,
@@ -90,9 +90,9 @@ def test_open_that_loses_a_race_returns_the_winners_ticket(in_a, role, monkeypat
             owner_role=role_,
             opened_at=at,
         )
-        return real_who(role_, at)
+        return real_duty(routing, role_, at)
 
-    monkeypatch.setattr(tickets, "who_is_on_duty", concurrent_insert)
+    monkeypatch.setattr(tickets._Routing, "duty", concurrent_insert)
     ticket, created = tickets.open_ticket(
         in_a,
         source=TicketSource.INCIDENT,
