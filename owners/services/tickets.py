@@ -257,29 +257,26 @@ def open_ticket(
     ).first()
     if existing is not None:
         return existing, False
-    ticket, duty, rule = _build(organization, request, _Routing(organization, at or timezone.now()))
+    built = _build(organization, request, _Routing(organization, at or timezone.now()))
     try:
-        with transaction.atomic():
-            ticket.save(force_insert=True)
-            entry = _opened_entry(ticket, duty, rule)
-            trail.record(
-                organization,
-                entry.event_type,
-                key=entry.key,
-                deliverable=entry.deliverable,
-                actor_role=entry.actor_role,
-                actor_id=entry.actor_id,
-                occurred_at=entry.occurred_at,
-                payload=entry.payload,
-            )
-            outbox = notifications.Outbox(organization.pk)
-            _notify_opened(outbox, ticket, duty)
-            outbox.flush()
+        _write(organization, [built])
     except IntegrityError:  # opened concurrently by a retried task: return that one
         return Ticket.objects.get(
             organization=organization, source=source, source_key=source_key
         ), False
-    return ticket, True
+    return built[0], True
+
+
+def _write(organization, built: list[tuple]) -> None:
+    """New tickets (``_build``'s triples), their ``ticket.opened`` entries and their
+    notifications, written together; IntegrityError if one's key was taken meanwhile."""
+    with transaction.atomic():
+        bulk.insert([ticket for ticket, _duty, _rule in built])
+        trail.record_many(organization, [_opened_entry(*triple) for triple in built])
+        outbox = notifications.Outbox(organization.pk)
+        for ticket, duty, _rule in built:
+            _notify_opened(outbox, ticket, duty)
+        outbox.flush()
 
 
 def open_tickets(
@@ -320,13 +317,7 @@ def open_tickets(
         results[key] = Opened(ticket, True)
         new.append((ticket, duty, rule))
     try:
-        with transaction.atomic():
-            bulk.insert([ticket for ticket, _duty, _rule in new])
-            trail.record_many(organization, [_opened_entry(*opened) for opened in new])
-            outbox = notifications.Outbox(organization.pk)
-            for ticket, duty, _rule in new:
-                _notify_opened(outbox, ticket, duty)
-            outbox.flush()
+        _write(organization, new)
     except IntegrityError:  # a concurrent writer opened one of them: one by one
         return [
             _open_alone(organization, request, request.at or routing.now) for request in requests
