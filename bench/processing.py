@@ -359,7 +359,7 @@ def measure(args) -> dict:
     return {
         "root": str(args.root),
         "events": accepted,
-        "mode": f"single x{args.concurrency}" if args.single else "batches of 500 x2",
+        "mode": f"single x{args.concurrency}" if args.single else "batch 500 x2",
         "ingest_seconds": sent - started,
         "ingest_rate": accepted / (sent - started),
         "processed_rate": len(rows) / (processed_last - started),

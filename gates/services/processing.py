@@ -33,7 +33,7 @@ from gates.models import (
     SitemapTimer,
 )
 from gates.services.sitemaps import DEFAULT_SITEMAP_HOURS, settle_sitemap_timers
-from gates.services.strictness import check_strictness, count_verdicts
+from gates.services.strictness import check_strictness_many, count_verdicts
 from gates.services.verdicts import (
     HISTORY_LIMIT,
     applies,
@@ -207,9 +207,10 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]], settled=()) -> N
             if evaluation.outcome == Outcome.FAIL
         ],
     )
-    for gate in judged_gates.values():
-        if gate.check_name != CheckName.SITEMAP_SYNC:  # passes cannot make it too strict
-            check_strictness(gate)
+    # Passes (a settled sitemap) cannot make a gate too strict.
+    check_strictness_many(
+        gate for gate in judged_gates.values() if gate.check_name != CheckName.SITEMAP_SYNC
+    )
 
 
 def _run_checks(organization, judged, done) -> list[tuple]:

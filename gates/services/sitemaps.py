@@ -12,7 +12,7 @@ from gates.models import (
     SitemapTimer,
     TimerStatus,
 )
-from gates.services.strictness import check_strictness
+from gates.services.strictness import check_strictness_many
 from gates.services.verdicts import record_verdict
 
 DEFAULT_SITEMAP_HOURS = 24
@@ -125,6 +125,5 @@ def expire_sitemap_timers(organization, now: datetime | None = None) -> int:
             expired += 1
     # Expiries are failures like any other: a sitemap gate failing too often must switch to
     # monitor too. (Settlements are passes: they cannot make a gate too strict.)
-    for gate in gates.values():
-        check_strictness(gate, now)
+    check_strictness_many(gates.values(), now)
     return expired

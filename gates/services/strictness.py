@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from gates.models import (
@@ -81,42 +81,88 @@ def compact(organization, now: datetime | None = None, chunk: int = COMPACT_CHUN
 def verdict_counts(gate: Gate, since: datetime) -> tuple[int, int]:
     """(evaluated, failed) enforced verdicts of ``gate`` at or after ``since``, errors left
     out: whole minutes from the counts, the minute ``since`` falls in from the evaluations."""
-    whole_minutes_from = _ceil_minute(since)
+    return verdict_counts_many({gate: since})[gate.pk]
+
+
+def verdict_counts_many(since_by_gate: dict) -> dict[int, tuple[int, int]]:
+    """``verdict_counts`` of several gates of one organization, each from its own moment,
+    in two statements: one aggregate over the counts and one over the edge minutes, with
+    a filtered sum per gate."""
+    if not since_by_gate:
+        return {}
+    organization_id = next(iter(since_by_gate)).organization_id
+    whole = {gate.pk: _ceil_minute(since) for gate, since in since_by_gate.items()}
     counted = GateVerdictCount.objects.filter(
-        organization=gate.organization_id, gate=gate, minute__gte=whole_minutes_from
-    ).aggregate(evaluated=Sum("evaluated"), failed=Sum("failed"))
-    total, failed = counted["evaluated"] or 0, counted["failed"] or 0
-    if whole_minutes_from > since:
+        organization=organization_id, gate__in=list(whole), minute__gte=min(whole.values())
+    ).aggregate(
+        **{
+            f"{kind}_{pk}": Sum(kind, filter=Q(gate=pk, minute__gte=start))
+            for pk, start in whole.items()
+            for kind in ("evaluated", "failed")
+        }
+    )
+    totals = {pk: [counted[f"evaluated_{pk}"] or 0, counted[f"failed_{pk}"] or 0] for pk in whole}
+    edges = {gate.pk: (since, whole[gate.pk]) for gate, since in since_by_gate.items()}
+    edges = {pk: (since, end) for pk, (since, end) in edges.items() if end > since}
+    if edges:
         edge = (
             GateEvaluation.objects.filter(
-                organization=gate.organization_id,
-                gate=gate,
+                organization=organization_id,
+                gate__in=list(edges),
                 mode=GateMode.ENFORCE,
-                evaluated_at__gte=since,
-                evaluated_at__lt=whole_minutes_from,
+                evaluated_at__gte=min(since for since, _end in edges.values()),
+                evaluated_at__lt=max(end for _since, end in edges.values()),
             )
             .exclude(outcome=Outcome.ERROR)
-            .aggregate(total=Count("pk"), failed=Count("pk", filter=Q(outcome__in=FAILED)))
+            .aggregate(
+                **{
+                    f"{name}_{pk}": Count("pk", filter=Q(gate=pk, **window) & extra)
+                    for pk, (since, end) in edges.items()
+                    for window in [{"evaluated_at__gte": since, "evaluated_at__lt": end}]
+                    for name, extra in (("total", Q()), ("failed", Q(outcome__in=FAILED)))
+                }
+            )
         )
-        total, failed = total + edge["total"], failed + edge["failed"]
-    return total, failed
+        for pk in edges:
+            totals[pk][0] += edge[f"total_{pk}"]
+            totals[pk][1] += edge[f"failed_{pk}"]
+    return {pk: (total, failed) for pk, (total, failed) in totals.items()}
 
 
 def check_strictness(gate: Gate, now: datetime | None = None) -> bool:
     """Switch an enforced gate failing too often to monitor and open a triage ticket."""
+    return bool(check_strictness_many([gate], now))
+
+
+def check_strictness_many(gates, now: datetime | None = None) -> list[Gate]:
+    """``check_strictness`` for the gates a batch judged (one organization's): their rates
+    read in three statements whatever their number; returns the gates switched."""
     now = now or timezone.now()
-    if gate.mode != GateMode.ENFORCE:
-        return False
+    enforced = {gate.pk: gate for gate in gates if gate.mode == GateMode.ENFORCE}
+    if not enforced:
+        return []
     since = now - WINDOW
-    # Count from the latest restore: the failures that tripped the gate must not trip it
+    # Count from the latest restore: the failures that tripped a gate must not trip it
     # again on the next evaluation. Evaluations made while it was not enforced are left out.
-    last_not_enforced = (
-        gate.history.filter(history_date__gte=since)
+    last_not_enforced = dict(
+        Gate.history.filter(
+            organization_id=next(iter(enforced.values())).organization_id,
+            id__in=list(enforced),
+            history_date__gte=since,
+        )
         .exclude(mode=GateMode.ENFORCE)
-        .values_list("history_date", flat=True)
-        .first()
+        .order_by()
+        .values("id")
+        .annotate(last=Max("history_date"))
+        .values_list("id", "last")
     )
-    total, failed = verdict_counts(gate, max(since, last_not_enforced or since))
+    counts = verdict_counts_many(
+        {gate: max(since, last_not_enforced.get(pk) or since) for pk, gate in enforced.items()}
+    )
+    return [gate for pk, gate in enforced.items() if _switch_if_too_strict(gate, *counts[pk], now)]
+
+
+def _switch_if_too_strict(gate: Gate, total: int, failed: int, now: datetime) -> bool:
     if total < gate.min_evaluations or failed / total <= gate.max_fail_rate:
         return False
     with transaction.atomic():

@@ -9,6 +9,8 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_scopes import scope
 
@@ -746,6 +748,38 @@ def test_strictness_reads_whole_minutes_from_the_counts_and_the_edge_from_evalua
         # Days later the folded minutes are dropped: nothing reads them any more.
         strictness.compact(org_a, now=start + timedelta(days=3))
         assert not GateVerdictCount.objects.filter(organization=org_a).exists()
+
+
+def test_strictness_of_a_batchs_gates_is_read_at_once_each_from_its_own_moment(
+    org_a, client_acme, owner_map, make_gate, publish
+):
+    """Two gates judging the same pages, counted from different moments in one call: each
+    gets its own numbers, and the rates of any number of gates cost three statements."""
+    from gates.services import strictness
+
+    lenient = {"min_evaluations": 5, "max_fail_rate": 0.9}  # counted, never switched here
+    first = make_gate(CheckName.SCHEMA_CHECK, slug="schema-a", **lenient)
+    second = make_gate(CheckName.SCHEMA_CHECK, slug="schema-b", **lenient)
+    third = make_gate(CheckName.SEO_TAGS_PRESENT, slug="seo", **lenient)
+    start = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=2)
+    with time_machine.travel(start + timedelta(seconds=10), tick=False):
+        _publish_pages(org_a, publish, ["missing_jsonld.html"])
+    with time_machine.travel(start + timedelta(seconds=50), tick=False):
+        _publish_pages(org_a, publish, ["missing_jsonld.html"], start=1)
+    with time_machine.travel(start + timedelta(minutes=5), tick=False):
+        _publish_pages(org_a, publish, ["product_landing.html"] * 2, start=2)
+
+    with scope(organization=org_a):
+        since = start + timedelta(seconds=30)
+        with CaptureQueriesContext(connection) as counting:
+            counts = strictness.verdict_counts_many({first: since, second: start})
+        assert counts == {first.pk: (3, 1), second.pk: (4, 2)}
+        assert len(counting.captured_queries) == 2
+        with CaptureQueriesContext(connection) as one:
+            assert strictness.check_strictness_many([first]) == []
+        with CaptureQueriesContext(connection) as three:
+            assert strictness.check_strictness_many([first, second, third]) == []
+    assert len(one.captured_queries) == len(three.captured_queries) == 3
 
 
 def test_a_gate_switches_to_monitor_even_when_no_owner_rule_can_take_the_triage(
