@@ -5,7 +5,7 @@ Every change is recorded in the trail and made under a row lock, so concurrent a
 """
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -250,20 +250,21 @@ def open_ticket(
     rule still sets the deadlines and the escalation policy.
     """
     request = TicketRequest(
-        source, source_key, title, event_type, deliverable, context, priority, owner_role
+        source, source_key, title, event_type, deliverable, context, priority, owner_role, at
     )
-    existing = Ticket.objects.filter(
-        organization=organization, source=source, source_key=source_key
-    ).first()
+    return _open_one(organization, request)
+
+
+def _open_one(organization, request: TicketRequest) -> tuple[Ticket, bool]:
+    key = {"source": request.source, "source_key": request.source_key}
+    existing = Ticket.objects.filter(organization=organization, **key).first()
     if existing is not None:
         return existing, False
-    built = _build(organization, request, _Routing(organization, at or timezone.now()))
+    built = _build(organization, request, _Routing(organization, request.at or timezone.now()))
     try:
         _write(organization, [built])
     except IntegrityError:  # opened concurrently by a retried task: return that one
-        return Ticket.objects.get(
-            organization=organization, source=source, source_key=source_key
-        ), False
+        return Ticket.objects.get(organization=organization, **key), False
     return built[0], True
 
 
@@ -327,18 +328,7 @@ def open_tickets(
 
 def _open_alone(organization, request: TicketRequest, at: datetime) -> Opened:
     try:
-        ticket, created = open_ticket(
-            organization,
-            source=request.source,
-            source_key=request.source_key,
-            title=request.title,
-            event_type=request.event_type,
-            deliverable=request.deliverable,
-            context=request.context,
-            priority=request.priority,
-            at=at,
-            owner_role=request.owner_role,
-        )
+        ticket, created = _open_one(organization, replace(request, at=at))
     except NoOwnerError as exc:
         return Opened(None, False, str(exc))
     return Opened(ticket, created)
