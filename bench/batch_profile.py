@@ -14,7 +14,6 @@ time), then under cProfile. bench/processing.py measures the same work in a real
 beside ingestion; this says which step to make cheaper.
 """
 
-import argparse
 import cProfile
 import os
 import pstats
@@ -30,23 +29,17 @@ sys.path.insert(0, str(HERE.parent))
 
 from ingest import make_deliverables, make_event  # noqa: E402
 from processing import SETUP  # noqa: E402
-from support import flush_redis, reset_database  # noqa: E402
+from support import flush_redis, fresh_services, profiler_arguments  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/meshline_bench_batch_profile"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = profiler_arguments(__doc__, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL)
     parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--top", type=int, default=0, help="also print the top N by cumtime")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
-
-    reset_database(args.database_url, args.force)
-    flush_redis(args.redis_url)
+    fresh_services(args)
     os.environ.update(
         DATABASE_URL=args.database_url,
         CELERY_BROKER_URL=args.redis_url,

@@ -12,7 +12,6 @@ request, and the functions that matter per request (cumulative ms). bench/ingest
 measures the same path over HTTP with concurrency; this says what to make cheaper.
 """
 
-import argparse
 import cProfile
 import json
 import os
@@ -27,7 +26,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from ingest import make_deliverables, make_event, setup_tenant  # noqa: E402
-from support import flush_redis, reset_database  # noqa: E402
+from support import flush_redis, fresh_services, profiler_arguments  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/meshline_bench_ingest_profile"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
@@ -45,16 +44,10 @@ STAGES = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = profiler_arguments(__doc__, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL)
     parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--top", type=int, default=0, help="also print the top N by cumtime")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
-
-    reset_database(args.database_url, args.force)
-    flush_redis(args.redis_url)
+    fresh_services(args)
     os.environ["CELERY_BROKER_URL"] = args.redis_url
     os.environ["MESHLINE_API_RATE"] = "100000000/day"
     os.environ["MESHLINE_LOG_LEVEL"] = "WARNING"

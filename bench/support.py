@@ -4,6 +4,7 @@ Everything here talks to 127.0.0.1 only. A bench script imports it as ``support`
 directory is first on ``sys.path`` when it runs as ``python bench/<name>.py``).
 """
 
+import argparse
 import http.client
 import os
 import signal
@@ -79,6 +80,24 @@ def flush_redis(url: str) -> None:
         redis.Redis.from_url(url, socket_connect_timeout=1).flushdb()
     except Exception as exc:  # the caller decides whether Redis was needed
         print(f"  (could not flush {url}: {exc})")
+
+
+def profiler_arguments(doc: str, database_url: str, redis_url: str) -> argparse.ArgumentParser:
+    """The options every in-process profiler shares (ingest_profile.py, batch_profile.py):
+    its own database and Redis, reset by ``fresh_services``, and how much of cProfile to
+    print."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--top", type=int, default=0, help="also print the top N by cumtime")
+    parser.add_argument("--database-url", default=database_url)
+    parser.add_argument("--redis-url", default=redis_url)
+    parser.add_argument("--force", action="store_true", help="reset even if it looks in use")
+    return parser
+
+
+def fresh_services(args) -> None:
+    """Empty the profiler's database and Redis database before it runs."""
+    reset_database(args.database_url, args.force)
+    flush_redis(args.redis_url)
 
 
 def free_port() -> int:

@@ -199,18 +199,25 @@ def traced(name: str) -> Callable:
         def wrapper(*args, **kwargs):
             if _state["tracer"] is None:
                 return fn(*args, **kwargs)
-            keys = _keys.get()
-            token = _keys.set(keys)
-            attributes = {PREFIX + key: value for key, value in keys.items()}
-            try:
-                with _state["tracer"].start_as_current_span(name, attributes=attributes):
-                    return fn(*args, **kwargs)
-            finally:
-                _keys.reset(token)
+            with _span(name):
+                return fn(*args, **kwargs)
 
         return wrapper
 
     return decorate
+
+
+@contextlib.contextmanager
+def _span(name: str, links=()):
+    """A span started with the keys known around it; keys tagged inside stay inside."""
+    keys = _keys.get()
+    token = _keys.set(keys)
+    attributes = {PREFIX + key: value for key, value in keys.items()}
+    try:
+        with _state["tracer"].start_as_current_span(name, links=links, attributes=attributes):
+            yield
+    finally:
+        _keys.reset(token)
 
 
 class scoped_keys:
@@ -339,14 +346,8 @@ def span_linked_to(name: str, traceparents: Iterable[str]):
             links.append(trace.Link(span_context))
         if len(links) == MAX_LINKS:
             break
-    keys = _keys.get()
-    token = _keys.set(keys)
-    attributes = {PREFIX + key: value for key, value in keys.items()}
-    try:
-        with _state["tracer"].start_as_current_span(name, links=links, attributes=attributes):
-            yield
-    finally:
-        _keys.reset(token)
+    with _span(name, links):
+        yield
 
 
 def on_commit(fn: Callable) -> None:

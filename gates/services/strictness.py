@@ -114,19 +114,22 @@ def verdict_counts_many(since_by_gate: dict) -> dict[int, tuple[int, int]]:
                 evaluated_at__lt=max(end for _since, end in edges.values()),
             )
             .exclude(outcome=Outcome.ERROR)
-            .aggregate(
-                **{
-                    f"{name}_{pk}": Count("pk", filter=Q(gate=pk, **window) & extra)
-                    for pk, (since, end) in edges.items()
-                    for window in [{"evaluated_at__gte": since, "evaluated_at__lt": end}]
-                    for name, extra in (("total", Q()), ("failed", Q(outcome__in=FAILED)))
-                }
-            )
+            .aggregate(**_edge_counts(edges))
         )
         for pk in edges:
             totals[pk][0] += edge[f"total_{pk}"]
             totals[pk][1] += edge[f"failed_{pk}"]
     return {pk: (total, failed) for pk, (total, failed) in totals.items()}
+
+
+def _edge_counts(edges: dict) -> dict:
+    """Per gate, its evaluations in [since, end) and the failed ones among them."""
+    counts = {}
+    for pk, (since, end) in edges.items():
+        in_edge = Q(gate=pk, evaluated_at__gte=since, evaluated_at__lt=end)
+        counts[f"total_{pk}"] = Count("pk", filter=in_edge)
+        counts[f"failed_{pk}"] = Count("pk", filter=in_edge & Q(outcome__in=FAILED))
+    return counts
 
 
 def check_strictness(gate: Gate, now: datetime | None = None) -> bool:
