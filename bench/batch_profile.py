@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/batch_profile.py                  # 2,000 events, batches of 200
     .venv/bin/python bench/batch_profile.py --events 1000 --top 40
+    .venv/bin/python bench/batch_profile.py --statements gates.evaluate   # what it runs
 
 Resets ``meshline_bench_batch_profile`` (PostgreSQL on 127.0.0.1) and configures an
 organization as bench/processing.py does (every ``demo_configure`` hook: roles, rotas, the
@@ -10,7 +11,8 @@ mix in this process (35 % ``page.published`` with a ~2 KB page that runs every p
 the processing tasks are published to a Redis database nobody consumes), processes 400
 events to warm up, then ``--events`` more through ``processing.process_batch`` in batches
 of ``MESHLINE_PROCESSING_BATCH_SIZE``, twice: timed (with each processing step's own
-time), then under cProfile. bench/processing.py measures the same work in a real worker
+time and statements per batch; ``--statements STEP`` also counts the shapes of the
+statements that step ran, numbers and strings masked), then under cProfile. bench/processing.py measures the same work in a real worker
 beside ingestion; this says which step to make cheaper.
 """
 
@@ -18,9 +20,11 @@ import cProfile
 import os
 import pstats
 import random
+import re
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict, deque
+from itertools import islice
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +42,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 def main() -> None:
     parser = profiler_arguments(__doc__, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL)
     parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--statements", metavar="STEP", help="count a step's statement shapes")
     args = parser.parse_args()
     fresh_services(args)
     os.environ.update(
@@ -81,16 +86,24 @@ def main() -> None:
     process(stored("warm", 400, 0))
     timed, profiled = stored("timed", args.events, 10_000), stored("prof", args.events, 20_000)
 
-    # Each step's own time: the registered steps, wrapped, for the timed run only.
+    # Each step's own time and statements: the registered steps, wrapped, for the timed run;
+    # statements (COPY too) from the debug cursor's log, made long enough to hold them all.
     spent: dict[str, float] = defaultdict(float)
+    statements: dict[str, int] = defaultdict(int)
+    shapes: Counter = Counter()
+    connection.queries_log = deque(maxlen=100 * len(timed))
 
     def timing(name, step):
         def run(batch):
-            began = time.perf_counter()
+            began, before = time.perf_counter(), len(connection.queries_log)
             try:
                 return step(batch)
             finally:
                 spent[name] += time.perf_counter() - began
+                ran = list(islice(connection.queries_log, before, None))
+                statements[name] += len(ran)
+                if name == args.statements:
+                    shapes.update(re.sub(r"\d+|'[^']*'", "?", q["sql"])[:150] for q in ran)
 
         return run
 
@@ -105,18 +118,26 @@ def main() -> None:
         extensions.processing_steps = registered
     with scope(organization=organization):
         left = EventProcessing.objects.filter(event_id__in=timed, status="pending").count()
+    batches = -(-len(timed) // size)
+    total = len(queries.captured_queries)
     print(
         f"{len(timed)} events in batches of {size}: {elapsed:.2f} s, "
-        f"{len(timed) / elapsed:,.0f} events/s, {len(queries.captured_queries) / len(timed):.2f} "
+        f"{len(timed) / elapsed:,.0f} events/s, {total / len(timed):.2f} "
         f"statements per event ({left} left pending)"
     )
-    print("time per step (of the whole):")
+    print("time per step (of the whole), statements per batch:")
+    outside = "claim, lock, lifecycles, mark processed, commit"
+    spent[outside] = elapsed - sum(spent.values())
+    statements[outside] = total - sum(statements.values())
     for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
-        print(f"  {seconds:7.2f} s  {seconds / elapsed:5.1%}  {name}")
-    rest = elapsed - sum(spent.values())
-    print(
-        f"  {rest:7.2f} s  {rest / elapsed:5.1%}  claim, lock, lifecycles, mark processed, commit"
-    )
+        print(
+            f"  {seconds:7.2f} s  {seconds / elapsed:5.1%}  {statements[name] / batches:6.1f}  "
+            f"{name}"
+        )
+    if args.statements:
+        print(f"what {args.statements} ran, per batch:")
+        for shape, count in shapes.most_common(30):
+            print(f"  {count / batches:6.1f}  {shape}")
 
     profiler = cProfile.Profile()
     profiler.enable()

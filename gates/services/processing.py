@@ -2,9 +2,9 @@
 
 Gates are judged inside the processing transaction, on the whole batch at once: the gates,
 the verdicts already stored, the open gate tickets and the checks' history are read once
-per batch, and the verdicts that change nothing else (a pass with no ticket to resolve, a
-monitored failure, an error) are written in one INSERT. A failure that opens a ticket, or a
-pass that resolves one, takes the per-verdict path (``record_verdict``), in event order.
+per batch, and the verdicts are written together: their rows in one INSERT, the failures'
+trail entries and the tickets they open each in a fixed number of statements. A pass that
+resolves a ticket takes the per-verdict path (``record_verdict``), in event order.
 
 CPU-heavy checks (screenshot comparison) are not judged here: each is a task on the
 ``heavy`` queue (``gates.evaluate_heavy``), so a batch of pages never waits on images.
@@ -36,12 +36,15 @@ from gates.services.sitemaps import DEFAULT_SITEMAP_HOURS, settle_sitemap_timers
 from gates.services.strictness import check_strictness_many, count_verdicts
 from gates.services.verdicts import (
     HISTORY_LIMIT,
+    Failure,
     applies,
     event_view,
     failed_entry,
     failed_later,
     history_for,
     history_types,
+    link_failure_tickets,
+    open_failure_tickets,
     record_verdict,
 )
 from meshline import bulk, metrics, telemetry
@@ -131,11 +134,11 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]], settled=()) -> N
     """Each (gate, event) verdict once; a fixed number of statements for the whole batch.
 
     ``judged`` are run through their checks; ``settled`` are verdicts reached already
-    (sitemap timers settled: ``(gate, event, deliverable, result)``). Verdicts that only
-    need writing (a pass with no ticket to resolve, a monitored failure, an error, a
-    failure whose ticket is open already) are one INSERT, and the failures' ``gate.failed``
-    trail entries one more. Opening a ticket or resolving one takes the per-verdict path
-    (``record_verdict``): once per (gate, deliverable) change, in order.
+    (sitemap timers settled: ``(gate, event, deliverable, result)``). Verdicts are written
+    together (``_Unwritten``): their rows, the failures' ``gate.failed`` entries and the
+    tickets the first failures of a (gate, deliverable) open. A pass that resolves a ticket,
+    or a verdict with artifacts, takes the per-verdict path (``record_verdict``) after what
+    came before it is written: once per (gate, deliverable) change, in order.
     """
     organization = batch.organization
     event_ids = {event.pk for _gate, event, _d in judged} | {v[1].pk for v in settled}
@@ -145,19 +148,21 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]], settled=()) -> N
         )
     )
     deliverable_ids = {d.pk for _g, _e, d in judged} | {v[2].pk for v in settled}
-    open_tickets = {
-        (gate_id, deliverable_id): ticket_id
-        for gate_id, deliverable_id, ticket_id in GateTicketLink.objects.filter(
-            organization=organization,
-            deliverable__in=deliverable_ids,
-            ticket__status__in=ACTIVE_STATUSES,
-        ).values_list("gate_id", "deliverable_id", "ticket_id")
-    }
+    unwritten = _Unwritten(
+        organization,
+        {
+            (gate_id, deliverable_id): ticket_id
+            for gate_id, deliverable_id, ticket_id in GateTicketLink.objects.filter(
+                organization=organization,
+                deliverable__in=deliverable_ids,
+                ticket__status__in=ACTIVE_STATUSES,
+            ).values_list("gate_id", "deliverable_id", "ticket_id")
+        },
+    )
     verdicts = [
         (gate, event, deliverable, result, 0.0) for gate, event, deliverable, result in settled
     ]
     verdicts += _run_checks(organization, judged, done)
-    written: list[tuple[GateEvaluation, checks.CheckResult]] = []
     judged_gates: dict[int, Gate] = {}
     for gate, event, deliverable, result, duration_ms in verdicts:
         if (gate.pk, event.pk, deliverable.pk) in done:
@@ -166,51 +171,93 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]], settled=()) -> N
         judged_gates[gate.pk] = gate
         outcome = outcome_of(gate, result)
         key = (gate.pk, deliverable.pk)
-        ticket_id = open_tickets.get(key)
-        changes_ticket = (outcome == Outcome.FAIL and ticket_id is None) or (
-            outcome == Outcome.PASS and ticket_id is not None
-        )
-        if changes_ticket or result.artifacts:
+        if (outcome == Outcome.PASS and unwritten.has_ticket(key)) or result.artifacts:
+            unwritten.write()  # what record_verdict reads must be stored first
             evaluation = record_verdict(gate, event, deliverable, result, duration_ms)
             if outcome == Outcome.FAIL and evaluation.ticket_id is not None:
-                open_tickets[key] = evaluation.ticket_id
+                unwritten.open_tickets[key] = evaluation.ticket_id
             elif outcome == Outcome.PASS and not failed_later(gate, event, deliverable):
-                open_tickets.pop(key, None)  # resolved (an older pass resolves nothing)
+                unwritten.open_tickets.pop(key, None)  # resolved (an older pass resolves nothing)
             continue
-        evaluation = GateEvaluation(
-            organization=organization,
-            gate=gate,
-            event=event,
-            deliverable=deliverable,
-            outcome=outcome,
-            mode=gate.mode,
-            reasons=result.reasons,
-            details=result.details,
-            billing_flag=result.billing_flag,
-            duration_ms=round(duration_ms, 3),
-            evaluated_at=timezone.now(),
-            ticket_id=ticket_id if outcome == Outcome.FAIL else None,
+        unwritten.add(
+            GateEvaluation(
+                organization=organization,
+                gate=gate,
+                event=event,
+                deliverable=deliverable,
+                outcome=outcome,
+                mode=gate.mode,
+                reasons=result.reasons,
+                details=result.details,
+                billing_flag=result.billing_flag,
+                duration_ms=round(duration_ms, 3),
+                evaluated_at=timezone.now(),
+            ),
+            result,
         )
-        written.append((evaluation, result))
-    bulk.insert([evaluation for evaluation, _result in written])
-    count_verdicts(evaluation for evaluation, _result in written)
-    metrics.observe_evaluated(
-        (e.gate.check_name, e.event.received_at, e.evaluated_at) for e, _result in written
-    )
-    trail.record_many(
-        organization,
-        [
-            failed_entry(
-                evaluation.gate, evaluation.event, evaluation.deliverable, evaluation, result
-            )
-            for evaluation, result in written
-            if evaluation.outcome == Outcome.FAIL
-        ],
-    )
+    unwritten.write()
     # Passes (a settled sitemap) cannot make a gate too strict.
     check_strictness_many(
         gate for gate in judged_gates.values() if gate.check_name != CheckName.SITEMAP_SYNC
     )
+
+
+class _Unwritten:
+    """A batch's verdicts not written yet, with the gate tickets open for its deliverables.
+
+    ``write`` stores them together: the failures' ``gate.failed`` entries, the tickets of
+    the failures that are the first of their (gate, deliverable) with none open
+    (``open_failure_tickets``; later failures of the key join that ticket), the verdict
+    rows, and the tickets' links: the same statements for one such failure or fifty.
+    """
+
+    def __init__(self, organization, open_tickets: dict[tuple[int, int], object]):
+        self.organization = organization
+        self.open_tickets = open_tickets  # (gate id, deliverable id) -> open ticket's id
+        self.verdicts: list[tuple[GateEvaluation, checks.CheckResult]] = []
+        self.opening: dict[tuple[int, int], list[GateEvaluation]] = {}
+
+    def has_ticket(self, key: tuple[int, int]) -> bool:
+        return key in self.open_tickets or key in self.opening
+
+    def add(self, evaluation: GateEvaluation, result: checks.CheckResult) -> None:
+        if evaluation.outcome == Outcome.FAIL:
+            key = (evaluation.gate_id, evaluation.deliverable_id)
+            if key in self.open_tickets:
+                evaluation.ticket_id = self.open_tickets[key]
+            else:
+                self.opening.setdefault(key, []).append(evaluation)
+        self.verdicts.append((evaluation, result))
+
+    def write(self) -> None:
+        if not self.verdicts:
+            return
+        results = {evaluation.pk: result for evaluation, result in self.verdicts}
+        failed = [e for e, _result in self.verdicts if e.outcome == Outcome.FAIL]
+        # gate.failed before the ticket.opened it causes, as on the per-verdict path.
+        trail.record_many(
+            self.organization,
+            [failed_entry(e.gate, e.event, e.deliverable, e, results[e.pk]) for e in failed],
+        )
+        failures = [
+            Failure(first.gate, first.event, first.deliverable, first, results[first.pk])
+            for first, *_later in self.opening.values()
+        ]
+        opened = open_failure_tickets(self.organization, failures)
+        for (key, evaluations), outcome in zip(self.opening.items(), opened, strict=True):
+            for evaluation in evaluations:
+                if outcome.ticket is not None:
+                    evaluation.ticket_id = self.open_tickets[key] = outcome.ticket.pk
+                elif evaluation is not evaluations[0]:  # nobody owns it: each says so
+                    evaluation.details = {**evaluation.details, "ticket_error": outcome.no_owner}
+        written = [evaluation for evaluation, _result in self.verdicts]
+        bulk.insert(written)
+        link_failure_tickets(list(zip(failures, opened, strict=True)))
+        count_verdicts(written)
+        metrics.observe_evaluated(
+            (e.gate.check_name, e.event.received_at, e.evaluated_at) for e in written
+        )
+        self.verdicts, self.opening = [], {}
 
 
 def _run_checks(organization, judged, done) -> list[tuple]:

@@ -6,12 +6,14 @@ once (unique per gate, event and deliverable): a retried task returns the stored
 """
 
 import time
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import FloatField, Sum
+from django.db.models import F, FloatField, Sum, Window
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, RowNumber
 from django.utils import timezone
 
 from deliveries.models import Deliverable, Event, EventSource
@@ -187,21 +189,36 @@ def record_verdict(
     return evaluation
 
 
-def _last_events(deliverable: Deliverable, limit: int = 3) -> list[dict]:
-    events = (
-        Event.objects.filter(organization=deliverable.organization_id, deliverable=deliverable)
+def last_events_of(organization, deliverable_ids, limit: int = 3) -> dict[int, list[dict]]:
+    """Each deliverable's ``limit`` latest submitted events, as a failure ticket shows them:
+    one query for any number of deliverables."""
+    ranked = (
+        Event.objects.filter(organization=organization, deliverable__in=list(deliverable_ids))
         .exclude(source=EventSource.MESHLINE)
-        .order_by("-occurred_at", "-id")[:limit]
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("deliverable")],
+                order_by=[F("occurred_at").desc(), F("id").desc()],
+            )
+        )
+        .filter(rank__lte=limit)
+        .order_by()
+        .values_list("deliverable_id", "id", "event_type", "occurred_at", "actor_role", "actor_id")
     )
-    return [
-        {
-            "id": str(e.pk),
-            "event_type": e.event_type,
-            "occurred_at": e.occurred_at.isoformat(),
-            "actor": f"{e.actor_role}:{e.actor_id}",
-        }
-        for e in events
-    ]
+    latest = defaultdict(list)
+    for deliverable_id, pk, event_type, occurred_at, actor_role, actor_id in sorted(
+        ranked, key=lambda row: (row[3], row[1]), reverse=True
+    ):
+        latest[deliverable_id].append(
+            {
+                "id": str(pk),
+                "event_type": event_type,
+                "occurred_at": occurred_at.isoformat(),
+                "actor": f"{actor_role}:{actor_id}",
+            }
+        )
+    return latest
 
 
 def _page_url(event: Event, deliverable: Deliverable) -> str:
@@ -246,6 +263,90 @@ def failed_entry(gate, event, deliverable, evaluation, result) -> trail.Entry:
     )
 
 
+@dataclass(frozen=True)
+class Failure:
+    """An enforced failure whose gate has no ticket open for the deliverable yet."""
+
+    gate: Gate
+    event: Event
+    deliverable: Deliverable
+    evaluation: GateEvaluation
+    result: checks.CheckResult
+
+    def request(self, last_events: list[dict]) -> tickets.TicketRequest:
+        gate, event, deliverable, result = self.gate, self.event, self.deliverable, self.result
+        context = {
+            "gate": gate.name,
+            "check": gate.check_name,
+            "evaluation_id": str(self.evaluation.pk),
+            "event_id": str(event.pk),
+            "reasons": result.reasons,
+            "details": result.details,
+            "artifacts": [a.name for a in result.artifacts]
+            or [result.details.get("artifact") or "event payload"],
+            "page_url": _page_url(event, deliverable),
+            "last_events": last_events,
+            "remediation": gate.playbook,
+            "billing_flag": result.billing_flag,
+        }
+        return tickets.TicketRequest(
+            source=TicketSource.GATE_FAILURE,
+            source_key=f"{gate_source_prefix(gate.pk, deliverable.pk)}{self.evaluation.pk}",
+            title=f"{gate.name} failed for {deliverable.deliverable_id}",
+            event_type=event.event_type,
+            deliverable=deliverable,
+            context=context,
+            priority=gate.priority,
+        )
+
+
+def open_failure_tickets(organization, failures: list[Failure]) -> list[tickets.Opened]:
+    """The failures' tickets, opened together (``tickets.open_tickets``), their context
+    completed with the owner and deadline the owner map chose: a fixed number of statements
+    for any number of failures. A failure nobody owns gets ``ticket_error`` in its
+    evaluation's details (not saved here) rather than losing its verdict: the owner map
+    needs a rule. Link each ticket (``link_failure_tickets``) once its evaluation is stored.
+    """
+    if not failures:
+        return []
+    latest = last_events_of(organization, {f.deliverable.pk for f in failures})
+    opened = tickets.open_tickets(
+        organization, [f.request(latest[f.deliverable.pk]) for f in failures]
+    )
+    created = [o.ticket for o in opened if o.created]
+    for ticket in created:
+        ticket.context = {
+            **ticket.context,
+            "owner_role": ticket.owner_role.name,
+            "sla_deadline": ticket.resolve_due_at.isoformat(),
+        }
+    Ticket.objects.bulk_update(created, ["context"])
+    for failure, outcome in zip(failures, opened, strict=True):
+        if outcome.ticket is None:
+            evaluation = failure.evaluation
+            evaluation.details = {**evaluation.details, "ticket_error": outcome.no_owner}
+    return opened
+
+
+def link_failure_tickets(pairs: list[tuple[Failure, tickets.Opened]]) -> None:
+    """Which gate, deliverable and evaluation opened each ticket (one INSERT; a ticket
+    linked already keeps its link)."""
+    GateTicketLink.objects.bulk_create(
+        [
+            GateTicketLink(
+                organization_id=opened.ticket.organization_id,
+                ticket=opened.ticket,
+                gate=failure.gate,
+                deliverable=failure.deliverable,
+                evaluation=failure.evaluation,
+            )
+            for failure, opened in pairs
+            if opened.ticket is not None
+        ],
+        ignore_conflicts=True,
+    )
+
+
 def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
     active = active_failure_tickets(gate, deliverable).first()
     trail.record_many(
@@ -255,54 +356,11 @@ def _open_failure_ticket(gate, event, deliverable, evaluation, result) -> None:
         evaluation.ticket = active
         evaluation.save(update_fields=["ticket"])
         return
-    context = {
-        "gate": gate.name,
-        "check": gate.check_name,
-        "evaluation_id": str(evaluation.pk),
-        "event_id": str(event.pk),
-        "reasons": result.reasons,
-        "details": result.details,
-        "artifacts": [a.name for a in result.artifacts]
-        or [result.details.get("artifact") or "event payload"],
-        "page_url": _page_url(event, deliverable),
-        "last_events": _last_events(deliverable),
-        "remediation": gate.playbook,
-        "billing_flag": result.billing_flag,
-    }
-    try:
-        ticket, _created = tickets.open_ticket(
-            deliverable.organization,
-            source=TicketSource.GATE_FAILURE,
-            source_key=f"{gate_source_prefix(gate.pk, deliverable.pk)}{evaluation.pk}",
-            title=f"{gate.name} failed for {deliverable.deliverable_id}",
-            event_type=event.event_type,
-            deliverable=deliverable,
-            context=context,
-            priority=gate.priority,
-        )
-    except tickets.NoOwnerError as exc:
-        # Nobody to assign: keep the verdict rather than roll it back, which would fail the
-        # task and have sweep_unevaluated retry it forever. The owner map needs a rule.
-        evaluation.details = {**evaluation.details, "ticket_error": str(exc)}
-        evaluation.save(update_fields=["details"])
-        return
-    GateTicketLink.objects.get_or_create(
-        ticket=ticket,
-        defaults={
-            "organization_id": ticket.organization_id,
-            "gate": gate,
-            "deliverable": deliverable,
-            "evaluation": evaluation,
-        },
-    )
-    ticket.context = {
-        **ticket.context,
-        "owner_role": ticket.owner_role.name,
-        "sla_deadline": ticket.resolve_due_at.isoformat(),
-    }
-    ticket.save(update_fields=["context", "updated_at"])
-    evaluation.ticket = ticket
-    evaluation.save(update_fields=["ticket"])
+    failure = Failure(gate, event, deliverable, evaluation, result)
+    [opened] = open_failure_tickets(deliverable.organization, [failure])
+    link_failure_tickets([(failure, opened)])
+    evaluation.ticket = opened.ticket
+    evaluation.save(update_fields=["ticket", "details"])
 
 
 def failed_later(gate, event, deliverable) -> bool:

@@ -12,8 +12,8 @@ from django_scopes import scope
 from deliveries.models import Deliverable, EventProcessing, LifecycleState, ProcessingStatus
 from deliveries.services import ingest_events
 from deliveries.services.processing import process_batch
-from gates.models import CheckName, GateEvaluation, Outcome
-from owners.models import Ticket
+from gates.models import CheckName, GateEvaluation, GateTicketLink, Outcome
+from owners.models import Notification, Ticket, TicketStatus
 from tests.gates.conftest import event, page, published
 
 pytestmark = pytest.mark.django_db
@@ -70,8 +70,7 @@ def test_a_batch_costs_the_same_statements_for_5_or_20_deliverables(
     make_gate(CheckName.SEO_TAGS_PRESENT)
     small = [f"LP-{i}" for i in range(5)]
     large = [f"LP-{i}" for i in range(5, 25)]
-    # First round: every deliverable is created and its failing pages open their tickets
-    # (that costs per ticket: the owner map, the rota, a notification).
+    # First round: every deliverable is created and its failing pages open their tickets.
     process_batch(org_a, store(org_a, mixed(small + large, round_=0)))
     with scope(organization=org_a):
         opened = Ticket.objects.filter(organization=org_a).count()
@@ -138,3 +137,94 @@ def test_a_batch_processed_twice_has_the_effect_of_once(org_a, client_acme, owne
         EventProcessing.objects.filter(event_id__in=ids).update(status=ProcessingStatus.PENDING)
     assert process_batch(org_a, ids).processed == 6
     assert effects() == before
+
+
+def test_failures_opening_tickets_cost_the_same_statements_for_5_or_20_deliverables(
+    org_a, client_acme, owner_map, make_gate
+):
+    """The first failure of each page opens its ticket: 3 tickets or 10, one batch's
+    statements (the owner map, rota and calendar read once, everything written together)."""
+    make_gate(CheckName.SCHEMA_CHECK)
+    few = queries_to_process(org_a, store(org_a, mixed([f"LP-{i}" for i in range(5)], round_=0)))
+    many = queries_to_process(
+        org_a, store(org_a, mixed([f"LP-{i}" for i in range(5, 25)], round_=0))
+    )
+
+    assert few == many, (few, many)
+    with scope(organization=org_a):
+        tickets = list(Ticket.objects.filter(organization=org_a))
+        assert len(tickets) == 13  # the even-numbered pages of 25
+        assert GateTicketLink.objects.filter(organization=org_a).count() == 13
+        # Every ticket told its on-duty owner, and its verdict points at it.
+        assert Notification.objects.filter(organization=org_a).count() == 13
+        linked = GateEvaluation.objects.filter(organization=org_a, outcome=Outcome.FAIL)
+        assert {e.ticket_id for e in linked} == {t.pk for t in tickets}
+    assert all(t.context["owner_role"] == "SEO Delivery Owner" for t in tickets)
+    assert all(t.context["sla_deadline"] == t.resolve_due_at.isoformat() for t in tickets)
+
+
+def test_in_one_batch_a_failure_opens_a_pass_resolves_and_the_next_failure_opens_again(
+    org_a, client_acme, owner_map, make_gate
+):
+    """Failures written together never skip what a pass between them does: the pass
+    resolves the ticket the first failure opened in the same batch, so the second failure
+    opens a new one; a failure right after another joins its ticket."""
+    make_gate(CheckName.SCHEMA_CHECK)
+    broken, fixed = page("missing_jsonld.html"), page("product_landing.html")
+    events = [
+        published("LP-1", broken, at=T0 + timedelta(minutes=1)),
+        published("LP-1", broken, at=T0 + timedelta(minutes=2)),
+        published("LP-1", fixed, at=T0 + timedelta(minutes=3)),
+        published("LP-1", broken, at=T0 + timedelta(minutes=4)),
+    ]
+    process_batch(org_a, store(org_a, events))
+
+    with scope(organization=org_a):
+        verdicts = list(
+            GateEvaluation.objects.filter(organization=org_a)
+            .order_by("event__occurred_at")
+            .values_list("outcome", "ticket_id")
+        )
+        first, second = Ticket.objects.filter(organization=org_a).order_by("opened_at", "id")
+        links = dict(GateTicketLink.objects.values_list("ticket_id", "evaluation_id"))
+    assert [outcome for outcome, _ticket in verdicts] == [
+        Outcome.FAIL,
+        Outcome.FAIL,
+        Outcome.PASS,
+        Outcome.FAIL,
+    ]
+    assert [ticket for _outcome, ticket in verdicts] == [first.pk, first.pk, None, second.pk]
+    assert (first.status, second.status) == (TicketStatus.RESOLVED, TicketStatus.OPEN)
+    assert first.context["event_id"] == event_id_at(org_a, minute=1)
+    assert set(links) == {first.pk, second.pk}
+
+
+def event_id_at(organization, *, minute: int) -> str:
+    with scope(organization=organization):
+        return str(
+            GateEvaluation.objects.get(
+                organization=organization, event__occurred_at=T0 + timedelta(minutes=minute)
+            ).event_id
+        )
+
+
+def test_failures_nobody_owns_keep_their_verdicts_and_say_why(org_a, client_acme, make_gate):
+    make_gate(CheckName.SCHEMA_CHECK)  # and no owner map at all
+    broken = page("missing_jsonld.html")
+    process_batch(
+        org_a,
+        store(
+            org_a,
+            [
+                published("LP-1", broken, at=T0),
+                published("LP-1", broken, at=T0 + timedelta(minutes=1)),
+                published("LP-2", broken, at=T0),
+            ],
+        ),
+    )
+    with scope(organization=org_a):
+        failed = list(GateEvaluation.objects.filter(organization=org_a))
+        assert not Ticket.objects.filter(organization=org_a).exists()
+    assert len(failed) == 3
+    assert all(e.outcome == Outcome.FAIL and e.ticket_id is None for e in failed)
+    assert all(e.details["ticket_error"].startswith("No active rule matches") for e in failed)
