@@ -138,13 +138,12 @@ def on_batch_processed(batch) -> None:
 
 
 class _Changes:
-    """What a batch changed in runs, written at its end: the runs it started in one INSERT,
-    the runs that moved in one UPDATE, the started ones an incident pauses, and their
-    ``flow.completed`` entries in one ``record_many``.
+    """What a batch changed in runs, written at its end: the runs that moved (closed ones
+    among them) in one UPDATE, then the runs it started in one INSERT, the started ones an
+    incident pauses, and their ``flow.completed`` entries in one ``record_many``.
 
-    A run that existed and closes is saved at once instead: the deliverable's next trigger
-    in the same batch may start a run of the flow, and only one may be open
-    (flow_run_one_open); the new one is inserted after it, at the end.
+    The UPDATE goes first: the deliverable's next trigger in the same batch may start a run
+    of a flow whose open run an event closed, and only one may be open (flow_run_one_open).
 
     With the batch's deliverables and event types it also reads, once, the events a new run
     must catch up on (those of its deliverable that happened from its trigger on).
@@ -200,21 +199,16 @@ class _Changes:
     def started(self, run: FlowRun) -> None:
         self.new[run.pk] = run
 
-    def moved_run(self, run: FlowRun, was_open: bool) -> None:
-        if run.pk in self.new:
-            return  # inserted at the end, as it stands then
-        if was_open and not run.is_open:
-            run.save()
-            self.moved.pop(run.pk, None)
-        else:
+    def moved_run(self, run: FlowRun) -> None:
+        if run.pk not in self.new:  # a new run is inserted at the end, as it stands then
             self.moved[run.pk] = run
 
     def save(self, organization) -> None:
         now = timezone.now()
         for run in self.moved.values():
             run.updated_at = now
-        bulk.insert(list(self.new.values()))
         FlowRun.objects.bulk_update(list(self.moved.values()), self.FIELDS)
+        bulk.insert(list(self.new.values()))
         for incident, run in self.paused:
             incident.paused_runs.add(run)
         trail.record_many(organization, self.completed)
@@ -364,7 +358,7 @@ def _advance(flow: Flow, locked: FlowRun, event: Event, changes: _Changes) -> Fl
         return locked  # a duplicate, or an event this run already has: nothing moves
     if locked.state == RunState.RUNNING:
         locked.due_at, locked.due_for = schedule(flow, locked, spec_for(locked))
-    changes.moved_run(locked, was_open)
+    changes.moved_run(locked)
     if was_open and locked.state == RunState.COMPLETED:
         changes.completed.append(_completed_entry(locked))
     return locked

@@ -364,3 +364,27 @@ def test_a_batch_moving_ten_runs_costs_the_statements_of_one_moving_two(
     with scope(organization=org_a):
         moved = FlowRun.objects.filter(organization=org_a, reached__has_key="asset.approved")
         assert moved.count() == 13
+
+
+def test_a_batch_closing_six_runs_and_starting_their_successors_costs_what_two_do(
+    org_a, client_acme, make_flow, publish
+):
+    """Runs that close are written with the others, in one UPDATE, before the runs their
+    deliverables' next triggers start in the same batch (only one may be open)."""
+    make_flow()
+    refs = [f"LP-{n}" for n in range(9)]
+    publish(org_a, *(intake(ref) for ref in refs))
+    _processing_queries(org_a, publish, sitemap("LP-8"))  # warm the event-type cache
+
+    def close_and_restart(refs) -> int:
+        events = [e for ref in refs for e in (sitemap(ref), intake(ref, minutes=120))]
+        return _processing_queries(org_a, publish, *events)
+
+    assert close_and_restart(refs[:2]) == close_and_restart(refs[2:8])
+    with scope(organization=org_a):
+        states = list(
+            FlowRun.objects.filter(organization=org_a, deliverable__deliverable_id__in=refs[:8])
+            .order_by("deliverable__deliverable_id", "started_at")
+            .values_list("state", "completed_at", "started_at")
+        )
+    assert states == [(RunState.COMPLETED, at(90), at(0)), (RunState.RUNNING, None, at(120))] * 8
