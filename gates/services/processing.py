@@ -18,7 +18,6 @@ from datetime import timedelta
 from django.db.models import F, FloatField, Window
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, RowNumber
-from django.utils import timezone
 
 from deliveries.models import Deliverable, Event, EventSource
 from deliveries.services import trail
@@ -44,7 +43,9 @@ from gates.services.verdicts import (
     history_for,
     history_types,
     link_failure_tickets,
+    new_evaluation,
     open_failure_tickets,
+    outcome_of,
     record_verdict,
 )
 from meshline import bulk, metrics, telemetry
@@ -179,22 +180,7 @@ def judge(batch, judged: list[tuple[Gate, Event, Deliverable]], settled=()) -> N
             elif outcome == Outcome.PASS and not failed_later(gate, event, deliverable):
                 unwritten.open_tickets.pop(key, None)  # resolved (an older pass resolves nothing)
             continue
-        unwritten.add(
-            GateEvaluation(
-                organization=organization,
-                gate=gate,
-                event=event,
-                deliverable=deliverable,
-                outcome=outcome,
-                mode=gate.mode,
-                reasons=result.reasons,
-                details=result.details,
-                billing_flag=result.billing_flag,
-                duration_ms=round(duration_ms, 3),
-                evaluated_at=timezone.now(),
-            ),
-            result,
-        )
+        unwritten.add(new_evaluation(gate, event, deliverable, result, duration_ms), result)
     unwritten.write()
     # Passes (a settled sitemap) cannot make a gate too strict.
     check_strictness_many(
@@ -284,14 +270,6 @@ def _run_checks(organization, judged, done) -> list[tuple]:
         duration_ms = (time.perf_counter() - started) * 1000
         verdicts.append((gate, event, deliverable, result, duration_ms))
     return verdicts
-
-
-def outcome_of(gate: Gate, result: checks.CheckResult) -> str:
-    if result.error:
-        return Outcome.ERROR
-    if result.passed:
-        return Outcome.PASS
-    return Outcome.FAIL if gate.mode == GateMode.ENFORCE else Outcome.MONITOR
 
 
 def _needs_totals(judged) -> bool:

@@ -144,6 +144,33 @@ def evaluate(gate: Gate, event: Event) -> GateEvaluation | None:
     return evaluation
 
 
+def outcome_of(gate: Gate, result: checks.CheckResult) -> str:
+    if result.error:
+        return Outcome.ERROR
+    if result.passed:
+        return Outcome.PASS
+    return Outcome.FAIL if gate.mode == GateMode.ENFORCE else Outcome.MONITOR
+
+
+def new_evaluation(
+    gate, event, deliverable, result: checks.CheckResult, duration_ms: float, at=None
+) -> GateEvaluation:
+    """The verdict's row, unsaved."""
+    return GateEvaluation(
+        organization_id=event.organization_id,
+        gate=gate,
+        event=event,
+        deliverable=deliverable,
+        outcome=outcome_of(gate, result),
+        mode=gate.mode,
+        reasons=result.reasons,
+        details=result.details,
+        billing_flag=result.billing_flag,
+        duration_ms=round(duration_ms, 3),
+        evaluated_at=at or timezone.now(),
+    )
+
+
 def record_verdict(
     gate,
     event,
@@ -153,25 +180,9 @@ def record_verdict(
     at: datetime | None = None,
 ) -> GateEvaluation:
     """Store the verdict; an enforced failure opens (or keeps) the ticket, a pass resolves it."""
-    if result.error:
-        outcome = Outcome.ERROR
-    elif result.passed:
-        outcome = Outcome.PASS
-    else:
-        outcome = Outcome.FAIL if gate.mode == GateMode.ENFORCE else Outcome.MONITOR
-    evaluation = GateEvaluation.objects.create(
-        organization_id=event.organization_id,
-        gate=gate,
-        event=event,
-        deliverable=deliverable,
-        outcome=outcome,
-        mode=gate.mode,
-        reasons=result.reasons,
-        details=result.details,
-        billing_flag=result.billing_flag,
-        duration_ms=round(duration_ms, 3),
-        evaluated_at=at or timezone.now(),
-    )
+    evaluation = new_evaluation(gate, event, deliverable, result, duration_ms, at)
+    outcome = evaluation.outcome
+    evaluation.save(force_insert=True)
     count_verdicts([evaluation])
     for artifact in result.artifacts:
         Artifact.objects.create(
