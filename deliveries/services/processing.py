@@ -12,6 +12,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -125,6 +126,16 @@ _current: ContextVar[Batch | None] = ContextVar("meshline_processing_batch", def
 def current_batch() -> Batch | None:
     """The batch being processed in this context (trail listeners memoise on it), or None."""
     return _current.get()
+
+
+@contextmanager
+def running(batch: Batch):
+    """Make ``batch`` the current one (``current_batch``) while its steps run."""
+    token = _current.set(batch)
+    try:
+        yield batch
+    finally:
+        _current.reset(token)
 
 
 def for_each_event(step: Callable[[Event, Deliverable], None]) -> Callable[[Batch], None]:
@@ -275,12 +286,9 @@ def _process_together(
         telemetry.tag_batch(batch.items)  # span attributes and log keys
         _advance_lifecycles(batch)
         # Later apps' steps (meshline.extensions.processing_steps), without importing them.
-        token = _current.set(batch)
-        try:
+        with running(batch):
             for step in extensions.processing_steps:
                 step(batch)
-        finally:
-            _current.reset(token)
         EventProcessing.objects.filter(
             organization=organization, event_id__in=[e.pk for e in events]
         ).update(

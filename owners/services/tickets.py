@@ -156,6 +156,20 @@ class _Routing:
         return self._duty[role.pk].at(at)
 
 
+def _routing(organization, now: datetime) -> _Routing:
+    """The routing for one ``open_tickets`` call. In a processing batch, every step that
+    opens tickets (gates, billing, attribution) shares one: the owner map, calendars,
+    policies and rotas are read once per batch, not once per step; ``now`` is the call's."""
+    from deliveries.services.processing import current_batch
+
+    batch = current_batch()
+    if batch is None or batch.organization.pk != organization.pk:
+        return _Routing(organization, now)
+    routing = batch.remember("owners.routing", lambda: _Routing(organization, now))
+    routing.now = now
+    return routing
+
+
 def _build(organization, request: TicketRequest, routing: _Routing):
     """The unsaved ticket for ``request`` and who is on duty for it; NoOwnerError if no
     rule routes it."""
@@ -300,7 +314,7 @@ def open_tickets(
             source_key__in={r.source_key for r in requests},
         )
     }
-    routing = _Routing(organization, at or timezone.now())
+    routing = _routing(organization, at or timezone.now())
     results: dict[tuple[str, str], Opened] = {}
     new = []
     for request in requests:

@@ -191,3 +191,32 @@ def test_another_organizations_ticket_with_the_same_key_is_not_ours(in_a, role, 
 
     assert ours.created and ours.ticket.pk != theirs.pk
     assert ours.ticket.organization_id == in_a.pk and ours.ticket.owner_role == role
+
+
+ROUTING_TABLES = ("owners_ownerrule", "owners_businesscalendar", "owners_rota", "owners_escalation")
+
+
+def test_the_steps_of_one_processing_batch_read_the_routing_once(in_a, role, pages):
+    """Gates, billing and attribution each open tickets in a batch: the second call reads
+    no rule, calendar, policy or rota again, and still opens at its own moment."""
+    from datetime import timedelta
+
+    from deliveries.services.processing import Batch, running
+
+    def routing_reads(requests, at) -> tuple[int, list]:
+        with CaptureQueriesContext(connection) as queries:
+            opened = tickets.open_tickets(in_a, requests, at=at)
+        reads = [q for q in queries.captured_queries if any(t in q["sql"] for t in ROUTING_TABLES)]
+        return len(reads), [o.ticket for o in opened]
+
+    later = MONDAY_10_BERLIN + timedelta(hours=2)
+    with running(Batch(in_a, [])):
+        first_reads, [first] = routing_reads([_request("gate", pages[0])], MONDAY_10_BERLIN)
+        second_reads, [second] = routing_reads([_request("billing", pages[1])], later)
+    outside_reads, [outside] = routing_reads([_request("after", pages[2])], later)
+
+    assert first_reads > 0 and second_reads == 0
+    assert outside_reads == first_reads  # outside a batch, each call reads its own
+    assert (first.opened_at, second.opened_at) == (MONDAY_10_BERLIN, later)
+    assert second.resolve_due_at - first.resolve_due_at == timedelta(hours=2)
+    assert _comparable(second) == _comparable(outside)
