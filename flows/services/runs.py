@@ -6,6 +6,7 @@ overlaps another, changes nothing the first did not.
 import logging
 from collections import defaultdict
 from datetime import datetime
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
@@ -18,7 +19,7 @@ from flows.models import OPEN_STATES, Flow, FlowRun, FlowTicketLink, Incident, L
 from meshline import bulk
 from owners.models import Priority, TicketSource
 from owners.services import owner_map
-from owners.services.schedules import calendar_for, calendar_spec, deadline
+from owners.services.schedules import business_calendar, deadline
 from owners.services.tickets import TicketRequest, open_tickets
 
 log = logging.getLogger(__name__)
@@ -65,15 +66,8 @@ def schedule(flow: Flow, run: FlowRun, spec) -> tuple[datetime | None, str]:
 
 def spec_for(run: FlowRun):
     """The run's business calendar; read once per processing batch and client."""
-    from deliveries.services.processing import current_batch
-
-    def compute():
-        return calendar_spec(calendar_for(run.organization, run.client))
-
-    batch = current_batch()
-    if batch is None:
-        return compute()
-    return batch.remember(("flows.calendar", run.client_id), compute)
+    _calendar, spec = business_calendar(run.organization, run.client)
+    return spec
 
 
 def breach_owner(flow: Flow, run: FlowRun, rules=None):
@@ -137,6 +131,15 @@ def on_batch_processed(batch) -> None:
     changes.save(batch.organization)
 
 
+class _Seen(NamedTuple):
+    """An event a new run catches up on: what ``_apply`` needs of it."""
+
+    pk: object
+    deliverable_id: int
+    event_type: str
+    occurred_at: datetime
+
+
 class _Changes:
     """What a batch changed in runs, written at its end: the runs that moved (closed ones
     among them) in one UPDATE, then the runs it started in one INSERT, the started ones an
@@ -176,8 +179,9 @@ class _Changes:
                 .only("event_type", "occurred_at")
             )
         if self._events is None:
+            # Plain rows, not Events: a batch of a busy day reads thousands of them.
             self._events = defaultdict(list)
-            for other in (
+            for row in (
                 Event.objects.filter(
                     organization=self.organization,
                     deliverable__in=self.deliverables,
@@ -185,9 +189,9 @@ class _Changes:
                     occurred_at__gte=self.since,
                 )
                 .order_by("occurred_at")
-                .only("deliverable_id", "event_type", "occurred_at")
+                .values_list("pk", "deliverable_id", "event_type", "occurred_at")
             ):
-                self._events[other.deliverable_id].append(other)
+                self._events[row[1]].append(_Seen(*row))
         return [
             other
             for other in self._events[deliverable.pk]

@@ -36,6 +36,21 @@ def calendar_for(organization, client=None) -> BusinessCalendar | None:
     return BusinessCalendar.objects.filter(organization=organization, is_default=True).first()
 
 
+def business_calendar(organization, client=None):
+    """``(calendar, spec)`` for the client (``calendar_for``, ``calendar_spec``); read once
+    per processing batch, whichever step asks (flows' deadlines, the tickets it opens)."""
+    from deliveries.services.processing import current_batch
+
+    def compute():
+        calendar = calendar_for(organization, client)
+        return calendar, calendar_spec(calendar)
+
+    batch = current_batch()
+    if batch is None or batch.organization.pk != organization.pk:
+        return compute()
+    return batch.remember(("owners.calendar", client.pk if client else None), compute)
+
+
 def deadline(
     spec: business_time.CalendarSpec, start: datetime, minutes: int, kind: str
 ) -> datetime:

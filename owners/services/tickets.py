@@ -20,7 +20,11 @@ from owners.models import (
     TicketStatus,
 )
 from owners.services import notifications, owner_map
-from owners.services.schedules import DutyRoster, calendar_for, calendar_spec, deadline
+from owners.services.schedules import (
+    DutyRoster,
+    business_calendar,
+    deadline,
+)
 
 
 class TicketError(Exception):
@@ -146,8 +150,7 @@ class _Routing:
     def calendar(self, client):
         key = client.pk if client is not None else None
         if key not in self._calendars:
-            calendar = calendar_for(self.organization, client)
-            self._calendars[key] = (calendar, calendar_spec(calendar))
+            self._calendars[key] = business_calendar(self.organization, client)
         return self._calendars[key]
 
     def duty(self, role, at: datetime):

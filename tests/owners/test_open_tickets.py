@@ -220,3 +220,23 @@ def test_the_steps_of_one_processing_batch_read_the_routing_once(in_a, role, pag
     assert (first.opened_at, second.opened_at) == (MONDAY_10_BERLIN, later)
     assert second.resolve_due_at - first.resolve_due_at == timedelta(hours=2)
     assert _comparable(second) == _comparable(outside)
+
+
+def test_a_batch_reads_a_clients_calendar_once_whichever_step_asks(in_a, role, pages):
+    """Flows' deadlines and the tickets a later step opens share the client's calendar."""
+    from deliveries.services.processing import Batch, running
+    from owners.services.schedules import business_calendar
+
+    def calendar_reads(action) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            action()
+        tables = ("owners_businesscalendar", "owners_holiday")
+        return sum(any(t in q["sql"] for t in tables) for q in queries.captured_queries)
+
+    client = pages[0].client
+    with running(Batch(in_a, [])):
+        assert calendar_reads(lambda: business_calendar(in_a, client)) > 0
+        opening = [_request("after-flows", pages[0])]
+        assert calendar_reads(lambda: tickets.open_tickets(in_a, opening)) == 0
+    outside = [_request("outside", pages[1])]
+    assert calendar_reads(lambda: tickets.open_tickets(in_a, outside)) > 0
