@@ -20,8 +20,9 @@ worker processes while the burst arrives.
 Reported: ingest rate; processed events/s and evaluations/s (from the first request to the
 last ``processed_at`` / ``evaluated_at``); time to drain (first request to the last
 verdict); lag per event (``processed_at`` - ``received_at``, and to its last verdict),
-p50/p95/max; worker CPU seconds per event (user + system of the worker and its pool, from
-/proc); and, in this process, queries per event for 400 more events processed in-process by
+p50/p95/max; CPU per event (user + system, from /proc) of the worker and its pool, of
+gunicorn and its workers, and of PostgreSQL (every backend, those that exited included:
+the server's other databases count too, so run it alone); and, in this process, queries per event for 400 more events processed in-process by
 the same task (``deliveries.process_events``, gate evaluations included).
 
 Floor (issue 15, item 7): processing keeps up with the burst, drain within 2x the ingest
@@ -215,6 +216,16 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def postmaster_pid(args) -> int:
+    """The PostgreSQL server's main process: the parent of a backend."""
+    import psycopg
+
+    with psycopg.connect(args.database_url.replace("postgres://", "postgresql://")) as conn:
+        [(backend,)] = conn.execute("SELECT pg_backend_pid()").fetchall()
+        stat = Path(f"/proc/{backend}/stat").read_text()  # while the backend lives
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def burst(args, port: int, api_key: str, deliverables: Deliverables) -> tuple[float, float, int]:
     """Send the burst in batches of 500 from 2 senders, or (``--single``) one event per
     request from ``--concurrency`` senders; returns (start, end, accepted)."""
@@ -317,7 +328,10 @@ def measure(args) -> dict:
         )
         worker.start()
         wait_drained(args, deadline=600)
+        # The whole server: every backend, and those that exited (reaped by the postmaster).
+        postmaster = postmaster_pid(args)
         cpu_before = cpu_seconds(worker.proc.pid)
+        server_before = cpu_seconds(gunicorn.proc.pid), cpu_seconds(postmaster)
         try:
             started, sent, accepted = burst(args, port, world["api_key"], deliverables)
         except SystemExit:
@@ -325,6 +339,8 @@ def measure(args) -> dict:
             raise
         drained = wait_drained(args, deadline=args.timeout)
         cpu = cpu_seconds(worker.proc.pid) - cpu_before
+        gunicorn_cpu = cpu_seconds(gunicorn.proc.pid) - server_before[0]
+        postgres_cpu = cpu_seconds(postmaster) - server_before[1]
     finally:
         worker.stop()
         gunicorn.stop()
@@ -375,6 +391,8 @@ def measure(args) -> dict:
         "processed_more_than_once": twice,
         "left_failing": erred,
         "worker_cpu_ms_per_event": cpu * 1000 / accepted,
+        "gunicorn_cpu_ms_per_event": gunicorn_cpu * 1000 / accepted,
+        "postgres_cpu_ms_per_event": postgres_cpu * 1000 / accepted,
         "queries_per_event": sample["queries"] / sample["events"],
         "drained": drained,
     }
@@ -449,6 +467,8 @@ ROWS = [
     ("events left failing (sweeper retries)", "left_failing", "{:,.0f}"),
     ("queries per event (in-process)", "queries_per_event", "{:.1f}"),
     ("worker CPU per event, ms", "worker_cpu_ms_per_event", "{:.1f}"),
+    ("gunicorn CPU per event, ms", "gunicorn_cpu_ms_per_event", "{:.1f}"),
+    ("PostgreSQL CPU per event, ms", "postgres_cpu_ms_per_event", "{:.1f}"),
 ]
 
 
@@ -456,7 +476,8 @@ def report(results: list[dict]) -> bool:
     names = [Path(r["root"]).name or r["root"] for r in results]
     print(f"\n{'':34}" + "".join(f"{n:>16}" for n in names))
     for label, key, fmt in ROWS:
-        print(f"{label:34}" + "".join(f"{fmt.format(r.get(key, '')):>16}" for r in results))
+        cells = (fmt.format(r[key]) if key in r else "-" for r in results)  # older --json
+        print(f"{label:34}" + "".join(f"{cell:>16}" for cell in cells))
     latest = results[-1]
     keeps_up = latest["drain_ratio"] <= FLOOR_DRAIN_RATIO
     fast = latest["processed_rate"] >= FLOOR_EVENTS_PER_SECOND
