@@ -308,6 +308,8 @@ class Failure:
             deliverable=deliverable,
             context=context,
             priority=gate.priority,
+            # Opened when the failure was judged, as one by one: before the next verdict.
+            at=self.evaluation.evaluated_at,
         )
 
 
@@ -325,13 +327,15 @@ def open_failure_tickets(organization, failures: list[Failure]) -> list[tickets.
         organization, [f.request(latest[f.deliverable.pk]) for f in failures]
     )
     created = [o.ticket for o in opened if o.created]
+    now = timezone.now()
     for ticket in created:
+        ticket.updated_at = now
         ticket.context = {
             **ticket.context,
             "owner_role": ticket.owner_role.name,
             "sla_deadline": ticket.resolve_due_at.isoformat(),
         }
-    Ticket.objects.bulk_update(created, ["context"])
+    Ticket.objects.bulk_update(created, ["context", "updated_at"])
     for failure, outcome in zip(failures, opened, strict=True):
         if outcome.ticket is None:
             evaluation = failure.evaluation

@@ -122,7 +122,7 @@ class _Routing:
     def __init__(self, organization, now: datetime):
         self.organization = organization
         self.now = now
-        self._rules = None
+        self._rules: dict = {}  # "active": the owner map's rules, once read
         self._resolutions: dict = {}
         self._calendars: dict = {}
         self._policies: dict = {}
@@ -132,9 +132,11 @@ class _Routing:
         client = deliverable.client if deliverable is not None else None
         key = (event_type, client.tier if client else "", deliverable.type if deliverable else "")
         if key not in self._resolutions:
-            if self._rules is None:
-                self._rules = owner_map.active_rules(self.organization)
-            self._resolutions[key] = owner_map.resolve(self.organization, *key, rules=self._rules)
+            if "active" not in self._rules:
+                self._rules["active"] = owner_map.active_rules(self.organization)
+            self._resolutions[key] = owner_map.resolve(
+                self.organization, *key, rules=self._rules["active"]
+            )
         return self._resolutions[key]
 
     def policy(self, rule) -> dict:
@@ -168,9 +170,15 @@ def _routing(organization, now: datetime) -> _Routing:
     batch = current_batch()
     if batch is None or batch.organization.pk != organization.pk:
         return _Routing(organization, now)
-    routing = batch.remember("owners.routing", lambda: _Routing(organization, now))
-    routing.now = now
-    return routing
+    shared = batch.remember("owners.routing", lambda: _Routing(organization, now))
+    return _at(shared, now)
+
+
+def _at(routing: _Routing, now: datetime) -> _Routing:
+    """The same reads (its caches are shared, not copied), at another moment."""
+    view = copy.copy(routing)
+    view.now = now
+    return view
 
 
 def _build(organization, request: TicketRequest, routing: _Routing):

@@ -196,6 +196,12 @@ def test_in_one_batch_a_failure_opens_a_pass_resolves_and_the_next_failure_opens
     assert [ticket for _outcome, ticket in verdicts] == [first.pk, first.pk, None, second.pk]
     assert (first.status, second.status) == (TicketStatus.RESOLVED, TicketStatus.OPEN)
     assert first.context["event_id"] == event_id_at(org_a, minute=1)
+    # Opened when its failure was judged, as one by one: before the next verdict.
+    with scope(organization=org_a):
+        judged = dict(GateEvaluation.objects.values_list("ticket_id", "evaluated_at"))
+        first_failure = GateEvaluation.objects.filter(ticket=first).earliest("evaluated_at")
+    assert first.opened_at == first_failure.evaluated_at
+    assert second.opened_at == judged[second.pk]
     assert set(links) == {first.pk, second.pk}
 
 
